@@ -1,0 +1,69 @@
+"""The ``cryptovol`` console script.
+
+Each command lives in its own module under ``tasks/commands`` exposing ``add_arguments(parser)``
+and ``run(args) -> int``; only the command asked for is imported, so ``cryptovol --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMANDS: dict[str, str] = {
+    "quickstart": "Run the local loop end to end on embedded services",
+    "broker": "Run the embedded Kafka-protocol broker in the foreground",
+    "capture": "Capture the exchange's ticker feed into Kafka and the raw archive",
+    "replay": "Replay recordings onto ticks.raw",
+    "simulate": "Write synthetic recordings from the market simulator",
+    "exchange": "Serve the simulator or a recording over a local Advanced Trade WebSocket",
+    "featurize": "Stream features from ticks.raw to ticks.features",
+    "backfill": "Compute features and labels from recordings into Parquet",
+    "validate-data": "Check raw ticks, features or a training set against the data contracts",
+    "train": "Train, evaluate against baselines and register a challenger",
+    "evaluate": "Evaluate a registered model on recordings or a data set",
+    "promote": "Move the champion alias to a model version",
+    "rollback": "Move the champion alias back to the previous champion",
+    "bench": "Measure throughput of the engine, replay and capture",
+}
+
+
+def _module_name(command: str) -> str:
+    return "tasks.commands." + command.replace("-", "_")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    top = argparse.ArgumentParser(
+        prog="cryptovol",
+        description="Real-time crypto volatility-spike detector and its MLOps life cycle.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands:\n" + "\n".join(f"  {n:<14} {h}" for n, h in COMMANDS.items()),
+    )
+    top.add_argument("command", choices=list(COMMANDS), metavar="COMMAND")
+    top.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    if not argv or argv[0] in ("-h", "--help"):
+        top.print_help()
+        return 0 if argv else 2
+    verbose = "-v" in argv or "--verbose" in argv
+    argv = [a for a in argv if a not in ("-v", "--verbose")]
+    command = argv[0]
+    if command not in COMMANDS:
+        top.parse_args(argv[:1])  # exits with argparse's usage error
+    module = importlib.import_module(_module_name(command))
+    parser = argparse.ArgumentParser(prog=f"cryptovol {command}", description=COMMANDS[command])
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

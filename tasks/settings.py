@@ -1,0 +1,70 @@
+"""One typed settings object, read from the environment.
+
+The tools' own variables (``KAFKA_BOOTSTRAP_SERVERS``, ``MLFLOW_TRACKING_URI``, ``PREFECT_API_URL``)
+are honoured as they are; everything else is ``CRYPTOVOL_<NAME>``. Reading settings has no side
+effects: no directory is created and nothing is connected.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+COINBASE_WS_URL = "wss://advanced-trade-ws.coinbase.com"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CRYPTOVOL_", frozen=True, extra="forbid", populate_by_name=True
+    )
+
+    # Kafka
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "CRYPTOVOL_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    raw_topic: str = "ticks.raw"
+    features_topic: str = "ticks.features"
+    predictions_topic: str = "ticks.predictions"
+    dlq_topic: str = "ticks.raw.dlq"
+    raw_partitions: int = 3
+    kafka_connect_timeout_s: float = 5.0
+
+    # Exchange
+    ws_url: str = COINBASE_WS_URL
+    products: tuple[str, ...] = ("BTC-USD", "ETH-USD")
+    idle_timeout_s: float = 10.0
+    reconnect_initial_s: float = 0.1
+    reconnect_max_s: float = 10.0
+
+    # Storage
+    data_dir: Path = Path(".cryptovol")
+
+    # Metrics
+    metrics_host: str = "127.0.0.1"
+    capture_metrics_port: int = 9101
+    featurize_metrics_port: int = 9102
+
+    # MLflow (empty: a SQLite store under data_dir)
+    mlflow_tracking_uri: str = Field(
+        "", validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "CRYPTOVOL_MLFLOW_TRACKING_URI")
+    )
+    registered_model: str = "volatility-spike"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.data_dir / "archive"
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,52 @@
+"""Shared fixtures: a real embedded broker on a free loopback port, settings pointing at it."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tasks.settings import Settings
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coinbase-btc-usd-2025-12"
+
+
+@pytest.fixture(scope="session")
+def shared_recordings() -> list[Path]:
+    """The real Coinbase recordings in ../shared/data, or a skip saying they are absent."""
+    files = sorted(SHARED_DATA.glob("*.ndjson.gz")) if SHARED_DATA.is_dir() else []
+    if not files:
+        pytest.skip(f"real recordings not found at {SHARED_DATA} (../shared/data is absent)")
+    return files
+
+
+@pytest.fixture(scope="session")
+def broker_address(tmp_path_factory) -> str:
+    """host:port of a freshly started embedded broker (or KAFKA_TEST_BOOTSTRAP if set)."""
+    external = os.environ.get("KAFKA_TEST_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    from tasks.broker import free_port, start_broker, stop_broker
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("broker") / "broker.log"
+    proc = start_broker("127.0.0.1", port, log_path=log)
+    yield f"127.0.0.1:{port}"
+    stop_broker(proc)
+
+
+@pytest.fixture
+def kafka_settings(broker_address, tmp_path) -> Settings:
+    """Settings with unique topic names per test, so tests on one broker never see each other."""
+    suffix = uuid.uuid4().hex[:8]
+    return Settings(
+        kafka_bootstrap_servers=broker_address,
+        raw_topic=f"ticks.raw.{suffix}",
+        features_topic=f"ticks.features.{suffix}",
+        predictions_topic=f"ticks.predictions.{suffix}",
+        dlq_topic=f"ticks.raw.dlq.{suffix}",
+        data_dir=tmp_path / "data",
+    )
