@@ -193,6 +193,7 @@ class _SecondWindow:
 
 class _ProductState:
     __slots__ = (
+        "first_second",
         "grid_mid",
         "last_mid",
         "last_ts",
@@ -201,7 +202,6 @@ class _ProductState:
         "segment",
         "sequences",
         "tick_windows",
-        "first_second",
     )
 
     def __init__(self) -> None:
