@@ -42,10 +42,22 @@ def start_broker(host: str, port: int, log_path: Path | None = None) -> subproce
     if port_open(host, port):
         raise BrokerStartError(f"port {host}:{port} is already in use (a broker already running?)")
     url = f"tcp://{host}:{port}"
-    cmd = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-           "--storage-engine", "memory://tansu/", "--cluster-id", "cryptovol"]
+    cmd = [
+        broker_binary(),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+        "--cluster-id",
+        "cryptovol",
+    ]
     out = log_path.open("ab") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "warn"})
+    proc = subprocess.Popen(
+        cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "warn"}
+    )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -58,7 +58,9 @@ def ensure_topics(settings: Settings, topics: dict[str, int] | None = None) -> l
     admin = require_broker(settings)
     wanted = topics or topic_specs(settings)
     existing = set(admin.list_topics(timeout=settings.kafka_connect_timeout_s).topics)
-    missing = [NewTopic(name, partitions, 1) for name, partitions in wanted.items() if name not in existing]
+    missing = [
+        NewTopic(name, partitions, 1) for name, partitions in wanted.items() if name not in existing
+    ]
     created: list[str] = []
     for name, future in admin.create_topics(missing).items() if missing else []:
         try:
@@ -84,7 +86,9 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
     return Producer(config)
 
 
-def make_consumer(settings: Settings, group_id: str, topics: Iterable[str], **overrides: Any) -> Consumer:
+def make_consumer(
+    settings: Settings, group_id: str, topics: Iterable[str], **overrides: Any
+) -> Consumer:
     """A consumer that commits nothing by itself: callers commit after their output is safe."""
     config: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,

@@ -212,7 +212,9 @@ def to_tick(raw: RawTick) -> Tick:
     bid = _number(t, "best_bid", required=False)
     ask = _number(t, "best_ask", required=False)
     if bid <= 0 or ask <= 0:
-        raise MessageError(f"best_bid/best_ask not positive: {t.get('best_bid')!r}/{t.get('best_ask')!r}")
+        raise MessageError(
+            f"best_bid/best_ask not positive: {t.get('best_bid')!r}/{t.get('best_ask')!r}"
+        )
     if bid > ask:
         raise MessageError(f"crossed book: best_bid {bid} > best_ask {ask}")
     bid_qty = _number(t, "best_bid_quantity", required=False)

@@ -66,7 +66,7 @@ def read_envelopes(paths: Iterable[Path]) -> Iterator[RecordedEnvelope | BadLine
         lineno = 0
         try:
             with open_text(path) as fh:
-                for lineno, line in enumerate(fh, start=1):  # noqa: B007
+                for lineno, line in enumerate(fh, start=1):
                     if not line.strip():
                         continue
                     try:

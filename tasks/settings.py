@@ -24,7 +24,9 @@ class Settings(BaseSettings):
     # Kafka
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092",
-        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "CRYPTOVOL_KAFKA_BOOTSTRAP_SERVERS"),
+        validation_alias=AliasChoices(
+            "KAFKA_BOOTSTRAP_SERVERS", "CRYPTOVOL_KAFKA_BOOTSTRAP_SERVERS"
+        ),
     )
     raw_topic: str = "ticks.raw"
     features_topic: str = "ticks.features"

@@ -20,8 +20,17 @@ def parse_ts(text: str) -> float:
         if text[4] != "-" or text[7] != "-" or text[10] not in "T " or text[13] != ":":
             raise TimestampError(f"not an ISO-8601 timestamp: {text!r}")
         whole = calendar.timegm(
-            (int(text[0:4]), int(text[5:7]), int(text[8:10]),
-             int(text[11:13]), int(text[14:16]), int(text[17:19]), 0, 0, 0)
+            (
+                int(text[0:4]),
+                int(text[5:7]),
+                int(text[8:10]),
+                int(text[11:13]),
+                int(text[14:16]),
+                int(text[17:19]),
+                0,
+                0,
+                0,
+            )
         )
         rest = text[19:]
         frac = 0.0

@@ -10,7 +10,9 @@ import pytest
 
 from tasks.settings import Settings
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coinbase-btc-usd-2025-12"
+SHARED_DATA = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coinbase-btc-usd-2025-12"
+)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""``cryptovol broker``: the embedded broker in the foreground, topics created, stops on a signal."""
+"""``cryptovol broker``: the embedded broker in the foreground; stops on SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
@@ -28,7 +28,12 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         created = ensure_topics(settings)
-        log.info("broker ready on %s:%d; topics created: %s", args.host, args.port, ", ".join(created) or "none")
+        log.info(
+            "broker ready on %s:%d; topics created: %s",
+            args.host,
+            args.port,
+            ", ".join(created) or "none",
+        )
         while not stop.is_set():
             if proc.poll() is not None:
                 log.error("broker exited with code %s", proc.returncode)

@@ -6,19 +6,37 @@ from tasks.messages import MessageError, RawTick, parse_envelope, ticks_from_env
 from tasks.timeutil import format_ts, parse_ts
 
 ENVELOPE = {
-    "channel": "ticker", "client_id": "", "timestamp": "2025-12-06T05:45:36.037320Z", "sequence_num": 7,
-    "events": [{"type": "update", "tickers": [{
-        "type": "ticker", "product_id": "BTC-USD", "price": "89565", "volume_24_h": "8103.26",
-        "best_bid": "89574.23", "best_ask": "89574.24",
-        "best_bid_quantity": "0.05342067", "best_ask_quantity": "0.24894374"}]}],
+    "channel": "ticker",
+    "client_id": "",
+    "timestamp": "2025-12-06T05:45:36.037320Z",
+    "sequence_num": 7,
+    "events": [
+        {
+            "type": "update",
+            "tickers": [
+                {
+                    "type": "ticker",
+                    "product_id": "BTC-USD",
+                    "price": "89565",
+                    "volume_24_h": "8103.26",
+                    "best_bid": "89574.23",
+                    "best_ask": "89574.24",
+                    "best_bid_quantity": "0.05342067",
+                    "best_ask_quantity": "0.24894374",
+                }
+            ],
+        }
+    ],
 }
 
 
 def test_parse_ts_handles_nanoseconds_and_round_trips():
     assert parse_ts("2025-12-06T05:45:36.037320Z") == pytest.approx(1764999936.03732, abs=1e-6)
-    assert parse_ts("2023-02-09T20:32:50.714964855Z") == pytest.approx(1675974770.714964855, abs=1e-6)
+    assert parse_ts("2023-02-09T20:32:50.714964855Z") == pytest.approx(
+        1675974770.714964855, abs=1e-6
+    )
     assert format_ts(parse_ts("2025-12-06T05:45:36.037320Z")) == "2025-12-06T05:45:36.037320Z"
-    with pytest.raises(ValueError, match="unparseable|not an ISO"):
+    with pytest.raises(ValueError, match=r"unparseable|not an ISO"):
         parse_ts("yesterday")
 
 
@@ -29,7 +47,9 @@ def test_envelope_to_tick_keeps_ticker_unchanged():
     again = RawTick.from_bytes(raw.to_bytes())
     assert again == raw
     tick = to_tick(raw)
-    assert tick.price == 89565.0 and tick.sequence_num == 7 and tick.record_id == "BTC-USD|conn-1|7|0"
+    assert (
+        tick.price == 89565.0 and tick.sequence_num == 7 and tick.record_id == "BTC-USD|conn-1|7|0"
+    )
 
 
 def test_missing_quantities_are_nan_not_zero():
@@ -51,7 +71,9 @@ def test_bad_tickers_name_the_field(field, value, message):
 
 
 def test_non_ticker_channels_give_no_ticks():
-    env = parse_envelope({"channel": "heartbeats", "timestamp": "2025-12-06T05:45:36Z", "events": []})
+    env = parse_envelope(
+        {"channel": "heartbeats", "timestamp": "2025-12-06T05:45:36Z", "events": []}
+    )
     assert ticks_from_envelope(env, received_at="", source="x") == []
     with pytest.raises(MessageError):
         parse_envelope("{not json")
