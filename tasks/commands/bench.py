@@ -16,7 +16,7 @@ BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("names", nargs="*", help="benchmarks to run (default: all), e.g. engine replay")
+    parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     parser.add_argument("--json", action="store_true", help="print one JSON object of all figures")
 
 
