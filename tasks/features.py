@@ -8,11 +8,10 @@ definitions are versioned by :data:`FEATURE_SET_VERSION` (docs/features.md descr
 Windows are in event time: a window of ``w`` seconds at a tick of time ``t`` holds the ticks with
 time in ``(t - w, t]``. The mid price is ``(best_bid + best_ask) / 2``, or the last trade price when
 the book is missing. A tick return is ``log(mid_i / mid_{i-1})``; the first tick of a segment has
-none. Each window keeps its ticks in a deque with running sums, and its high and low in monotonic
-deques, so a tick costs amortized O(1) whatever the window holds. Running sums of squares drift
-when values are subtracted on eviction: they are recomputed from the deque once as many evictions
-have happened as the deque holds (amortized O(1)), and reset to exact zero when no non-zero term
-is left. Sums of returns need no running sum: they telescope to ``log(mid_now / mid_base)``.
+none. Each window keeps its ticks in a deque, its high and low in monotonic deques and its sums in
+two stacks (no subtraction on eviction, so no rounding drift and an exact zero when every term is
+zero), so a tick costs amortized O(1) whatever the window holds. Sums of returns need no running
+sum at all: they telescope to ``log(mid_now / mid_base)``.
 
 Input handling, per product:
 
@@ -65,7 +64,15 @@ FEATURE_NAMES: tuple[str, ...] = (
 
 NAN = math.nan
 _BPS = 1e4
-_MIN_RECOMPUTE = 64
+_N_WINDOW_FEATURES = len(_PER_WINDOW) * len(WINDOWS_S)
+_I60 = WINDOWS_S.index(60)
+_SCALE_30_300 = math.sqrt(300 / 30)
+_SCALE_60_300 = math.sqrt(300 / 60)
+_NO_VOLS = (NAN,) * len(ONE_SECOND_WINDOWS_S)
+
+# a tick in a window: (ts, mid, r*r or 0, spread_bps or 0, imbalance or 0, has_r, has_spread,
+# has_imb); zeros stand in for missing values in the sums, the flags keep the counts right
+_Entry = tuple[float, float, float, float, float, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -122,73 +129,85 @@ class FeatureRow:
 
 
 class _TickWindow:
-    """Ticks of the last ``width`` seconds with running sums, high and low."""
+    """Ticks of the last ``width`` seconds with exact window sums, high and low.
+
+    Sums use two stacks instead of subtracting on eviction: the oldest ticks carry suffix sums
+    (``front``, the oldest last), the newer ones a running sum (``back_*``). A sum is then
+    ``front[-1] + back`` over exactly the ticks in the window, so no rounding error outlives the
+    ticks that caused it; each tick enters ``front`` at most once (amortized O(1)).
+    """
 
     __slots__ = (
+        "back_imb",
+        "back_r2",
+        "back_spread",
         "base_mid",
         "base_ts",
-        "evictions",
+        "front",
         "highs",
         "lows",
         "n_imb",
-        "n_nonzero",
         "n_ret",
         "n_spread",
-        "sum_imb",
-        "sum_r2",
-        "sum_spread",
         "ticks",
         "width",
     )
 
     def __init__(self, width: float) -> None:
         self.width = width
-        # entries: (ts, mid, r, r*r, spread_bps, imbalance); r is NaN for a segment's first tick
-        self.ticks: deque[tuple[float, float, float, float, float, float]] = deque()
+        # entries: (ts, mid, r*r or 0, spread_bps or 0, imbalance or 0, has_r, has_spread, has_imb)
+        self.ticks: deque[_Entry] = deque()
+        self.front: list[tuple[float, float, float]] = []
+        self.back_r2 = self.back_spread = self.back_imb = 0.0
         self.highs: deque[tuple[float, float]] = deque()  # (ts, mid), mids decreasing
         self.lows: deque[tuple[float, float]] = deque()  # (ts, mid), mids increasing
         self.base_ts = NAN  # the last tick evicted in this segment: where returns start
         self.base_mid = NAN
-        self.n_ret = 0
-        self.n_nonzero = 0
-        self.sum_r2 = 0.0
-        self.n_spread = 0
-        self.sum_spread = 0.0
-        self.n_imb = 0
-        self.sum_imb = 0.0
-        self.evictions = 0
+        self.n_ret = self.n_spread = self.n_imb = 0
 
-    def recompute(self) -> None:
-        n_ret = n_nonzero = n_spread = n_imb = 0
-        sum_r2 = sum_spread = sum_imb = 0.0
-        for _ts, _mid, r, r2, spread, imb in self.ticks:
-            if r == r:
-                n_ret += 1
-                if r2:
-                    n_nonzero += 1
-                    sum_r2 += r2
-            if spread == spread:
-                n_spread += 1
-                sum_spread += spread
-            if imb == imb:
-                n_imb += 1
-                sum_imb += imb
-        self.n_ret, self.n_nonzero, self.sum_r2 = n_ret, n_nonzero, sum_r2
-        self.n_spread, self.sum_spread = n_spread, sum_spread
-        self.n_imb, self.sum_imb = n_imb, sum_imb
-        self.evictions = 0
+    def flip(self) -> None:
+        """Turn every tick into a suffix sum on the front stack."""
+        front = self.front
+        r2 = spread = imb = 0.0
+        for entry in reversed(self.ticks):
+            r2 += entry[2]
+            spread += entry[3]
+            imb += entry[4]
+            front.append((r2, spread, imb))
+        self.back_r2 = self.back_spread = self.back_imb = 0.0
 
 
 class _SecondWindow:
-    """Non-zero squared 1-second returns of the last ``width`` seconds, with their sum."""
+    """Non-zero squared 1-second returns of the last ``width`` seconds (two-stack sum)."""
 
-    __slots__ = ("evictions", "returns", "sum_r2", "width")
+    __slots__ = ("back", "front", "returns", "width")
 
     def __init__(self, width: float) -> None:
         self.width = width
         self.returns: deque[tuple[int, float]] = deque()  # (second, r*r), r != 0
-        self.sum_r2 = 0.0
-        self.evictions = 0
+        self.front: list[float] = []
+        self.back = 0.0
+
+    def push(self, second: int, r2: float) -> None:
+        self.returns.append((second, r2))
+        self.back += r2
+
+    def vol(self, ts: float) -> float:
+        """sqrt of the sum over complete seconds in ``(ts - width, ts)``."""
+        returns = self.returns
+        cutoff = ts - self.width
+        front = self.front
+        while returns and returns[0][0] <= cutoff:
+            if not front:
+                total = 0.0
+                for _second, r2 in reversed(returns):
+                    total += r2
+                    front.append(total)
+                self.back = 0.0
+            returns.popleft()
+            front.pop()
+        total = (front[-1] if front else 0.0) + self.back
+        return math.sqrt(total)
 
 
 class _ProductState:
@@ -268,148 +287,158 @@ class FeatureEngine:
         if bid == bid and ask == ask:
             mid = (bid + ask) * 0.5
             spread = _BPS * (ask - bid) / mid
+            has_spread = 1
         else:
             mid = tick.price
             spread = NAN
+            has_spread = 0
         bid_qty = tick.best_bid_quantity
         ask_qty = tick.best_ask_quantity
         depth = bid_qty + ask_qty
-        imbalance = (bid_qty - ask_qty) / depth if depth > 0 else NAN
+        if depth > 0.0:
+            imbalance = (bid_qty - ask_qty) / depth
+            has_imb = 1
+        else:
+            imbalance = NAN
+            has_imb = 0
 
         prev_mid = state.last_mid
-        r = math.log(mid / prev_mid) if prev_mid == prev_mid else NAN
         state.last_mid = mid
+        if prev_mid == prev_mid:
+            r = math.log(mid / prev_mid)
+            entry = (
+                ts,
+                mid,
+                r * r,
+                spread if has_spread else 0.0,
+                imbalance if has_imb else 0.0,
+                1,
+                has_spread,
+                has_imb,
+            )
+            vol_1s = _advance_grid(state, ts, prev_mid)
+        else:  # a segment's first tick: no return yet, and it starts the 1-second grid
+            entry = (
+                ts,
+                mid,
+                0.0,
+                spread if has_spread else 0.0,
+                imbalance if has_imb else 0.0,
+                0,
+                has_spread,
+                has_imb,
+            )
+            state.next_second = math.ceil(ts)
+            vol_1s = _NO_VOLS
 
-        rv_1s = self._advance_grid(state, ts, prev_mid)
-
-        values: list[float] = []
-        out = values.append
-        log_returns = []
-        vols = []
-        velocities = []
-        ranges = []
-        spreads = []
-        imbalances = []
-        intensities = []
-        entry = (ts, mid, r, r * r, spread, imbalance)
-        n_60 = 0
-        window_60 = None
+        per_window = []
         for window in state.tick_windows:
             _update_tick_window(window, entry)
-            ticks = window.ticks
+            front = window.front
             m = window.n_ret
             if m:
-                if window.base_mid == window.base_mid:
-                    base_mid, base_ts = window.base_mid, window.base_ts
-                else:
-                    base_ts, base_mid = ticks[0][0], ticks[0][1]
+                base_mid = window.base_mid
+                if base_mid == base_mid:
+                    base_ts = window.base_ts
+                else:  # nothing evicted yet: returns start at the segment's first tick
+                    base_ts, base_mid = window.ticks[0][0], window.ticks[0][1]
                 log_ret = math.log(mid / base_mid)
                 elapsed = ts - base_ts
                 velocity = _BPS * log_ret / elapsed if elapsed >= 1.0 else NAN
-                vol = math.sqrt(window.sum_r2) if window.n_nonzero else 0.0
+                sum_r2 = (front[-1][0] if front else 0.0) + window.back_r2
+                vol = math.sqrt(sum_r2)
             else:
-                log_ret = velocity = vol = NAN
-            log_returns.append(log_ret)
-            vols.append(vol)
-            velocities.append(velocity)
-            ranges.append(_BPS * math.log(window.highs[0][1] / window.lows[0][1]))
-            spreads.append(window.sum_spread / window.n_spread if window.n_spread else NAN)
-            imbalances.append(window.sum_imb / window.n_imb if window.n_imb else NAN)
-            intensities.append(len(ticks) / window.width)
-            if window.width == 60:
-                window_60 = window
-                n_60 = len(ticks)
-        values.extend(log_returns)
-        values.extend(vols)
-        values.extend(velocities)
-        values.extend(ranges)
-        values.extend(spreads)
-        values.extend(imbalances)
-        values.extend(intensities)
+                log_ret = velocity = vol = sum_r2 = NAN
+            n_spread = window.n_spread
+            n_imb = window.n_imb
+            per_window.append(
+                (
+                    log_ret,
+                    vol,
+                    velocity,
+                    _BPS * math.log(window.highs[0][1] / window.lows[0][1]),
+                    ((front[-1][1] if front else 0.0) + window.back_spread) / n_spread
+                    if n_spread
+                    else NAN,
+                    ((front[-1][2] if front else 0.0) + window.back_imb) / n_imb if n_imb else NAN,
+                    len(window.ticks) / window.width,
+                    m,
+                    sum_r2,
+                )
+            )
+        values: list[float] = []
+        for group in zip(*per_window, strict=True):
+            values.extend(group)
+        del values[_N_WINDOW_FEATURES:]  # the return count and sum of squares of each window
 
-        # 60 s tick-return moments: the sum of returns telescopes to the 60 s log return
-        m = window_60.n_ret
+        # 60 s tick-return moments; the sum of the returns telescopes to the 60 s log return
+        window_60 = per_window[_I60]
+        m = window_60[7]
         if m:
-            ret_mean = log_returns[1] / m
+            ret_mean = window_60[0] / m
             if m > 1:
-                var = (window_60.sum_r2 - log_returns[1] * ret_mean) / (m - 1)
+                var = (window_60[8] - window_60[0] * ret_mean) / (m - 1)
                 ret_std = math.sqrt(var) if var > 0.0 else 0.0
             else:
                 ret_std = NAN
         else:
             ret_mean = ret_std = NAN
-        out(ret_mean)
-        out(ret_std)
-        out(float(n_60))
-        out(spread)
-        out(imbalance)
-        values.extend(rv_1s)
-        vol_300 = vols[2]
+        vol_30 = per_window[0][1]
+        vol_60 = per_window[1][1]
+        vol_300 = per_window[2][1]
         if vol_300 > 0.0:
-            scale = math.sqrt(300.0)
-            out(vols[0] / math.sqrt(30.0) * scale / vol_300)
-            out(vols[1] / math.sqrt(60.0) * scale / vol_300)
+            ratio_30 = vol_30 * _SCALE_30_300 / vol_300
+            ratio_60 = vol_60 * _SCALE_60_300 / vol_300
         else:
-            out(NAN)
-            out(NAN)
+            ratio_30 = ratio_60 = NAN
+        values += (
+            ret_mean,
+            ret_std,
+            float(len(state.tick_windows[_I60].ticks)),
+            spread,
+            imbalance,
+            *vol_1s,
+            ratio_30,
+            ratio_60,
+        )
         return FeatureRow(tick.product_id, ts, tick.record_id, tuple(values), state.segment)
 
-    def _advance_grid(self, state: _ProductState, ts: float, prev_mid: float) -> list[float]:
-        """Complete the 1-second grid up to the last second before ``ts``; the 1-s vols."""
-        if prev_mid != prev_mid:  # the segment's first tick: its first grid second is ceil(ts)
-            state.next_second = math.ceil(ts)
-            return [NAN] * len(ONE_SECOND_WINDOWS_S)
-        last_complete = math.ceil(ts) - 1  # seconds strictly before ts can no longer change
-        if last_complete >= state.next_second:
-            second = state.next_second
-            if state.first_second < 0:
-                state.first_second = second
-            else:
-                # only the first newly completed second can move; later ones repeat prev_mid
-                r = math.log(prev_mid / state.grid_mid)
-                if r:
-                    r2 = r * r
-                    for window in state.second_windows:
-                        window.returns.append((second, r2))
-                        window.sum_r2 += r2
-            state.grid_mid = prev_mid
-            state.next_second = last_complete + 1
-        if state.first_second < 0 or state.next_second - 1 <= state.first_second:
-            return [NAN] * len(ONE_SECOND_WINDOWS_S)
-        vols = []
-        for window in state.second_windows:
-            returns = window.returns
-            cutoff = ts - window.width
-            while returns and returns[0][0] <= cutoff:
-                window.sum_r2 -= returns.popleft()[1]
-                window.evictions += 1
-            if not returns:
-                window.sum_r2 = 0.0
-                vols.append(0.0)
-                continue
-            if window.evictions >= len(returns) and window.evictions >= _MIN_RECOMPUTE:
-                window.sum_r2 = math.fsum(r2 for _s, r2 in returns)
-                window.evictions = 0
-            vols.append(math.sqrt(window.sum_r2) if window.sum_r2 > 0.0 else 0.0)
-        return vols
+
+def _advance_grid(state: _ProductState, ts: float, prev_mid: float) -> tuple[float, ...]:
+    """Complete the 1-second grid up to the last second before ``ts``; the 1-s volatilities.
+
+    The grid holds the last mid at or before each whole second; second ``s`` is complete once a
+    tick later than ``s`` arrives. Between two ticks only the first newly completed second can
+    move (the following ones repeat ``prev_mid``), so a tick costs O(1) however long the pause.
+    """
+    last_complete = math.ceil(ts) - 1
+    if last_complete >= state.next_second:
+        second = state.next_second
+        if state.first_second < 0:
+            state.first_second = second
+        else:
+            r = math.log(prev_mid / state.grid_mid)
+            if r:
+                r2 = r * r
+                for window in state.second_windows:
+                    window.push(second, r2)
+        state.grid_mid = prev_mid
+        state.next_second = last_complete + 1
+    if state.first_second < 0 or last_complete <= state.first_second:
+        return _NO_VOLS  # no complete 1-second return yet
+    return tuple([window.vol(ts) for window in state.second_windows])
 
 
-def _update_tick_window(
-    window: _TickWindow, entry: tuple[float, float, float, float, float, float]
-) -> None:
-    ts, mid, r, r2, spread, imb = entry
+def _update_tick_window(window: _TickWindow, entry: _Entry) -> None:
+    ts = entry[0]
+    mid = entry[1]
     window.ticks.append(entry)
-    if r == r:
-        window.n_ret += 1
-        if r2:
-            window.n_nonzero += 1
-            window.sum_r2 += r2
-    if spread == spread:
-        window.n_spread += 1
-        window.sum_spread += spread
-    if imb == imb:
-        window.n_imb += 1
-        window.sum_imb += imb
+    window.back_r2 += entry[2]
+    window.back_spread += entry[3]
+    window.back_imb += entry[4]
+    window.n_ret += entry[5]
+    window.n_spread += entry[6]
+    window.n_imb += entry[7]
     highs = window.highs
     while highs and highs[-1][1] <= mid:
         highs.pop()
@@ -423,31 +452,18 @@ def _update_tick_window(
     ticks = window.ticks
     if ticks[0][0] > cutoff:
         return
+    front = window.front
     while ticks[0][0] <= cutoff:  # the newest tick is never evicted
-        old_ts, old_mid, old_r, old_r2, old_spread, old_imb = ticks.popleft()
-        if old_r == old_r:
-            window.n_ret -= 1
-            if old_r2:
-                window.n_nonzero -= 1
-                window.sum_r2 -= old_r2
-        if old_spread == old_spread:
-            window.n_spread -= 1
-            window.sum_spread -= old_spread
-        if old_imb == old_imb:
-            window.n_imb -= 1
-            window.sum_imb -= old_imb
-        window.evictions += 1
-    window.base_ts = old_ts
-    window.base_mid = old_mid
+        if not front:
+            window.flip()
+        old = ticks.popleft()
+        front.pop()
+        window.n_ret -= old[5]
+        window.n_spread -= old[6]
+        window.n_imb -= old[7]
+    window.base_ts = old[0]
+    window.base_mid = old[1]
     while highs[0][0] <= cutoff:
         highs.popleft()
     while lows[0][0] <= cutoff:
         lows.popleft()
-    if not window.n_nonzero:
-        window.sum_r2 = 0.0
-    if not window.n_spread:
-        window.sum_spread = 0.0
-    if not window.n_imb:
-        window.sum_imb = 0.0
-    if window.evictions >= len(ticks) and window.evictions >= _MIN_RECOMPUTE:
-        window.recompute()

@@ -1,0 +1,357 @@
+"""The feature engine against a naive recomputation, and its handling of awkward input."""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import random
+from collections import deque
+
+import pytest
+
+import tasks.features as features_module
+from tasks.features import (
+    FEATURE_NAMES,
+    FEATURE_SET_VERSION,
+    WINDOWS_S,
+    EngineConfig,
+    FeatureEngine,
+)
+from tasks.messages import Tick
+
+NAN = math.nan
+T0 = 1_764_999_936.25
+
+
+def make_tick(
+    ts,
+    mid=100.0,
+    *,
+    product="BTC-USD",
+    source="s",
+    seq=0,
+    index=0,
+    spread=0.02,
+    bid_qty=1.0,
+    ask_qty=2.0,
+    book=True,
+    price=None,
+) -> Tick:
+    bid, ask = (mid - spread / 2, mid + spread / 2) if book else (NAN, NAN)
+    return Tick(
+        product,
+        ts,
+        source,
+        seq,
+        index,
+        mid if price is None else price,
+        bid,
+        ask,
+        bid_qty,
+        ask_qty,
+        1000.0,
+    )
+
+
+def random_stream(rng: random.Random, n: int, *, rate: float = 5.0, product: str = "BTC-USD"):
+    """Ticks with a volatility regime shift, gaps, missing books and quantities, late ticks."""
+    ticks = []
+    ts, mid = T0, 90_000.0
+    for seq in range(n):
+        vol = 2e-2 if seq < n // 3 else 1e-7  # large then tiny returns: stresses running sums
+        roll = rng.random()
+        if roll < 0.004:
+            ts += 45.0  # longer than max_gap_s: windows restart
+        elif roll < 0.01:
+            ts += 12.0
+        ts += rng.expovariate(rate)
+        late = ts - rng.uniform(0.0, 4.0) if rng.random() < 0.03 else ts
+        if rng.random() < 0.3:
+            mid *= math.exp(rng.gauss(0.0, vol))
+        book = rng.random() > 0.05
+        qty = rng.random() > 0.1
+        ticks.append(
+            make_tick(
+                late,
+                mid,
+                product=product,
+                seq=seq,
+                spread=0.01 * rng.randint(1, 50),
+                bid_qty=rng.uniform(0, 3) if qty else NAN,
+                ask_qty=rng.uniform(0, 3) if qty else NAN,
+                book=book,
+            )
+        )
+    return ticks
+
+
+class NaiveReference:
+    """Every feature recomputed from scratch over the accepted ticks of the current segment."""
+
+    def __init__(self, config: EngineConfig):
+        self.config = config
+        self.segment: list[tuple[float, float, float, float]] = []  # (ts, mid, spread, imbalance)
+        self.latest = NAN
+
+    def accept(self, tick: Tick) -> float | None:
+        ts = tick.ts
+        if ts < self.latest:
+            if self.latest - ts > self.config.late_tolerance_s:
+                return None
+            ts = self.latest
+        elif ts - self.latest > self.config.max_gap_s:
+            self.segment = []
+        self.latest = ts
+        book = not math.isnan(tick.best_bid)
+        mid = (tick.best_bid + tick.best_ask) / 2 if book else tick.price
+        spread = 1e4 * (tick.best_ask - tick.best_bid) / mid if book else NAN
+        depth = tick.best_bid_quantity + tick.best_ask_quantity
+        imb = (tick.best_bid_quantity - tick.best_ask_quantity) / depth if depth > 0 else NAN
+        self.segment.append((ts, mid, spread, imb))
+        return ts
+
+    def features(self) -> dict[str, float]:
+        seg = self.segment
+        times = [x[0] for x in seg]
+        mids = [x[1] for x in seg]
+        t, mid = seg[-1][0], seg[-1][1]
+        out: dict[str, float] = {}
+        for w in WINDOWS_S:
+            start = bisect.bisect_right(times, t - w)  # first tick inside (t - w, t]
+            window = seg[start:]
+            returns = [math.log(mids[i] / mids[i - 1]) for i in range(max(start, 1), len(seg))]
+            if returns:
+                base = start - 1 if start > 0 else 0
+                log_ret = math.log(mid / mids[base])
+                elapsed = t - times[base]
+                out[f"log_return_{w}"] = log_ret
+                out[f"realized_vol_{w}"] = math.sqrt(sum(r * r for r in returns))
+                out[f"price_velocity_{w}"] = 1e4 * log_ret / elapsed if elapsed >= 1 else NAN
+            else:
+                for name in ("log_return", "realized_vol", "price_velocity"):
+                    out[f"{name}_{w}"] = NAN
+            wmids = [x[1] for x in window]
+            out[f"range_bps_{w}"] = 1e4 * math.log(max(wmids) / min(wmids))
+            spreads = [x[2] for x in window if not math.isnan(x[2])]
+            imbs = [x[3] for x in window if not math.isnan(x[3])]
+            out[f"spread_bps_mean_{w}"] = sum(spreads) / len(spreads) if spreads else NAN
+            out[f"imbalance_mean_{w}"] = sum(imbs) / len(imbs) if imbs else NAN
+            out[f"tick_intensity_{w}"] = len(window) / w
+            if w == 60:
+                out["n"] = float(len(window))
+                m = len(returns)
+                out["ret_mean"] = sum(returns) / m if m else NAN
+                if m > 1:
+                    mean = sum(returns) / m
+                    out["ret_std"] = math.sqrt(sum((r - mean) ** 2 for r in returns) / (m - 1))
+                else:
+                    out["ret_std"] = NAN
+        out["spread_bps"] = seg[-1][2]
+        out["imbalance"] = seg[-1][3]
+        first_second = math.ceil(times[0])
+        last_complete = math.ceil(t) - 1
+        for w in (60, 300):
+            if last_complete < first_second + 1:
+                out[f"realized_vol_1s_{w}"] = NAN
+                continue
+            total = 0.0
+            for s in range(max(first_second + 1, math.floor(t - w) + 1), last_complete + 1):
+                now = mids[bisect.bisect_right(times, s, hi=len(seg) - 1) - 1]
+                before = mids[bisect.bisect_right(times, s - 1, hi=len(seg) - 1) - 1]
+                total += math.log(now / before) ** 2
+            out[f"realized_vol_1s_{w}"] = math.sqrt(total)
+        for short in (30, 60):
+            v_short, v_long = out[f"realized_vol_{short}"], out["realized_vol_300"]
+            ok = v_long > 0 and not math.isnan(v_short)
+            ratio = (v_short / math.sqrt(short)) / (v_long / math.sqrt(300)) if ok else NAN
+            out[f"vol_ratio_{short}_300"] = ratio
+        return out
+
+
+def assert_close(got: dict[str, float], want: dict[str, float], where: str) -> None:
+    for name in FEATURE_NAMES:
+        a, b = got[name], want[name]
+        if math.isnan(b):
+            assert math.isnan(a), f"{where}: {name} = {a}, expected NaN"
+        else:
+            assert a == pytest.approx(b, rel=1e-9, abs=1e-15), f"{where}: {name}"
+
+
+def test_feature_names_are_defined_once_and_include_the_contract():
+    assert FEATURE_SET_VERSION
+    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
+    for name in (
+        "realized_vol_30",
+        "realized_vol_60",
+        "realized_vol_300",
+        "ret_mean",
+        "ret_std",
+        "n",
+    ):
+        assert name in FEATURE_NAMES
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_windows_match_a_naive_recompute(seed):
+    rng = random.Random(seed)
+    config = EngineConfig()
+    engine = FeatureEngine(config)
+    naive = NaiveReference(config)
+    ticks = random_stream(rng, 3000)
+    checked = 0
+    for i, tick in enumerate(ticks):
+        row = engine.process(tick)
+        ts = naive.accept(tick)
+        assert (row is None) == (ts is None)
+        if row is None:
+            continue
+        assert row.ts == ts
+        if i % 5 == 0 or i > len(ticks) - 50:
+            assert_close(row.as_dict(), naive.features(), f"tick {i}")
+            checked += 1
+    assert checked > 500
+    assert engine.stats.late_dropped > 0 and engine.stats.late_adjusted > 0
+    assert engine.stats.gaps_restarted > 0
+
+
+class CountingDeque(deque):
+    """A deque that counts the elements it touches (appends, pops, iteration)."""
+
+    ops = 0
+
+    def append(self, item):
+        CountingDeque.ops += 1
+        super().append(item)
+
+    def pop(self):
+        CountingDeque.ops += 1
+        return super().pop()
+
+    def popleft(self):
+        CountingDeque.ops += 1
+        return super().popleft()
+
+    def __iter__(self):
+        for item in super().__iter__():
+            CountingDeque.ops += 1
+            yield item
+
+    def __reversed__(self):
+        for item in super().__reversed__():
+            CountingDeque.ops += 1
+            yield item
+
+
+def deque_ops_per_tick(monkeypatch, rate: float) -> float:
+    monkeypatch.setattr(features_module, "deque", CountingDeque)
+    CountingDeque.ops = 0
+    engine = FeatureEngine()
+    rng = random.Random(7)
+    ts, mid, n = T0, 100.0, 20_000
+    for seq in range(n):
+        ts += 1.0 / rate
+        mid *= math.exp(rng.gauss(0, 1e-4))
+        engine.process(make_tick(ts, mid, seq=seq, bid_qty=rng.random(), ask_qty=rng.random()))
+    return CountingDeque.ops / n
+
+
+def test_work_per_tick_does_not_grow_with_the_window_population(monkeypatch):
+    sparse = deque_ops_per_tick(monkeypatch, rate=5.0)  # about 1,500 ticks in the 300 s window
+    dense = deque_ops_per_tick(monkeypatch, rate=50.0)  # about 15,000 ticks in the 300 s window
+    print(f"deque element operations per tick: {sparse:.1f} sparse, {dense:.1f} dense")
+    assert dense < 30
+    assert dense < 1.5 * sparse
+
+
+def test_duplicates_are_ignored_and_a_new_source_is_a_new_sequence_space():
+    engine = FeatureEngine()
+    assert engine.process(make_tick(T0, source="a", seq=5)) is not None
+    assert engine.process(make_tick(T0 + 1, source="a", seq=5)) is None
+    assert engine.process(make_tick(T0 + 1, source="a", seq=4)) is None
+    assert engine.process(make_tick(T0 + 1, source="a", seq=5, index=1)) is not None
+    assert engine.process(make_tick(T0 + 2, source="b", seq=0)) is not None
+    assert engine.process(make_tick(T0 + 3, source="b", seq=-1)) is not None  # no sequence number
+    assert engine.process(make_tick(T0 + 3, source="b", seq=-1)) is not None
+    assert engine.stats.duplicates == 2 and engine.stats.processed == 5
+
+
+def test_late_ticks_within_tolerance_take_the_latest_time_later_ones_are_dropped():
+    engine = FeatureEngine(EngineConfig(late_tolerance_s=2.0))
+    engine.process(make_tick(T0 + 10, seq=1))
+    row = engine.process(make_tick(T0 + 8.5, 101.0, seq=2))
+    assert row is not None and row.ts == T0 + 10
+    assert row.as_dict()["n"] == 2.0
+    assert engine.process(make_tick(T0 + 7.9, seq=3)) is None
+    assert engine.stats.late_adjusted == 1 and engine.stats.late_dropped == 1
+
+
+def test_windows_restart_after_a_gap():
+    engine = FeatureEngine(EngineConfig(max_gap_s=30.0))
+    for i in range(20):
+        row = engine.process(make_tick(T0 + i, 100.0 + i, seq=i))
+    assert row.as_dict()["n"] == 20.0 and row.segment == 0
+    row = engine.process(make_tick(T0 + 19 + 30.5, 150.0, seq=20))
+    values = row.as_dict()
+    assert row.segment == 1 and engine.stats.gaps_restarted == 1
+    assert values["n"] == 1.0
+    assert math.isnan(values["realized_vol_300"]) and math.isnan(values["log_return_30"])
+    row = engine.process(make_tick(T0 + 19 + 30.5 + 1, 151.5, seq=21))
+    assert row.as_dict()["log_return_300"] == pytest.approx(math.log(151.5 / 150.0))
+
+
+def test_missing_inputs_give_nan_not_zero():
+    engine = FeatureEngine()
+    engine.process(make_tick(T0, 100.0, seq=0, bid_qty=NAN, ask_qty=NAN, book=False))
+    row = engine.process(make_tick(T0 + 1, 101.0, seq=1, bid_qty=NAN, ask_qty=NAN, book=False))
+    values = row.as_dict()
+    for name in ("spread_bps", "imbalance", "spread_bps_mean_30", "imbalance_mean_300"):
+        assert math.isnan(values[name]), name
+    assert values["log_return_30"] == pytest.approx(math.log(1.01))  # mid falls back to price
+    assert math.isnan(values["ret_std"])  # one return has no sample deviation
+    assert math.isnan(values["realized_vol_1s_60"])  # no complete second yet
+    first = FeatureEngine().process(make_tick(T0, seq=0))
+    assert math.isnan(first.as_dict()["realized_vol_30"])
+
+
+def test_flat_prices_give_exact_zero_volatility_after_moves_leave_the_window():
+    engine = FeatureEngine()
+    rng = random.Random(5)
+    ts = T0
+    for seq in range(400):
+        ts += 0.5
+        mid = 100.0 * math.exp(rng.gauss(0, 0.01)) if seq < 100 else 100.0
+        row = engine.process(make_tick(ts, mid, seq=seq))
+    values = row.as_dict()
+    assert values["realized_vol_30"] == 0.0 and values["realized_vol_60"] == 0.0
+    assert values["realized_vol_1s_60"] == 0.0 and values["range_bps_30"] == 0.0
+
+
+def test_interleaved_products_match_separate_engines():
+    rng = random.Random(11)
+    a = random_stream(rng, 400, product="BTC-USD")
+    b = random_stream(rng, 400, product="ETH-USD")
+    merged = sorted(a + b, key=lambda t: t.ts)
+    together = FeatureEngine()
+    rows = {t.record_id: together.process(t) for t in merged}
+    for stream in (a, b):
+        alone = FeatureEngine()
+        for tick in sorted(stream, key=lambda t: t.ts):
+            expected = alone.process(tick)
+            got = rows[tick.record_id]
+            assert (got is None) == (expected is None)
+            if got is not None:
+                assert got.ts == expected.ts
+                assert got.values == pytest.approx(expected.values, nan_ok=True)
+
+
+def test_record_is_json_with_null_for_missing():
+    engine = FeatureEngine()
+    row = engine.process(make_tick(T0, seq=3, source="conn-1"))
+    record = row.to_record()
+    text = json.dumps(record, allow_nan=False)
+    assert record["feature_set_version"] == FEATURE_SET_VERSION
+    assert record["record_id"] == "BTC-USD|conn-1|3|0" and record["event_ts"] == T0
+    assert record["ts"].endswith("Z") and list(record["features"]) == list(FEATURE_NAMES)
+    assert record["features"]["realized_vol_30"] is None
+    assert "NaN" not in text
