@@ -1,0 +1,62 @@
+"""``cryptovol featurize``: stream features from ticks.raw to ticks.features until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+
+from tasks.featurizer import DEFAULT_GROUP, run_featurizer
+from tasks.kafka_io import BrokerUnavailable
+from tasks.settings import get_settings
+
+log = logging.getLogger("cryptovol.featurize")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    settings = get_settings()
+    parser.add_argument("--group", default=DEFAULT_GROUP, help="consumer group id")
+    parser.add_argument(
+        "--max-idle-seconds",
+        type=float,
+        default=None,
+        help="exit after this long without input (default: run until SIGINT/SIGTERM)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=settings.featurize_metrics_port,
+        help="Prometheus /metrics port (0 disables; default %(default)s)",
+    )
+    parser.add_argument("--batch-size", type=int, default=500, help="records per poll and commit")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info(
+        "featurizing %s -> %s (group %s, broker %s)",
+        settings.raw_topic,
+        settings.features_topic,
+        args.group,
+        settings.kafka_bootstrap_servers,
+    )
+    try:
+        stats = run_featurizer(
+            settings,
+            args.group,
+            stop_event=stop,
+            max_idle_s=args.max_idle_seconds,
+            metrics_port=args.metrics_port,
+            batch_size=args.batch_size,
+        )
+    except BrokerUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(stats.as_dict()))
+    return 0

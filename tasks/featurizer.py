@@ -1,0 +1,488 @@
+"""The streaming featurizer: ``ticks.raw`` -> :class:`FeatureEngine` -> ``ticks.features``.
+
+Delivery is at least once. A batch of raw records is processed, its feature records (and dead
+letters) are produced, and the batch's offsets are committed only once every one of those records
+is acknowledged. A crash before the commit makes the next run process the batch again: the
+duplicates it produces carry the same ``record_id`` (product, source, sequence, index), so a reader
+drops them.
+
+Engine state lives in memory. When partitions are assigned (a start, a restart, a rebalance), each
+partition gets a fresh engine that first re-reads the history before its committed offset without
+producing anything (the warm-up), so the features produced after a restart match those of an
+uninterrupted run. A warm-up is long enough once, for every product it saw, it spans
+``lookback_s`` of event time or the engine restarted that product's windows after a gap; if not,
+it rewinds further. Products are keyed, so each lives in one partition and a per-partition engine
+sees every tick of its products, in order.
+
+Malformed records go to the dead-letter topic with the error in the headers, are counted, and
+never stop the featurizer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import Any
+
+from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException, Message, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from tasks.features import WINDOWS_S, EngineConfig, FeatureEngine, FeatureRow
+from tasks.kafka_io import ensure_topics, make_consumer, make_producer, require_broker
+from tasks.messages import MessageError, RawTick, to_tick
+from tasks.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GROUP = "cryptovol-featurizer"
+# The longest window plus a margin for the 1-second grid and late ticks.
+DEFAULT_LOOKBACK_S = max(WINDOWS_S) + 10.0
+# First guess of how many records before the committed offset a warm-up needs; grows if short.
+DEFAULT_WARMUP_RECORDS = 20_000
+_REWIND_GROWTH = 4
+_RETRY_BACKOFF_MAX_S = 5.0
+
+
+@dataclass
+class FeaturizeStats:
+    ticks_in: int = 0  # raw records consumed after warm-up, malformed ones included
+    features_out: int = 0  # feature records acknowledged by the broker
+    dlq: int = 0  # dead letters acknowledged
+    errors: int = 0  # consume, engine, delivery and commit errors
+    duplicates: int = 0  # ticks the engine dropped as duplicates
+    late_dropped: int = 0  # ticks the engine dropped as too late
+    warmup_ticks: int = 0  # records re-read to rebuild engine state, not produced
+    rewinds: int = 0  # warm-ups that turned out short and re-read further back
+    commits: int = 0
+    delivery_retries: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class FeaturizeMetrics:
+    """Prometheus metrics on a registry of their own (one per featurizer, so tests can run many)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.ticks_in = Counter(
+            "cryptovol_featurize_ticks_in", "Raw records consumed (after warm-up)", registry=r
+        )
+        self.features_out = Counter(
+            "cryptovol_featurize_features_out", "Feature records acknowledged", registry=r
+        )
+        self.dlq = Counter(
+            "cryptovol_featurize_dlq", "Records sent to the dead-letter topic", registry=r
+        )
+        self.errors = Counter(
+            "cryptovol_featurize_errors", "Errors by stage", ["stage"], registry=r
+        )
+        self.duplicates = Counter(
+            "cryptovol_featurize_duplicates", "Ticks dropped as duplicates", registry=r
+        )
+        self.late_dropped = Counter(
+            "cryptovol_featurize_late_dropped", "Ticks dropped as too late", registry=r
+        )
+        self.warmup_ticks = Counter(
+            "cryptovol_featurize_warmup_ticks",
+            "Records re-read to rebuild engine state",
+            registry=r,
+        )
+        self.latency = Histogram(
+            "cryptovol_featurize_latency_seconds",
+            "From the poll that returned a tick to the acknowledgement of its features",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+            registry=r,
+        )
+        self.event_lag = Gauge(
+            "cryptovol_featurize_event_lag_seconds",
+            "Wall clock minus the event time of the last acknowledged feature record",
+            registry=r,
+        )
+        self.partitions = Gauge(
+            "cryptovol_featurize_assigned_partitions", "Partitions assigned", registry=r
+        )
+
+
+@dataclass
+class _WarmProduct:
+    first_ts: float
+    last_ts: float
+    first_segment: int | None = None
+    restarted: bool = False
+
+    def covered(self, lookback_s: float) -> bool:
+        return self.restarted or self.last_ts - self.first_ts >= lookback_s
+
+
+@dataclass
+class _Partition:
+    """One assigned partition: its engine and where producing resumes."""
+
+    engine: FeatureEngine
+    resume_at: int  # offsets below this were produced before: warm-up only
+    low: int  # the partition's first offset
+    warm_from: int
+    live: bool
+    products: dict[str, _WarmProduct] = field(default_factory=dict)
+
+    def warm(self, row: FeatureRow | None, ts: float, product_id: str) -> None:
+        seen = self.products.get(product_id)
+        if seen is None:
+            seen = self.products[product_id] = _WarmProduct(ts, ts)
+        seen.last_ts = max(seen.last_ts, ts)
+        if row is not None:
+            if seen.first_segment is None:
+                seen.first_segment = row.segment
+            elif row.segment != seen.first_segment:
+                seen.restarted = True
+
+    def covered(self, lookback_s: float) -> bool:
+        if self.warm_from <= self.low:
+            return True
+        return all(p.covered(lookback_s) for p in self.products.values())
+
+
+@dataclass
+class _Out:
+    """A record to produce, and what to count once it is acknowledged."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] | None
+    kind: str  # "feature" or "dlq"
+    polled_at: float
+    event_ts: float = 0.0
+
+
+class Featurizer:
+    """The consumer loop; use :func:`run_featurizer` unless you need the pieces."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        group: str = DEFAULT_GROUP,
+        *,
+        batch_size: int = 500,
+        poll_timeout_s: float = 0.2,
+        lookback_s: float = DEFAULT_LOOKBACK_S,
+        warmup_records: int = DEFAULT_WARMUP_RECORDS,
+        engine_config: EngineConfig | None = None,
+        metrics: FeaturizeMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.group = group
+        self.batch_size = batch_size
+        self.poll_timeout_s = poll_timeout_s
+        self.lookback_s = lookback_s
+        self.warmup_records = warmup_records
+        self.engine_config = engine_config
+        self.metrics = metrics or FeaturizeMetrics()
+        self.stats = FeaturizeStats()
+        self._partitions: dict[int, _Partition] = {}
+        self._assigned_at: float | None = None
+        self._fatal: KafkaError | None = None
+        self._consumer = make_consumer(settings, group, [settings.raw_topic])
+        self._consumer.subscribe(
+            [settings.raw_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        self._producer = make_producer(settings)
+
+    # -- rebalancing -------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        committed = consumer.committed(partitions, timeout=self.settings.kafka_connect_timeout_s)
+        assignment: list[TopicPartition] = []
+        self._partitions = {}
+        for tp in committed:
+            low, _high = consumer.get_watermark_offsets(
+                TopicPartition(tp.topic, tp.partition),
+                timeout=self.settings.kafka_connect_timeout_s,
+                cached=False,
+            )
+            resume_at = tp.offset
+            if resume_at == OFFSET_INVALID or resume_at <= low:
+                # nothing produced before (or it is gone): produce from wherever consuming starts
+                state = _Partition(self._new_engine(), resume_at, low, low, live=True)
+                start = tp.offset
+            else:
+                start = max(low, resume_at - self.warmup_records)
+                state = _Partition(self._new_engine(), resume_at, low, start, live=False)
+            self._partitions[tp.partition] = state
+            assignment.append(TopicPartition(tp.topic, tp.partition, start))
+            log.info(
+                "assigned %s[%d]: committed %s, low %d, %s",
+                tp.topic,
+                tp.partition,
+                resume_at if resume_at != OFFSET_INVALID else "none",
+                low,
+                "live" if state.live else f"warm-up from {start}",
+            )
+        consumer.assign(assignment)
+        self._assigned_at = time.monotonic()
+        self.metrics.partitions.set(len(assignment))
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        # Every batch is acknowledged and committed before the next poll, so nothing is pending.
+        for tp in partitions:
+            self._partitions.pop(tp.partition, None)
+        self.metrics.partitions.set(len(self._partitions))
+
+    def _new_engine(self) -> FeatureEngine:
+        return FeatureEngine(self.engine_config)
+
+    def _rewind(self, topic: str, partition: int, state: _Partition) -> None:
+        """The warm-up was too short: start it again from further back with a fresh engine."""
+        span = state.resume_at - state.warm_from
+        state.warm_from = max(state.low, state.resume_at - _REWIND_GROWTH * max(span, 1))
+        state.engine = self._new_engine()
+        state.products.clear()
+        self.stats.rewinds += 1
+        log.info(
+            "warm-up of %s[%d] too short; re-reading from %d", topic, partition, state.warm_from
+        )
+        self._consumer.seek(TopicPartition(topic, partition, state.warm_from))
+
+    # -- processing --------------------------------------------------------------------------
+
+    def _process(self, msg: Message, state: _Partition, polled_at: float, outs: list[_Out]) -> None:
+        value = msg.value()
+        stats = self.stats
+        try:
+            if value is None:
+                raise MessageError("empty record")
+            tick = to_tick(RawTick.from_bytes(value))
+        except MessageError as exc:
+            outs.append(self._dead_letter(msg, str(exc), polled_at))
+            return
+        engine = state.engine
+        duplicates, late = engine.stats.duplicates, engine.stats.late_dropped
+        try:
+            row = engine.process(tick)
+            payload = (
+                None
+                if row is None
+                else json.dumps(row.to_record(), separators=(",", ":"), allow_nan=False).encode()
+            )
+        except Exception as exc:  # an engine bug must not stop the stream: park the record
+            log.exception("engine failed on %s", tick.record_id)
+            stats.errors += 1
+            self.metrics.errors.labels("engine").inc()
+            outs.append(self._dead_letter(msg, f"engine error: {exc!r}", polled_at))
+            return
+        if row is None:
+            if engine.stats.duplicates != duplicates:
+                stats.duplicates += 1
+                self.metrics.duplicates.inc()
+            elif engine.stats.late_dropped != late:
+                stats.late_dropped += 1
+                self.metrics.late_dropped.inc()
+            return
+        key = row.product_id.encode()
+        outs.append(
+            _Out(self.settings.features_topic, key, payload, None, "feature", polled_at, row.ts)
+        )
+
+    def _dead_letter(self, msg: Message, error: str, polled_at: float) -> _Out:
+        headers = [
+            ("error", error.encode()),
+            ("source_topic", msg.topic().encode()),
+            ("source_partition", str(msg.partition()).encode()),
+            ("source_offset", str(msg.offset()).encode()),
+            ("featurizer_group", self.group.encode()),
+        ]
+        return _Out(self.settings.dlq_topic, msg.key(), msg.value(), headers, "dlq", polled_at)
+
+    def _warm(self, msg: Message, state: _Partition) -> None:
+        self.stats.warmup_ticks += 1
+        self.metrics.warmup_ticks.inc()
+        value = msg.value()
+        try:
+            tick = to_tick(RawTick.from_bytes(value if value is not None else b""))
+            row = state.engine.process(tick)
+        except Exception:  # it went to the dead-letter topic when it was first consumed
+            return
+        state.warm(row, tick.ts, tick.product_id)
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    def _on_delivery(
+        self, out: _Out, failed: list[_Out], err: KafkaError | None, _msg: Any
+    ) -> None:
+        if err is not None:
+            failed.append(out)
+            if err.fatal():
+                self._fatal = err
+            return
+        now = time.monotonic()
+        if out.kind == "feature":
+            self.stats.features_out += 1
+            self.metrics.features_out.inc()
+            self.metrics.latency.observe(now - out.polled_at)
+            self.metrics.event_lag.set(time.time() - out.event_ts)
+        else:
+            self.stats.dlq += 1
+            self.metrics.dlq.inc()
+
+    def _deliver(self, outs: list[_Out], stop: threading.Event) -> bool:
+        """Produce and wait for every acknowledgement; re-send failures until done or stopped."""
+        backoff = 0.1
+        while outs:
+            failed: list[_Out] = []
+            for out in outs:
+                while True:
+                    try:
+                        self._producer.produce(
+                            out.topic,
+                            value=out.value,
+                            key=out.key,
+                            headers=out.headers,
+                            on_delivery=partial(self._on_delivery, out, failed),
+                        )
+                        break
+                    except BufferError:  # local queue full: let deliveries drain
+                        self._producer.poll(0.1)
+            self._producer.flush()
+            if self._fatal is not None:  # the producer is unusable; the batch stays uncommitted
+                raise KafkaException(self._fatal)
+            if not failed:
+                return True
+            self.stats.errors += len(failed)
+            self.metrics.errors.labels("delivery").inc(len(failed))
+            if stop.is_set():
+                log.warning(
+                    "stopping with %d undelivered records; their batch stays uncommitted",
+                    len(failed),
+                )
+                return False
+            self.stats.delivery_retries += 1
+            log.warning("%d records not acknowledged; retrying in %.1f s", len(failed), backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, _RETRY_BACKOFF_MAX_S)
+            outs = failed
+        return True
+
+    def _commit(self, offsets: dict[int, int]) -> None:
+        topic = self.settings.raw_topic
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()],
+                asynchronous=False,
+            )
+            self.stats.commits += 1
+        except KafkaException as exc:
+            # The records are out; a later commit or a reprocessing after restart covers them.
+            self.stats.errors += 1
+            self.metrics.errors.labels("commit").inc()
+            log.warning("commit failed: %s", exc)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(
+        self, stop_event: threading.Event | None = None, max_idle_s: float | None = None
+    ) -> FeaturizeStats:
+        """Consume until ``stop_event`` is set or no record came for ``max_idle_s`` seconds."""
+        stop = stop_event or threading.Event()
+        started = last_input = time.monotonic()
+        last_report = started
+        while not stop.is_set():
+            msgs = self._consumer.consume(self.batch_size, self.poll_timeout_s)
+            now = time.monotonic()
+            if not msgs:
+                # the idle clock starts once partitions are assigned (a group join takes seconds)
+                assigned = self._assigned_at if self._assigned_at is not None else started + 30.0
+                idle_since = max(last_input, assigned)
+                if max_idle_s is not None and now - idle_since >= max_idle_s:
+                    log.info("no input for %.1f s: stopping", now - idle_since)
+                    break
+                continue
+            last_input = now
+            self._handle_batch(msgs, now, stop)
+            if now - last_report >= 10.0:
+                last_report = now
+                log.info("progress: %s", self.stats.as_dict())
+        return self.stats
+
+    def _handle_batch(self, msgs: list[Message], polled_at: float, stop: threading.Event) -> None:
+        outs: list[_Out] = []
+        offsets: dict[int, int] = {}
+        rewound: set[int] = set()
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaException(err)
+                self.stats.errors += 1
+                self.metrics.errors.labels("consume").inc()
+                log.warning("consume error: %s", err)
+                continue
+            partition = msg.partition()
+            state = self._partitions.get(partition)
+            if state is None or partition in rewound:
+                continue  # revoked, or re-read from further back: later records come again
+            offset = msg.offset()
+            if not state.live:
+                if offset < state.resume_at:
+                    self._warm(msg, state)
+                    continue
+                if not state.covered(self.lookback_s):
+                    self._rewind(msg.topic(), partition, state)
+                    rewound.add(partition)
+                    continue
+                state.live = True
+                log.info(
+                    "partition %d warm after %d records; producing from %d",
+                    partition,
+                    offset - state.warm_from,
+                    offset,
+                )
+            self.stats.ticks_in += 1
+            self.metrics.ticks_in.inc()
+            self._process(msg, state, polled_at, outs)
+            offsets[partition] = offset + 1
+        if not offsets:
+            return
+        if self._deliver(outs, stop):
+            self._commit(offsets)
+
+    def close(self) -> None:
+        """Leave the group and release the clients (offsets are committed batch by batch)."""
+        self._producer.flush(self.settings.kafka_connect_timeout_s)
+        self._consumer.close()
+
+
+def run_featurizer(
+    settings: Settings,
+    group: str = DEFAULT_GROUP,
+    stop_event: threading.Event | None = None,
+    max_idle_s: float | None = None,
+    metrics_port: int | None = None,
+    **options: Any,
+) -> FeaturizeStats:
+    """Run the featurizer in this process until stopped or idle; ``metrics_port`` 0/None: no server.
+
+    ``options`` go to :class:`Featurizer` (batch size, lookback, engine configuration...).
+    """
+    require_broker(settings)
+    ensure_topics(settings)
+    metrics = options.pop("metrics", None) or FeaturizeMetrics()
+    server = None
+    if metrics_port:
+        server, _thread = start_http_server(
+            metrics_port, addr=settings.metrics_host, registry=metrics.registry
+        )
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, metrics_port)
+    featurizer = Featurizer(settings, group, metrics=metrics, **options)
+    try:
+        return featurizer.run(stop_event, max_idle_s)
+    finally:
+        featurizer.close()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
