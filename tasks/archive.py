@@ -1,0 +1,126 @@
+"""The raw archive: every exchange message, unchanged, in rotated gzip NDJSON files.
+
+Layout, under ``<data_dir>/archive``::
+
+    <key>/<key>_<YYYYMMDD_HHMMSS>_<source>.ndjson.gz
+
+- ``key`` is the product id of a ticker message that concerns one product; ``_multi`` for a
+  ticker message carrying several products' tickers; ``_control`` for everything else
+  (subscriptions, heartbeats, errors, anything unparseable). Each message is written exactly once,
+  so replaying the whole archive gives every ticker once, with no duplicates.
+- ``source`` is the capture connection the message came on. Sequence numbers restart on every
+  connection, and readers use the file name as the sequence space
+  (:func:`tasks.recordings.source_name`), so one file never mixes two connections.
+- The time is the receive time (UTC) of the file's first message. A file is rotated when the hour
+  of receive time changes, so names sort chronologically and no file spans two hours.
+
+Files are written with periodic sync flushes, so a run killed mid-write leaves everything up to
+the last flush readable; :mod:`tasks.recordings` reports the truncated tail as one bad line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tasks.messages import TICKER_CHANNEL, Envelope
+
+CONTROL_KEY = "_control"
+MULTI_KEY = "_multi"
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def archive_key(envelope: Envelope | None) -> str:
+    """The folder a message belongs in: its product, ``_multi`` or ``_control``."""
+    if envelope is None or envelope.channel != TICKER_CHANNEL:
+        return CONTROL_KEY
+    products = {
+        ticker.get("product_id")
+        for event in envelope.events
+        if isinstance(event, dict) and isinstance(event.get("tickers"), list)
+        for ticker in event["tickers"]
+        if isinstance(ticker, dict)
+    }
+    if len(products) > 1:
+        return MULTI_KEY
+    product = next(iter(products), None)
+    if not isinstance(product, str) or not product:
+        return CONTROL_KEY
+    return _UNSAFE.sub("_", product)
+
+
+@dataclass
+class _OpenFile:
+    hour: int
+    path: Path
+    handle: gzip.GzipFile
+
+
+@dataclass
+class ArchiveStats:
+    lines: int = 0
+    files: list[Path] = field(default_factory=list)
+
+
+class ArchiveWriter:
+    """Appends raw message lines to the archive; one open file per (key, source)."""
+
+    def __init__(self, root: Path, *, compresslevel: int = 6, flush_every_s: float = 1.0) -> None:
+        self.root = Path(root)
+        self.compresslevel = compresslevel
+        self.flush_every_s = flush_every_s
+        self.stats = ArchiveStats()
+        self._open: dict[tuple[str, str], _OpenFile] = {}
+        self._last_flush = time.monotonic()
+
+    def write(self, text: str | bytes, key: str, source: str, received_at: float) -> None:
+        """Append one message as received (``received_at`` in epoch seconds picks the hour)."""
+        hour = int(received_at // 3600)
+        current = self._open.get((key, source))
+        if current is None or current.hour != hour:
+            if current is not None:
+                current.handle.close()
+            current = self._open_file(key, source, received_at, hour)
+            self._open[(key, source)] = current
+        data = text.encode() if isinstance(text, str) else text
+        current.handle.write(data + b"\n")
+        self.stats.lines += 1
+        now = time.monotonic()
+        if now - self._last_flush >= self.flush_every_s:
+            self.flush()
+            self._last_flush = now
+
+    def _open_file(self, key: str, source: str, received_at: float, hour: int) -> _OpenFile:
+        folder = self.root / key
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(received_at))
+        path = folder / f"{key}_{stamp}_{_UNSAFE.sub('_', source)}.ndjson.gz"
+        # Append mode: should a name ever repeat, a second gzip member is still valid gzip.
+        handle = gzip.GzipFile(path, mode="ab", compresslevel=self.compresslevel)
+        self.stats.files.append(path)
+        return _OpenFile(hour, path, handle)
+
+    def flush(self) -> None:
+        """Make everything written so far readable, without ending the files."""
+        for current in self._open.values():
+            current.handle.flush()
+
+    def close_source(self, source: str) -> None:
+        """Finish the files of one connection (it will send nothing more)."""
+        for key in [k for k in self._open if k[1] == source]:
+            self._open.pop(key).handle.close()
+
+    def close(self) -> None:
+        for current in self._open.values():
+            current.handle.close()
+        self._open.clear()
+
+    def __enter__(self) -> ArchiveWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

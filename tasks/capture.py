@@ -1,0 +1,266 @@
+"""Live capture: exchange WebSocket -> ``ticks.raw`` (one record per ticker) + the raw archive.
+
+Every message the exchange sends is archived unchanged (:mod:`tasks.archive`); every ticker in a
+``ticker`` message becomes one :class:`~tasks.messages.RawTick` record keyed by product id,
+published through :class:`~tasks.publisher.TickPublisher` (idempotent, ``acks=all``, failures
+retried and counted). Prometheus metrics are read from the live counters at scrape time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from tasks.archive import ArchiveWriter, archive_key
+from tasks.exchange_client import AdvancedTradeClient, ClientStats, Received
+from tasks.kafka_io import ensure_topics, make_producer
+from tasks.messages import TICKER_CHANNEL, MessageError, ticks_from_envelope
+from tasks.publisher import TickPublisher
+from tasks.settings import Settings
+from tasks.timeutil import format_ts
+
+log = logging.getLogger(__name__)
+
+MAX_REPORTED = 10  # malformed messages logged in full; the rest are only counted
+
+
+@dataclass
+class CaptureStats:
+    run_id: str
+    seconds: float = 0.0
+    messages: int = 0
+    by_channel: dict[str, int] = field(default_factory=dict)
+    tickers: int = 0
+    by_product: dict[str, int] = field(default_factory=dict)
+    malformed: int = 0
+    connections: int = 0
+    reconnects: int = 0
+    idle_timeouts: int = 0
+    unconfirmed: int = 0
+    gaps: int = 0
+    missing: int = 0
+    reconnect_seconds_max: float | None = None
+    published: int = 0
+    delivered: int = 0
+    publish_errors: int = 0
+    retried: int = 0
+    undelivered: int = 0
+    archive_lines: int = 0
+    archive_files: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class _Capture:
+    """The produce loop: what happens to each message the client hands over."""
+
+    def __init__(self, publisher: TickPublisher, archive: ArchiveWriter) -> None:
+        self.publisher = publisher
+        self.archive = archive
+        self.by_product: Counter = Counter()
+        self.malformed = 0
+        self._connection: str | None = None
+
+    def on_message(self, msg: Received) -> None:
+        if msg.connection != self._connection:
+            if self._connection is not None:
+                self.archive.close_source(self._connection)
+            self._connection = msg.connection
+        envelope = msg.envelope
+        self.archive.write(msg.text, archive_key(envelope), msg.connection, msg.received_at)
+        if envelope is not None and envelope.channel == TICKER_CHANNEL:
+            try:
+                ticks = ticks_from_envelope(
+                    envelope, received_at=format_ts(msg.received_at), source=msg.connection
+                )
+            except MessageError as exc:
+                self.malformed += 1
+                if self.malformed <= MAX_REPORTED:
+                    log.warning(
+                        "%s seq %d: malformed ticker message: %s",
+                        msg.connection,
+                        envelope.sequence_num,
+                        exc,
+                    )
+                ticks = []
+            for tick in ticks:
+                self.publisher.publish(tick)
+                self.by_product[tick.product_id] += 1
+        self.publisher.poll(0)
+
+
+class _CaptureCollector:
+    """Prometheus view of the live counters, read at scrape time."""
+
+    def __init__(self, client: ClientStats, capture: _Capture, publisher: TickPublisher) -> None:
+        self.client = client
+        self.capture = capture
+        self.publisher = publisher
+
+    def collect(self) -> Iterator[Any]:
+        c, p = self.client, self.publisher.stats
+        messages = CounterMetricFamily(
+            "cryptovol_capture_messages", "Exchange messages received", labels=["channel"]
+        )
+        for channel, count in sorted(c.by_channel.items()):
+            messages.add_metric([channel], count)
+        yield messages
+        tickers = CounterMetricFamily(
+            "cryptovol_capture_tickers", "Tickers published to ticks.raw", labels=["product"]
+        )
+        for product, count in sorted(self.capture.by_product.items()):
+            tickers.add_metric([product], count)
+        yield tickers
+        singles = [
+            ("reconnects", "Reconnect attempts", c.reconnects),
+            ("sequence_gaps", "Sequence number gaps seen", c.gaps),
+            ("missing_messages", "Sequence numbers skipped over in gaps", c.missing),
+            ("idle_timeouts", "Connections given up for silence", c.idle_timeouts),
+            ("unconfirmed_subscriptions", "Subscriptions not confirmed in time", c.unconfirmed),
+            (
+                "malformed_messages",
+                "Ticker messages that could not be parsed",
+                self.capture.malformed,
+            ),
+            ("publish_errors", "Failed delivery reports from Kafka", p.errors),
+            ("undelivered", "Records given up on after retries", p.failed),
+        ]
+        for name, doc, value in singles:
+            yield CounterMetricFamily(f"cryptovol_capture_{name}", doc, value=value)
+        yield GaugeMetricFamily(
+            "cryptovol_capture_seconds_since_last_message",
+            "Seconds since the last exchange message (NaN before the first)",
+            value=c.seconds_since_last_message(),
+        )
+        yield GaugeMetricFamily(
+            "cryptovol_capture_in_flight",
+            "Records awaiting delivery",
+            value=self.publisher.in_flight,
+        )
+
+
+def run_capture(
+    settings: Settings,
+    *,
+    url: str | None = None,
+    products: Sequence[str] | None = None,
+    minutes: float | None = None,
+    stop_event: threading.Event | None = None,
+    metrics_port: int | None = None,
+    install_signal_handlers: bool = False,
+    flush_timeout_s: float = 30.0,
+    client: AdvancedTradeClient | None = None,
+) -> CaptureStats:
+    """Capture until ``minutes`` pass, ``stop_event`` is set or (with signal handlers) SIGINT/TERM.
+
+    ``metrics_port`` None uses ``settings.capture_metrics_port``; 0 serves no metrics. Raises
+    :class:`~tasks.kafka_io.BrokerUnavailable` within seconds when no broker answers.
+    """
+    ensure_topics(settings)  # fails fast with a hint when no broker answers
+    client = client or AdvancedTradeClient(
+        url or settings.ws_url,
+        products or settings.products,
+        idle_timeout_s=settings.idle_timeout_s,
+        reconnect_initial_s=settings.reconnect_initial_s,
+        reconnect_max_s=settings.reconnect_max_s,
+    )
+    publisher = TickPublisher(make_producer(settings), settings.raw_topic)
+    archive = ArchiveWriter(settings.archive_dir)
+    capture = _Capture(publisher, archive)
+    port = settings.capture_metrics_port if metrics_port is None else metrics_port
+    http = None
+    if port:
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(_CaptureCollector(client.stats, capture, publisher))
+        http, _ = start_http_server(port, addr=settings.metrics_host, registry=registry)
+        log.info("capture metrics on http://%s:%d/metrics", settings.metrics_host, port)
+    log.info(
+        "capturing %s from %s into %s (run %s)",
+        ",".join(client.products),
+        client.url,
+        settings.raw_topic,
+        client.run_id,
+    )
+    started = time.monotonic()
+    try:
+        asyncio.run(_run(client, capture, minutes, stop_event, install_signal_handlers))
+    finally:
+        archive.close()
+        publisher.flush(flush_timeout_s)
+        if http is not None:
+            http.shutdown()
+            http.server_close()
+    return _stats(client, capture, publisher, archive, time.monotonic() - started)
+
+
+async def _run(
+    client: AdvancedTradeClient,
+    capture: _Capture,
+    minutes: float | None,
+    stop_event: threading.Event | None,
+    install_signal_handlers: bool,
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if install_signal_handlers:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    if minutes is not None:
+        loop.call_later(minutes * 60, stop.set)
+    watcher = asyncio.create_task(_watch(stop_event, stop)) if stop_event is not None else None
+    try:
+        await client.run(capture.on_message, stop)
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+
+
+async def _watch(stop_event: threading.Event, stop: asyncio.Event) -> None:
+    """Bridge a thread's stop request into the event loop."""
+    while not stop_event.is_set():
+        await asyncio.sleep(0.1)
+    stop.set()
+
+
+def _stats(
+    client: AdvancedTradeClient,
+    capture: _Capture,
+    publisher: TickPublisher,
+    archive: ArchiveWriter,
+    seconds: float,
+) -> CaptureStats:
+    c, p = client.stats, publisher.stats
+    return CaptureStats(
+        run_id=client.run_id,
+        seconds=round(seconds, 3),
+        messages=c.messages,
+        by_channel=dict(c.by_channel),
+        tickers=sum(capture.by_product.values()),
+        by_product=dict(capture.by_product),
+        malformed=capture.malformed,
+        connections=c.connections,
+        reconnects=c.reconnects,
+        idle_timeouts=c.idle_timeouts,
+        unconfirmed=c.unconfirmed,
+        gaps=c.gaps,
+        missing=c.missing,
+        reconnect_seconds_max=max(c.reconnect_seconds, default=None),
+        published=p.published,
+        delivered=p.delivered,
+        publish_errors=p.errors,
+        retried=p.retried,
+        undelivered=publisher.undelivered,
+        archive_lines=archive.stats.lines,
+        archive_files=len(archive.stats.files),
+    )
