@@ -181,3 +181,11 @@ def stylized_facts(grid: SecondGrid) -> dict[str, float]:
     }
     facts.update({f"acf_abs_ret_lag{lag}": v for lag, v in abs_return_acf(grid).items()})
     return facts
+
+
+def facts_by_product(ticks: Iterable[Tick]) -> dict[str, dict[str, float]]:
+    """:func:`stylized_facts` of every product in a time-ordered tick stream."""
+    by_product: dict[str, list[Tick]] = {}
+    for tick in ticks:
+        by_product.setdefault(tick.product_id, []).append(tick)
+    return {p: stylized_facts(second_grid(t)) for p, t in sorted(by_product.items())}

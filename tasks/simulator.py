@@ -490,24 +490,36 @@ def simulate_envelopes(
     First one ``snapshot`` per product, then one ``update`` envelope per ticker, with a
     ``heartbeats`` envelope every second; ``sequence_num`` counts all of them, as on one connection.
     """
+    for _, envelope in timed_envelopes(products, seed, start, minutes, params):
+        yield envelope
+
+
+def timed_envelopes(
+    products: Sequence[str] = ("BTC-USD", "ETH-USD"),
+    seed: int = 0,
+    start: float = DEFAULT_START,
+    minutes: float = 60.0,
+    params: ModelParams | None = None,
+) -> Iterator[tuple[int, dict]]:
+    """As :func:`simulate_envelopes`, each envelope with its time in integer epoch microseconds."""
     sim = MarketSimulator(products, seed=seed, start=start, params=params)
     start_us = sim.start_us
     end_us = start_us + round(minutes * 60 * 1_000_000)
     seq = 0
     for ticker in sim.snapshot():
-        yield _ticker_envelope(start_us, seq, "snapshot", ticker)
+        yield start_us, _ticker_envelope(start_us, seq, "snapshot", ticker)
         seq += 1
     beat = 1
     next_beat_us = start_us + 1_000_000
     for us, ticker in sim.ticks_us():
         while next_beat_us <= us and next_beat_us < end_us:
-            yield _heartbeat_envelope(next_beat_us, seq, beat, start_us)
+            yield next_beat_us, _heartbeat_envelope(next_beat_us, seq, beat, start_us)
             seq += 1
             beat += 1
             next_beat_us += 1_000_000
         if us >= end_us:
             return
-        yield _ticker_envelope(us, seq, "update", ticker)
+        yield us, _ticker_envelope(us, seq, "update", ticker)
         seq += 1
 
 
