@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from tasks.featurizer import DEFAULT_GROUP, run_featurizer
+from tasks.featurizer import DEFAULT_GROUP, DEFAULT_WARMUP_RECORDS, run_featurizer
 from tasks.kafka_io import BrokerUnavailable
 from tasks.settings import get_settings
 
@@ -32,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Prometheus /metrics port (0 disables; default %(default)s)",
     )
     parser.add_argument("--batch-size", type=int, default=500, help="records per poll and commit")
+    parser.add_argument(
+        "--warmup-records",
+        type=int,
+        default=DEFAULT_WARMUP_RECORDS,
+        help="first guess of the records to re-read before the committed offset to rebuild the "
+        "engine's windows after a restart; grows by itself if short (default %(default)s)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
             max_idle_s=args.max_idle_seconds,
             metrics_port=args.metrics_port,
             batch_size=args.batch_size,
+            warmup_records=args.warmup_records,
         )
     except BrokerUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)

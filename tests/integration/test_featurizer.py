@@ -1,0 +1,177 @@
+"""The featurizer in-process against a real broker: dead letters, metrics, the crash window."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+import uuid
+from collections import Counter
+
+import pytest
+from featurize_support import (
+    RESTART_ABS_TOL,
+    RESTART_REL_TOL,
+    batch_rows,
+    compare_with_batch,
+    feature_records,
+    mismatches,
+    produce,
+    raw_ticks,
+    read_topic,
+    stream_values,
+    tick_records,
+    write_recording,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from tasks.broker import free_port
+from tasks.featurizer import Featurizer, run_featurizer
+
+pytestmark = pytest.mark.integration
+
+
+def _raw(**changes) -> bytes:
+    record = {
+        "schema_version": 1,
+        "product_id": "BTC-USD",
+        "timestamp": "2026-01-01T00:00:01.000000Z",
+        "sequence_num": 1,
+        "received_at": "2026-01-01T00:00:01.000000Z",
+        "source": "bad.ndjson",
+        "event_type": "update",
+        "index": 0,
+        "ticker": {"product_id": "BTC-USD", "price": "100", "best_bid": "99", "best_ask": "101"},
+    }
+    for name, value in changes.items():
+        if name == "ticker":
+            record["ticker"] = {**record["ticker"], **value}
+        elif value is None:
+            del record[name]
+        else:
+            record[name] = value
+    return json.dumps(record).encode()
+
+
+# (value, the error it must carry on the dead-letter topic)
+MALFORMED = [
+    (b"not json {", "not JSON"),
+    (b"[1, 2, 3]", "not a JSON object"),
+    (None, "empty record"),
+    (_raw(ticker={"price": "-5"}), "'price' is not positive"),
+    (_raw(ticker={"best_bid": "102"}), "crossed book"),
+    (_raw(timestamp=None), "missing 'timestamp'"),
+    (_raw(ticker={"price": None}), "'price' is missing"),
+    (_raw(schema_version=99), "unsupported schema_version"),
+    (_raw(timestamp="yesterday"), "timestamp"),
+    (_raw(ticker={"best_ask": "NaN"}), "not finite"),
+]
+
+
+def metric_values(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if not sample.labels:
+                values[sample.name] = sample.value
+    return values
+
+
+def test_malformed_records_go_to_the_dlq_and_the_stream_goes_on(kafka_settings, tmp_path):
+    settings = kafka_settings
+    recording = write_recording(tmp_path / "sim.ndjson.gz", ticks=1200, seconds=600, seed=3)
+    good = tick_records(raw_ticks([recording]))
+    stream = list(good)
+    for i, (value, _error) in enumerate(MALFORMED):  # spread among the good ones
+        stream.insert((i + 1) * len(good) // (len(MALFORMED) + 1), (b"BTC-USD", value))
+    produce(settings, stream)
+
+    port = free_port()
+    stop = threading.Event()
+    result = {}
+    runner = threading.Thread(
+        target=lambda: result.update(
+            stats=run_featurizer(settings, f"g-{uuid.uuid4().hex[:8]}", stop, metrics_port=port)
+        )
+    )
+    runner.start()
+    try:
+        out = feature_records(
+            read_topic(
+                settings, settings.features_topic, done=lambda m: len(m) >= len(good), quiet_s=30
+            )
+        )
+        dead = read_topic(
+            settings, settings.dlq_topic, done=lambda m: len(m) >= len(MALFORMED), quiet_s=5
+        )
+        metrics = metric_values(port)
+    finally:
+        stop.set()
+        runner.join(30)
+    assert not runner.is_alive()
+    stats = result["stats"]
+
+    assert compare_with_batch(batch_rows([recording]), out) == []  # every good tick, exact
+    assert len(dead) == len(MALFORMED)
+    expected = {value: error for value, error in MALFORMED}
+    for msg in dead:
+        headers = {k: v.decode() for k, v in msg.headers()}
+        assert expected[msg.value()] in headers["error"], headers
+        assert headers["source_topic"] == settings.raw_topic
+        assert int(headers["source_offset"]) >= 0
+        assert msg.key() == b"BTC-USD"
+    assert stats.ticks_in == len(stream)
+    assert stats.dlq == len(MALFORMED)
+    assert stats.features_out == len(good)
+    assert metrics["cryptovol_featurize_ticks_in_total"] == len(stream)
+    assert metrics["cryptovol_featurize_dlq_total"] == len(MALFORMED)
+    assert metrics["cryptovol_featurize_features_out_total"] == len(good)
+    assert metrics["cryptovol_featurize_latency_seconds_count"] == len(good)
+
+
+class Crash(Exception):
+    pass
+
+
+def test_a_crash_between_acknowledgement_and_commit_repeats_the_batch_with_the_same_ids(
+    kafka_settings, tmp_path
+):
+    settings = kafka_settings
+    recording = write_recording(tmp_path / "sim.ndjson.gz", ticks=1500, seconds=900, seed=9)
+    produce(settings, tick_records(raw_ticks([recording])))
+    group = f"g-{uuid.uuid4().hex[:8]}"
+
+    featurizer = Featurizer(settings, group, batch_size=100)
+    commit = featurizer._commit
+    commits = []
+
+    def commit_then_crash(offsets):
+        if len(commits) == 5:  # the sixth batch is out and acknowledged, not committed
+            raise Crash
+        commits.append(offsets)
+        commit(offsets)
+
+    featurizer._commit = commit_then_crash
+    with pytest.raises(Crash):
+        featurizer.run(max_idle_s=5)
+    featurizer._consumer.close()  # leave the group at once; offsets stay as committed
+    first = featurizer.stats.features_out
+
+    stats = run_featurizer(settings, group, max_idle_s=3)
+    assert stats.warmup_ticks > 0
+    out = feature_records(read_topic(settings, settings.features_topic))
+    batch = batch_rows([recording])
+    assert compare_with_batch(batch, out, rel=RESTART_REL_TOL, abs_=RESTART_ABS_TOL) == []
+    copies = Counter(r["record_id"] for r in out)
+    repeated = {rid for rid, n in copies.items() if n > 1}
+    assert len(out) == first + stats.features_out
+    assert len(repeated) == len(out) - len(batch) > 0  # the uncommitted batch, once more
+    values = {}
+    for record in out:
+        got = stream_values(record)
+        if record["record_id"] in values:
+            previous = values[record["record_id"]]
+            assert mismatches(previous, got, rel=RESTART_REL_TOL, abs_=RESTART_ABS_TOL) == []
+        values[record["record_id"]] = got
