@@ -28,7 +28,14 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
-from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_INVALID,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from tasks.features import WINDOWS_S, EngineConfig, FeatureEngine, FeatureRow
@@ -127,7 +134,7 @@ class _Partition:
     engine: FeatureEngine
     resume_at: int  # offsets below this were produced before: warm-up only
     low: int  # the partition's first offset
-    warm_from: int
+    start: int  # where reading starts: the warm-up's first offset, or where producing starts
     live: bool
     products: dict[str, _WarmProduct] = field(default_factory=dict)
 
@@ -143,7 +150,7 @@ class _Partition:
                 seen.restarted = True
 
     def covered(self, lookback_s: float) -> bool:
-        if self.warm_from <= self.low:
+        if self.start <= self.low:
             return True
         return all(p.covered(lookback_s) for p in self.products.values())
 
@@ -187,6 +194,7 @@ class Featurizer:
         self.stats = FeaturizeStats()
         self._partitions: dict[int, _Partition] = {}
         self._assigned_at: float | None = None
+        self._generation = 0  # bumped by every assignment change
         self._fatal: KafkaError | None = None
         self._consumer = make_consumer(settings, group, [settings.raw_topic])
         self._consumer.subscribe(
@@ -208,9 +216,9 @@ class Featurizer:
             )
             resume_at = tp.offset
             if resume_at == OFFSET_INVALID or resume_at <= low:
-                # nothing produced before (or it is gone): produce from wherever consuming starts
-                state = _Partition(self._new_engine(), resume_at, low, low, live=True)
-                start = tp.offset
+                # nothing produced before (or it is gone): produce all there is
+                start = resume_at if resume_at == low else OFFSET_BEGINNING
+                state = _Partition(self._new_engine(), resume_at, low, start, live=True)
             else:
                 start = max(low, resume_at - self.warmup_records)
                 state = _Partition(self._new_engine(), resume_at, low, start, live=False)
@@ -225,6 +233,7 @@ class Featurizer:
                 "live" if state.live else f"warm-up from {start}",
             )
         consumer.assign(assignment)
+        self._generation += 1
         self._assigned_at = time.monotonic()
         self.metrics.partitions.set(len(assignment))
 
@@ -232,6 +241,7 @@ class Featurizer:
         # Every batch is acknowledged and committed before the next poll, so nothing is pending.
         for tp in partitions:
             self._partitions.pop(tp.partition, None)
+        self._generation += 1
         self.metrics.partitions.set(len(self._partitions))
 
     def _new_engine(self) -> FeatureEngine:
@@ -239,15 +249,21 @@ class Featurizer:
 
     def _rewind(self, topic: str, partition: int, state: _Partition) -> None:
         """The warm-up was too short: start it again from further back with a fresh engine."""
-        span = state.resume_at - state.warm_from
-        state.warm_from = max(state.low, state.resume_at - _REWIND_GROWTH * max(span, 1))
+        span = state.resume_at - state.start
+        state.start = max(state.low, state.resume_at - _REWIND_GROWTH * max(span, 1))
         state.engine = self._new_engine()
         state.products.clear()
         self.stats.rewinds += 1
-        log.info(
-            "warm-up of %s[%d] too short; re-reading from %d", topic, partition, state.warm_from
-        )
-        self._consumer.seek(TopicPartition(topic, partition, state.warm_from))
+        log.info("warm-up of %s[%d] too short; re-reading from %d", topic, partition, state.start)
+        self._consumer.seek(TopicPartition(topic, partition, state.start))
+
+    def _reread_assignment(self) -> None:
+        """A rebalance ran inside the last poll, whose records may mix the old assignment's with
+        the new one's: drop them all and read every assigned partition from its start again."""
+        topic = self.settings.raw_topic
+        log.info("assignment changed in a poll: re-reading %d partitions", len(self._partitions))
+        for partition, state in self._partitions.items():
+            self._consumer.seek(TopicPartition(topic, partition, state.start))
 
     # -- processing --------------------------------------------------------------------------
 
@@ -392,8 +408,13 @@ class Featurizer:
         started = last_input = time.monotonic()
         last_report = started
         while not stop.is_set():
+            generation = self._generation
             msgs = self._consumer.consume(self.batch_size, self.poll_timeout_s)
             now = time.monotonic()
+            if self._generation != generation:
+                if msgs:
+                    self._reread_assignment()
+                continue
             if not msgs:
                 # the idle clock starts once partitions are assigned (a group join takes seconds)
                 assigned = self._assigned_at if self._assigned_at is not None else started + 30.0
@@ -439,7 +460,7 @@ class Featurizer:
                 log.info(
                     "partition %d warm after %d records; producing from %d",
                     partition,
-                    offset - state.warm_from,
+                    offset - state.start,
                     offset,
                 )
             self.stats.ticks_in += 1

@@ -175,3 +175,43 @@ def test_a_crash_between_acknowledgement_and_commit_repeats_the_batch_with_the_s
             previous = values[record["record_id"]]
             assert mismatches(previous, got, rel=RESTART_REL_TOL, abs_=RESTART_ABS_TOL) == []
         values[record["record_id"]] = got
+
+
+@pytest.mark.slow
+def test_a_second_featurizer_joining_mid_stream_takes_over_partitions_warm(
+    kafka_settings, tmp_path
+):
+    settings = kafka_settings
+    recording = write_recording(tmp_path / "sim.ndjson.gz", ticks=4000, seconds=1500, seed=13)
+    records = tick_records(raw_ticks([recording]))
+    batch = batch_rows([recording])
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    third = len(records) // 3
+    produce(settings, records[:third])
+
+    results: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        results[name] = run_featurizer(settings, group, max_idle_s=4, batch_size=50)
+
+    first = threading.Thread(target=run, args=("first",))
+    first.start()
+    read_topic(settings, settings.features_topic, done=lambda m: len(m) >= third, quiet_s=30)
+    rest = threading.Thread(
+        target=produce, args=(settings, records[third:]), kwargs={"rate_per_s": 300}
+    )
+    rest.start()
+    second = threading.Thread(target=run, args=("second",))
+    second.start()
+    for thread in (rest, first, second):
+        thread.join(120)
+        assert not thread.is_alive()
+
+    # The rebalance revoked the first one's partitions: it re-read their history before going on.
+    # The two products' keys hash to partitions 0 and 2, which the range assignor splits.
+    assert results["first"].warmup_ticks > 0
+    assert results["second"].features_out > 0
+    out = feature_records(
+        read_topic(settings, settings.features_topic, done=lambda m: len(m) >= len(batch))
+    )
+    assert compare_with_batch(batch, out, rel=RESTART_REL_TOL, abs_=RESTART_ABS_TOL) == []

@@ -1,0 +1,137 @@
+"""End-to-end throughput of the streaming featurizer through the embedded broker.
+
+Produces the ticks of the real recordings (or of a generated one when ../shared/data is absent)
+onto a fresh raw topic, then runs the featurizer in-process and times it from the first consumed
+tick to the last acknowledged feature record. The engine alone on the same ticks is timed too, so
+the cost of the broker round trip shows. Prints one JSON object.
+
+    uv run python benchmarks/bench_featurize.py [--files N] [--batch-size 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from tasks.broker import free_port, start_broker, stop_broker
+from tasks.features import FeatureEngine
+from tasks.featurizer import Featurizer
+from tasks.kafka_io import ensure_topics, make_producer
+from tasks.messages import to_tick
+from tasks.recordings import BadLine, read_ticks
+from tasks.settings import Settings
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "coinbase-btc-usd-2025-12"
+
+
+def recordings(files: int, workdir: Path) -> tuple[list[Path], str]:
+    real = sorted(SHARED.glob("*.ndjson.gz"))[:files] if SHARED.is_dir() else []
+    if real:
+        return real, "shared real recordings"
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+    from featurize_support import write_recording
+
+    path = write_recording(workdir / "generated.ndjson.gz", ticks=20_000, seconds=3600)
+    return [path], "generated recording"
+
+
+def engine_rate(raw: list) -> float:
+    ticks = [to_tick(t) for t in raw]
+    engine = FeatureEngine()
+    started = time.perf_counter()
+    for tick in ticks:
+        engine.process(tick)
+    return len(ticks) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=6, help="real recordings to use")
+    parser.add_argument("--batch-size", type=int, default=500)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths, data = recordings(args.files, Path(tmp))
+        raw = [t for t in read_ticks(paths) if not isinstance(t, BadLine)]
+        port = free_port()
+        broker = start_broker("127.0.0.1", port, log_path=Path(tmp) / "broker.log")
+        try:
+            suffix = uuid.uuid4().hex[:8]
+            settings = Settings(
+                kafka_bootstrap_servers=f"127.0.0.1:{port}",
+                raw_topic=f"bench.raw.{suffix}",
+                features_topic=f"bench.features.{suffix}",
+                dlq_topic=f"bench.dlq.{suffix}",
+                predictions_topic=f"bench.predictions.{suffix}",
+            )
+            ensure_topics(settings)
+            producer = make_producer(settings)
+            started = time.perf_counter()
+            for tick in raw:
+                while True:
+                    try:
+                        producer.produce(
+                            settings.raw_topic, key=tick.product_id.encode(), value=tick.to_bytes()
+                        )
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+            producer.flush(60)
+            produce_s = time.perf_counter() - started
+
+            featurizer = Featurizer(settings, f"bench-{suffix}", batch_size=args.batch_size)
+            stop = threading.Event()
+            runner = threading.Thread(target=featurizer.run, args=(stop,))
+            runner.start()
+            first = last = None
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                now = time.perf_counter()
+                if first is None and featurizer.stats.ticks_in:
+                    first = now
+                if featurizer.stats.features_out >= len(raw):
+                    last = now
+                    break
+                time.sleep(0.002)
+            stop.set()
+            runner.join(30)
+            featurizer.close()
+        finally:
+            stop_broker(broker)
+
+    latency = featurizer.metrics.latency
+    samples = {s.name: s.value for m in latency.collect() for s in m.samples if not s.labels}
+    count = samples.get("cryptovol_featurize_latency_seconds_count", 0)
+    stream_s = (last - first) if first is not None and last is not None else None
+    print(
+        json.dumps(
+            {
+                "data": data,
+                "ticks": len(raw),
+                "batch_size": args.batch_size,
+                "produce_ticks_per_s": round(len(raw) / produce_s),
+                "featurize_seconds": round(stream_s, 3) if stream_s else None,
+                "featurize_ticks_per_s": round(len(raw) / stream_s) if stream_s else None,
+                "engine_only_ticks_per_s": round(engine_rate(raw)),
+                "mean_poll_to_ack_ms": round(
+                    1000 * samples["cryptovol_featurize_latency_seconds_sum"] / count, 2
+                )
+                if count
+                else None,
+                "stats": featurizer.stats.as_dict(),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
