@@ -38,6 +38,7 @@ from tasks.features import (
 from tasks.labels import HORIZON_S, TRAILING_S, add_label_columns, second_grid
 from tasks.messages import MessageError, Tick, to_tick
 from tasks.recordings import BadLine, expand_inputs, read_ticks
+from tasks.settings import Settings
 from tasks.timeutil import format_ts
 
 log = logging.getLogger(__name__)
@@ -220,6 +221,11 @@ def load_dataset(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         return SCHEMA.empty_table().to_pandas()
     frame = pa.concat_tables(tables).to_pandas()
     return frame.sort_values(["product_id", "ts"], kind="stable", ignore_index=True)
+
+
+def feature_store(settings: Settings) -> Path:
+    """Where the scheduled backfill writes: a partitioned data set under the data directory."""
+    return settings.data_dir / "features"
 
 
 def backfill(

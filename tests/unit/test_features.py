@@ -6,6 +6,8 @@ import bisect
 import json
 import math
 import random
+import subprocess
+import sys
 from collections import deque
 
 import pytest
@@ -355,3 +357,14 @@ def test_record_is_json_with_null_for_missing():
     assert record["ts"].endswith("Z") and list(record["features"]) == list(FEATURE_NAMES)
     assert record["features"]["realized_vol_30"] is None
     assert "NaN" not in text
+
+
+def test_pure_modules_import_no_io_library():
+    code = (
+        "import sys, tasks.features, tasks.labels\n"
+        "banned = ('confluent_kafka', 'prefect', 'mlflow', 'websockets', 'bentoml',"
+        " 'requests', 'httpx')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in banned))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
