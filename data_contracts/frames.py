@@ -138,21 +138,20 @@ def _sequence_deltas(frame: pd.DataFrame) -> pd.Series:
 
 
 def read_table(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """Parquet files (directories expand to their ``*.parquet``) concatenated in order."""
-    paths = list(paths)
-    files: list[Path] = []
-    for item in paths:
-        path = Path(item)
-        if path.is_dir():
-            files.extend(sorted(path.rglob("*.parquet")))
-        elif path.exists():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"no such file: {path}")
-    if not files:
-        raise FileNotFoundError("no parquet files in " + ", ".join(map(str, paths)))
-    frames = [pd.read_parquet(p) for p in files]
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    """Parquet files or data set directories (hive partitions, as the backfill writes them)
+    concatenated in order; partition columns come back as plain strings, not categories."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise FileNotFoundError("no Parquet paths given")
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"no such file or directory: {path}")
+    frames = [pd.read_parquet(path) for path in paths]
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    for name in frame.columns:
+        if isinstance(frame[name].dtype, pd.CategoricalDtype):
+            frame[name] = frame[name].astype(object)
+    return frame
 
 
 def with_time_steps(frame: pd.DataFrame) -> pd.DataFrame:
