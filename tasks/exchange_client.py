@@ -181,7 +181,7 @@ class AdvancedTradeClient:
                     max_size=None,
                     ping_interval=20,
                     ping_timeout=20,
-                    close_timeout=2,
+                    close_timeout=0.5,  # leaving (stop, idle): don't wait long on the peer
                 ) as ws:
                     self.stats.connections += 1
                     session = _Session(f"{self.run_id}-{self.stats.connections}", time.monotonic())

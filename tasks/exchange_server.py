@@ -168,7 +168,9 @@ class ExchangeServer:
         return f"ws://{self.host}:{self.port}"
 
     async def start(self) -> None:
-        self._server = await serve(self._handle, self.host, self.port, max_size=2**20)
+        self._server = await serve(
+            self._handle, self.host, self.port, max_size=2**20, close_timeout=2
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         self._market = asyncio.create_task(self._run_market())
         log.info("exchange listening on %s", self.url)

@@ -140,9 +140,9 @@ class _Pacer:
             self.anchor = (ts, time.monotonic())
         self.last = ts
         event0, wall0 = self.anchor
-        delay = wall0 + (ts - event0) / self.speed - time.monotonic()
-        if delay > 0:
-            self.publisher.poll(delay)  # serve delivery reports while waiting
+        target = wall0 + (ts - event0) / self.speed
+        while (delay := target - time.monotonic()) > 0:
+            self.publisher.poll(delay)  # serves delivery reports; returns early when it does
 
 
 def run_replay(

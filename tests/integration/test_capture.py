@@ -74,7 +74,7 @@ def _metric(text: str, name: str) -> float:
 def test_capture_through_drops_keeps_every_sequence_number_or_reports_a_gap(kafka_settings):
     server = ExchangeServer(
         simulator_ticks(PRODUCTS, seed=11, start=time.time()),
-        speed=5.0,
+        speed=10.0,
         drop_every_s=2.0,
         skip_seq_every=9,
         record=True,
@@ -137,7 +137,7 @@ def test_capture_through_drops_keeps_every_sequence_number_or_reports_a_gap(kafk
 def test_capture_archive_replay_round_trip_gives_identical_tickers(kafka_settings):
     server = ExchangeServer(
         simulator_ticks(PRODUCTS, seed=5, start=time.time()),
-        speed=5.0,
+        speed=10.0,
         drop_every_s=2.5,
         record=True,
     )

@@ -1,0 +1,114 @@
+"""The raw archive: routing, rotation, exact lines, readable back (also mid-write)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+from tasks.archive import CONTROL_KEY, MULTI_KEY, ArchiveWriter, archive_key
+from tasks.messages import parse_envelope
+from tasks.recordings import BadLine, expand_inputs, read_envelopes, source_name
+
+HOUR = 1767225600.0  # 2026-01-01T00:00:00Z
+
+
+def _ticker(seq: int, *products: str) -> str:
+    tickers = [{"type": "ticker", "product_id": p, "price": "1"} for p in products]
+    return json.dumps(
+        {
+            "channel": "ticker",
+            "client_id": "",
+            "timestamp": "2026-01-01T00:00:00.000001Z",
+            "sequence_num": seq,
+            "events": [{"type": "update", "tickers": tickers}],
+        }
+    )
+
+
+def _heartbeat(seq: int) -> str:
+    return json.dumps(
+        {"channel": "heartbeats", "timestamp": "2026-01-01T00:00:00Z", "sequence_num": seq}
+    )
+
+
+def test_messages_are_routed_to_exactly_one_folder():
+    assert archive_key(parse_envelope(_ticker(0, "BTC-USD"))) == "BTC-USD"
+    assert archive_key(parse_envelope(_ticker(0, "BTC-USD", "BTC-USD"))) == "BTC-USD"
+    assert archive_key(parse_envelope(_ticker(0, "BTC-USD", "ETH-USD"))) == MULTI_KEY
+    assert archive_key(parse_envelope(_ticker(0))) == CONTROL_KEY
+    assert archive_key(parse_envelope(_heartbeat(1))) == CONTROL_KEY
+    assert archive_key(None) == CONTROL_KEY
+    assert archive_key(parse_envelope(_ticker(0, "../../etc"))) == ".._.._etc"
+
+
+def _write_all(root: Path, messages: list[tuple[str, str, float]]) -> ArchiveWriter:
+    with ArchiveWriter(root) as archive:
+        for text, source, received_at in messages:
+            envelope = parse_envelope(text) if text.startswith("{") else None
+            archive.write(text, archive_key(envelope), source, received_at)
+    return archive
+
+
+def test_lines_are_kept_unchanged_and_rotated_per_hour_and_connection(tmp_path):
+    odd_spacing = '{"channel": "ticker", "timestamp": "2026-01-01T00:00:00Z", "events": []}'
+    messages = [
+        (_ticker(0, "BTC-USD"), "run-1", HOUR + 10),
+        (_heartbeat(1), "run-1", HOUR + 11),
+        (_ticker(2, "ETH-USD"), "run-1", HOUR + 12),
+        (_ticker(3, "BTC-USD"), "run-1", HOUR + 3599.5),
+        (_ticker(4, "BTC-USD"), "run-1", HOUR + 3600.2),  # next hour: new file
+        (_ticker(0, "BTC-USD"), "run-2", HOUR + 3601),  # new connection: new file
+        (odd_spacing, "run-2", HOUR + 3602),
+        ("not json at all", "run-2", HOUR + 3603),
+    ]
+    archive = _write_all(tmp_path, messages)
+    names = sorted(p.relative_to(tmp_path).as_posix() for p in archive.stats.files)
+    assert names == [
+        "BTC-USD/BTC-USD_20260101_000010_run-1.ndjson.gz",
+        "BTC-USD/BTC-USD_20260101_010000_run-1.ndjson.gz",
+        "BTC-USD/BTC-USD_20260101_010001_run-2.ndjson.gz",
+        "ETH-USD/ETH-USD_20260101_000012_run-1.ndjson.gz",
+        "_control/_control_20260101_000011_run-1.ndjson.gz",
+        "_control/_control_20260101_010002_run-2.ndjson.gz",
+    ]
+    assert archive.stats.lines == len(messages)
+    lines = []
+    for path in expand_inputs([tmp_path]):
+        lines += gzip.decompress(path.read_bytes()).decode().splitlines()
+    assert sorted(lines) == sorted(text for text, _, _ in messages)
+    # Read back as recordings: one sequence space per file, the bad line reported.
+    items = list(read_envelopes(expand_inputs([tmp_path])))
+    assert sum(isinstance(i, BadLine) for i in items) == 1
+    per_file = {}
+    for item in items:
+        if not isinstance(item, BadLine):
+            per_file.setdefault(source_name(item.path), []).append(item.envelope.sequence_num)
+    assert all(len(set(seqs)) == len(seqs) for seqs in per_file.values())
+
+
+def test_flushed_lines_are_readable_while_the_file_is_still_open(tmp_path):
+    archive = ArchiveWriter(tmp_path, flush_every_s=0.0)
+    for seq in range(50):
+        archive.write(_ticker(seq, "BTC-USD"), "BTC-USD", "run-1", HOUR)
+    # As if the process were killed now: no gzip trailer yet.
+    (path,) = archive.stats.files
+    items = list(read_envelopes([path]))
+    good = [i for i in items if not isinstance(i, BadLine)]
+    assert [i.envelope.sequence_num for i in good] == list(range(50))
+    assert len(items) - len(good) == 1  # the unfinished stream: one bad line
+    archive.close()
+    assert all(not isinstance(i, BadLine) for i in read_envelopes([path]))
+
+
+def test_close_source_finishes_only_that_connection(tmp_path):
+    archive = ArchiveWriter(tmp_path)
+    archive.write(_ticker(0, "BTC-USD"), "BTC-USD", "run-1", HOUR)
+    archive.write(_ticker(0, "BTC-USD"), "BTC-USD", "run-2", HOUR)
+    archive.close_source("run-1")
+    first, second = archive.stats.files
+    assert gzip.decompress(first.read_bytes())  # complete gzip
+    archive.write(_ticker(1, "BTC-USD"), "BTC-USD", "run-2", HOUR + 1)
+    archive.close()
+    assert len(gzip.decompress(second.read_bytes()).splitlines()) == 2
+    assert len(archive.stats.files) == 2
