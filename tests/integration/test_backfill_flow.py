@@ -1,0 +1,47 @@
+"""The ``backfill`` Prefect flow on a temporary Prefect server: it calls the backfill task."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from tasks.backfill import load_dataset
+from tasks.timeutil import format_ts
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_backfill_flow_writes_the_data_set(tmp_path):
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.backfill import backfill
+
+    lines = []
+    for i in range(600):
+        mid = 100.0 + 0.01 * (i % 7)
+        ticker = {
+            "product_id": "BTC-USD",
+            "price": f"{mid:.2f}",
+            "best_bid": f"{mid - 0.01:.2f}",
+            "best_ask": f"{mid + 0.01:.2f}",
+        }
+        lines.append(
+            json.dumps(
+                {
+                    "channel": "ticker",
+                    "timestamp": format_ts(1_765_000_000.0 + 0.5 * i),
+                    "sequence_num": i,
+                    "events": [{"type": "update", "tickers": [ticker]}],
+                }
+            )
+        )
+    recording = tmp_path / "BTC-USD_flow.ndjson.gz"
+    with gzip.open(recording, "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+    with prefect_test_harness():
+        stats = backfill(inputs=[str(recording)], out=str(tmp_path / "features"))
+    frame = load_dataset(tmp_path / "features")
+    assert stats["rows"] == len(frame) == 300 and stats["ticks"] == 600
+    assert frame["imbalance"].isna().all()  # the recording has no quantities: NaN, not zero
