@@ -52,6 +52,7 @@ DEFAULT_LOOKBACK_S = max(WINDOWS_S) + 10.0
 DEFAULT_WARMUP_RECORDS = 20_000
 _REWIND_GROWTH = 4
 _RETRY_BACKOFF_MAX_S = 5.0
+_JOIN_GRACE_S = 30.0  # the idle clock runs before the first assignment only after this long
 
 
 @dataclass
@@ -417,7 +418,7 @@ class Featurizer:
                 continue
             if not msgs:
                 # the idle clock starts once partitions are assigned (a group join takes seconds)
-                assigned = self._assigned_at if self._assigned_at is not None else started + 30.0
+                assigned = self._assigned_at or started + _JOIN_GRACE_S
                 idle_since = max(last_input, assigned)
                 if max_idle_s is not None and now - idle_since >= max_idle_s:
                     log.info("no input for %.1f s: stopping", now - idle_since)
