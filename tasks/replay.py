@@ -165,6 +165,7 @@ def run_replay(
     publisher = TickPublisher(make_producer(settings), settings.raw_topic)
     pacer = _Pacer(speed, publisher)
     stats = ReplayStats(files=len(files))
+    sources = {str(path): source_name(path) for path in files}
     started = time.monotonic()
     try:
         for ts, item in merge_by_time(files):
@@ -178,7 +179,7 @@ def run_replay(
                 continue
             try:
                 ticks = ticks_from_envelope(
-                    envelope, received_at=envelope.timestamp, source=source_name(item.path)
+                    envelope, received_at=envelope.timestamp, source=sources[item.path]
                 )
             except MessageError as exc:
                 _report(stats, BadLine(item.path, item.lineno, str(exc), ""), max_reported)

@@ -191,3 +191,33 @@ def test_commands_fail_fast_with_a_hint_when_no_broker_answers(command, tmp_path
     assert "cryptovol broker" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert time.monotonic() - started < 30
+
+
+def test_capture_command_runs_for_the_minutes_given(kafka_settings, tmp_path):
+    server = ExchangeServer(simulator_ticks(PRODUCTS, seed=2, start=time.time()), speed=10.0)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_settings.kafka_bootstrap_servers,
+        "CRYPTOVOL_RAW_TOPIC": kafka_settings.raw_topic,
+    }
+    with ExchangeThread(server) as exchange:
+        args = ["--url", exchange.url, "--products", "BTC-USD,ETH-USD", "--minutes", "0.05"]
+        args += ["--metrics-port", "0", "--data-dir", str(tmp_path)]
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "tasks.cli", "capture", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - started < 30
+    summary = json.loads(proc.stdout)
+    assert summary["connections"] == 1 and summary["undelivered"] == 0
+    assert summary["tickers"] > 10 and set(summary["by_product"]) == set(PRODUCTS)
+    assert 2.5 < summary["seconds"] < 10
+    files = expand_inputs([tmp_path / "archive"])
+    assert {p.parent.name for p in files} == {*PRODUCTS, "_control"}
+    records = read_raw_ticks(kafka_settings, kafka_settings.raw_topic, expected=summary["tickers"])
+    assert len(records) == summary["tickers"]
