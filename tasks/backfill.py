@@ -14,6 +14,7 @@ writes). :func:`load_dataset` reads either back with the columns of :data:`SCHEM
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -135,49 +136,72 @@ def batch_features(
         yield row
 
 
-def _mid(tick: Tick) -> float:
-    bid, ask = tick.best_bid, tick.best_ask
-    return (bid + ask) * 0.5 if bid == bid and ask == ask else tick.price
+class _ProductSeries:
+    """One product's accepted ticks: time and mid of every one (for the label grid), and the
+    features of only those that can be the last tick at or before a whole second."""
+
+    __slots__ = ("kept", "mids", "pending", "times")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.mids: list[float] = []
+        self.kept: dict[int, tuple[FeatureRow, str]] = {}  # tick position -> (row, source)
+        self.pending: tuple[int, FeatureRow, str] | None = None
+
+    def add(self, tick: Tick, row: FeatureRow) -> None:
+        bid, ask = tick.best_bid, tick.best_ask
+        mid = (bid + ask) * 0.5 if bid == bid and ask == ask else tick.price  # as the engine
+        pending = self.pending
+        # the previous tick is the last one at or before some second s iff ts_prev <= s < ts
+        if pending is not None and math.ceil(pending[1].ts) < row.ts:
+            self.kept[pending[0]] = (pending[1], pending[2])
+        self.pending = (len(self.times), row, tick.source)
+        self.times.append(row.ts)
+        self.mids.append(mid)
+
+    def finish(self) -> None:
+        if self.pending is not None:
+            self.kept[self.pending[0]] = (self.pending[1], self.pending[2])
+            self.pending = None
 
 
-def feature_frame(ticks: list[Tick], engine: FeatureEngine) -> pd.DataFrame:
+def feature_frame(ticks: Iterable[Tick], engine: FeatureEngine) -> pd.DataFrame:
     """One row per product and grid second, with features and labels (columns of SCHEMA)."""
-    by_product: dict[str, list[tuple[Tick, FeatureRow]]] = {}
+    series: dict[str, _ProductSeries] = {}
     for tick, row in _engine_rows(ticks, engine):
-        by_product.setdefault(tick.product_id, []).append((tick, row))
+        product = series.get(tick.product_id)
+        if product is None:
+            product = series[tick.product_id] = _ProductSeries()
+        product.add(tick, row)
     frames = []
-    for product in sorted(by_product):
-        pairs = by_product[product]
-        event_ts = np.fromiter((row.ts for _t, row in pairs), np.float64, len(pairs))
-        accepted = pd.DataFrame(
-            {
-                "product_id": product,
-                "ts": event_ts,
-                "mid": np.fromiter((_mid(t) for t, _r in pairs), np.float64, len(pairs)),
-            }
-        )
+    for name in sorted(series):
+        product = series[name]
+        product.finish()
+        times = np.array(product.times, dtype=np.float64)
+        accepted = pd.DataFrame({"product_id": name, "ts": times, "mid": product.mids})
         grid = add_label_columns(second_grid(accepted), HORIZON_S, TRAILING_S)
         if grid.empty:
             continue
         picks = grid["tick_row"].to_numpy()
-        values = np.array([pairs[i][1].values for i in picks], dtype=np.float64)
+        kept = [product.kept[i] for i in picks]
         frame = pd.DataFrame(
             {
-                "product_id": product,
+                "product_id": name,
                 "ts": pd.to_datetime(grid["second"].to_numpy() * 1_000_000, unit="us", utc=True),
                 "tick_ts": pd.to_datetime(
-                    np.round(event_ts[picks] * 1e6).astype(np.int64), unit="us", utc=True
+                    np.round(times[picks] * 1e6).astype(np.int64), unit="us", utc=True
                 ),
-                "record_id": [pairs[i][1].record_id for i in picks],
+                "record_id": [row.record_id for row, _source in kept],
             }
         )
+        values = np.array([row.values for row, _source in kept], dtype=np.float64)
         features = pd.DataFrame(values, columns=list(FEATURE_NAMES))
         frame = pd.concat([frame, features], axis=1)
         frame["feature_set_version"] = FEATURE_SET_VERSION
         frame[FWD_COLUMN] = grid[FWD_COLUMN].to_numpy()
         frame[TRAIL_COLUMN] = grid[TRAIL_COLUMN].to_numpy()
         frame["segment"] = grid["segment"].to_numpy(dtype=np.int64)
-        frame["source"] = [pairs[i][0].source for i in picks]
+        frame["source"] = [source for _row, source in kept]
         frames.append(frame)
     if not frames:
         return SCHEMA.empty_table().to_pandas()

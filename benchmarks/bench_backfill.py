@@ -1,0 +1,111 @@
+"""Backfill throughput over the real recordings in ../shared/data (all 26 files).
+
+Runs :func:`tasks.backfill.backfill` end to end (read and validate, engine, labels, Parquet) into
+a temporary directory, and times its phases separately as well. Without ../shared/data it
+backfills a synthetic recording of comparable size instead (and says so). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from tasks.backfill import backfill, feature_frame, load_dataset, load_ticks, write_dataset
+from tasks.features import FeatureEngine
+from tasks.recordings import expand_inputs
+from tasks.timeutil import format_ts
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "coinbase-btc-usd-2025-12"
+
+
+def synthetic_recording(path: Path, n: int = 60_000, seed: int = 1) -> Path:
+    rng = random.Random(seed)
+    ts, mid = 1_765_000_000.0, 90_000.0
+    with gzip.open(path, "wt") as fh:
+        for seq in range(n):
+            ts += rng.expovariate(4.0)
+            mid = round(mid * math.exp(rng.gauss(0, 2e-5)), 2)
+            ticker = {
+                "type": "ticker",
+                "product_id": "BTC-USD",
+                "price": f"{mid:.2f}",
+                "best_bid": f"{mid - 0.01:.2f}",
+                "best_ask": f"{mid + 0.01:.2f}",
+                "best_bid_quantity": f"{rng.uniform(0, 2):.8f}",
+                "best_ask_quantity": f"{rng.uniform(0, 2):.8f}",
+            }
+            envelope = {
+                "channel": "ticker",
+                "client_id": "",
+                "timestamp": format_ts(ts),
+                "sequence_num": seq,
+                "events": [{"type": "update", "tickers": [ticker]}],
+            }
+            fh.write(json.dumps(envelope) + "\n")
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("inputs", nargs="*", help="recordings (default: ../shared/data)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        if args.inputs:
+            inputs, data = [Path(p) for p in args.inputs], "given"
+        elif SHARED.is_dir():
+            inputs, data = [SHARED], str(SHARED)
+        else:
+            inputs, data = [synthetic_recording(tmp_path / "synthetic.ndjson.gz")], "synthetic"
+
+        stats = backfill(inputs, tmp_path / "features")
+        started = time.perf_counter()
+        rows = len(load_dataset(tmp_path / "features"))
+        load_s = time.perf_counter() - started
+
+        # the phases on their own, for where the time goes
+        started = time.perf_counter()
+        ticks = load_ticks(expand_inputs(inputs))
+        read_s = time.perf_counter() - started
+        started = time.perf_counter()
+        engine = FeatureEngine()
+        for tick in ticks:
+            engine.process(tick)
+        engine_s = time.perf_counter() - started
+        started = time.perf_counter()
+        frame = feature_frame(ticks, FeatureEngine())
+        frame_s = time.perf_counter() - started
+        started = time.perf_counter()
+        write_dataset(frame, tmp_path / "again.parquet")
+        write_s = time.perf_counter() - started
+
+    figures = {
+        "data": data,
+        "files": stats.files,
+        "ticks": stats.ticks,
+        "rows": stats.rows,
+        "labelled_rows": stats.labelled_rows,
+        "wall_s": round(stats.seconds, 2),
+        "ticks_per_s": round(stats.ticks / stats.seconds),
+        "rows_per_s": round(stats.rows / stats.seconds),
+        "phases_s": {
+            "read_and_validate": round(read_s, 2),
+            "engine": round(engine_s, 2),
+            "engine_resample_and_label": round(frame_s, 2),
+            "write_parquet": round(write_s, 2),
+            "load_dataset": round(load_s, 2),
+        },
+        "rows_loaded": rows,
+    }
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
