@@ -54,7 +54,7 @@ DEFAULT_SPECS: dict[str, ProductSpec] = {
     "BTC-USD": ProductSpec(
         "BTC-USD",
         price=89500.0,
-        tick_rate=2.7,
+        tick_rate=2.5,
         vol_bps=0.18,
         quantity_median=0.022,
         volume_24h=8100.0,
@@ -65,7 +65,7 @@ DEFAULT_SPECS: dict[str, ProductSpec] = {
     "ETH-USD": ProductSpec(
         "ETH-USD",
         price=3050.0,
-        tick_rate=3.0,
+        tick_rate=2.8,
         vol_bps=0.27,
         quantity_median=0.5,
         volume_24h=160000.0,
@@ -116,7 +116,7 @@ class ModelParams:
     precursor_lead_s: tuple[float, float] = (20.0, 60.0)
     precursor_vol_leak: float = 0.15  # share of the precursor that shows in returns before onset
     intensity_vol: float = 0.45  # d log(tick rate) / d log(volatility)
-    intensity_precursor: float = 0.6  # d log(tick rate) / d precursor
+    intensity_precursor: float = 1.2  # d log(tick rate) / d precursor
     activity_half_life_s: float = 60.0  # tick-rate swings unrelated to volatility
     activity_sd: float = 0.15
     move_prob: float = 0.11  # chance a tick moves the efficient price, at median volatility
@@ -129,10 +129,11 @@ class ModelParams:
     imbalance_noise: float = 1.0
     quantity_sd: float = 2.3  # log-sd of best bid/ask quantities
     spread_enter: float = 0.04  # chance per tick that a one-increment spread widens
-    spread_enter_vol: float = 0.9  # d log(widening chance) / d log(volatility)
+    spread_enter_vol: float = 0.6  # d log(widening chance) / d log(volatility)
     spread_enter_precursor: float = 1.0
     spread_exit: float = 0.1  # chance per tick that a wide spread closes to one increment
     wide_spread_sd: float = 0.9  # log-sd of the width of wide spreads
+    wide_spread_vol: float = 0.3  # d log(width) / d log(volatility)
     wide_spread_redraw: float = 0.2  # chance per tick that a wide spread changes width
     trade_prob: float = 0.26  # share of ticks that print a trade (move ``price``)
     trade_size_sd: float = 1.5  # log-sd of trade sizes
@@ -361,7 +362,7 @@ def _latent_block(state: _ProductState, p: ModelParams, n: int) -> dict[str, np.
 
 
 def _spread_chain(
-    state: _ProductState, p: ModelParams, enter: np.ndarray
+    state: _ProductState, p: ModelParams, enter: np.ndarray, vol: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per tick: whether the spread is wide, its width (bps) and where the efficient price sits
     inside it (0 = at the bid). A two-state Markov chain, so wide spreads come in runs."""
@@ -369,7 +370,8 @@ def _spread_chain(
     total = len(enter)
     u = rng.random(total)
     redraw = rng.random(total) < p.wide_spread_redraw
-    widths = state.spec.wide_spread_bps * np.exp(p.wide_spread_sd * rng.standard_normal(total))
+    log_widths = p.wide_spread_vol * vol + p.wide_spread_sd * rng.standard_normal(total)
+    widths = state.spec.wide_spread_bps * np.exp(log_widths)
     offsets = rng.random(total)
     wide = np.empty(total, dtype=bool)
     width = np.empty(total)
@@ -427,7 +429,7 @@ def _simulate_block(state: _ProductState, p: ModelParams, start_us: int) -> list
     enter = np.minimum(
         p.spread_enter * np.exp(p.spread_enter_vol * vol + p.spread_enter_precursor * pre), 0.9
     )[sec]
-    wide, width_bps, offset = _spread_chain(state, p, enter)
+    wide, width_bps, offset = _spread_chain(state, p, enter, vol[sec])
     spread = np.where(wide, np.maximum(np.round(x * width_bps * 1e-4), 2), 1).astype(np.int64)
     bid = np.maximum(np.floor(x - offset * spread + 0.5).astype(np.int64), 1)
     ask = bid + spread
