@@ -118,9 +118,8 @@ def raw_frame(ticks: Sequence[RawTick]) -> pd.DataFrame:
 def _coerce_numbers(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Floats (NaN when absent or not a finite number) and a mask of present-but-bad values."""
     series = pd.Series(values, dtype=object)
-    present = series.map(lambda v: v is not None and v != "").to_numpy(dtype=bool)
-    usable = series.map(lambda v: isinstance(v, str | int | float) and not isinstance(v, bool))
-    numbers = pd.to_numeric(series.where(usable), errors="coerce").to_numpy(dtype="float64")
+    present = (series.notna() & (series != "")).to_numpy(dtype=bool)
+    numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", copy=True)
     finite = np.isfinite(numbers)
     numbers[~finite] = np.nan
     return numbers, present & ~finite
