@@ -81,7 +81,7 @@ def connect(settings: Settings) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def _experiment_id(settings: Settings, client: MlflowClient) -> str:
+def experiment_id(settings: Settings, client: MlflowClient) -> str:
     """The project's experiment; with a SQLite store, artifacts go to ``mlartifacts`` beside it."""
     name = settings.registered_model
     found = client.get_experiment_by_name(name)
@@ -289,12 +289,12 @@ def log_training(
     ``example`` is a frame of feature rows for the input example (e.g. a few training rows).
     """
     client = connect(settings)
-    experiment_id = _experiment_id(settings, client)
+    experiment = experiment_id(settings, client)
     summary = result.summary()
     sha = git_sha()
     predictor, baseline = result.predictor, result.baseline
     label = result.label
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{result.selected}") as run:
+    with mlflow.start_run(experiment_id=experiment, run_name=f"train-{result.selected}") as run:
         mlflow.set_tags(
             {
                 "stage": "train",

@@ -44,6 +44,7 @@ from tasks.models import (
     BASELINES,
     CANDIDATES,
     MeanStack,
+    PriorShift,
     SpikePredictor,
     XGBoostParams,
     feature_matrix,
@@ -68,6 +69,7 @@ class TrainConfig:
     quantile: float = 0.9
     k: float = 2.0
     trailing_s: int = 900
+    tau_window_s: float | None = 3600.0  # fit tau on the last this many seconds of training rows
     n_folds: int = 4
     test_fraction: float = 0.2
     embargo_s: float | None = None  # default: longest feature window + horizon
@@ -204,6 +206,14 @@ def _subsample(frame: pd.DataFrame, step_s: int) -> pd.DataFrame:
     return frame[seconds % step_s == 0]
 
 
+def _fit_label(spec: LabelSpec, train_rows: pd.DataFrame, window_s: float | None) -> LabelSpec:
+    """Tau from the most recent ``window_s`` of the training rows (all of them when None)."""
+    if window_s is None:
+        return spec.fit(train_rows)
+    seconds = epoch_seconds(train_rows["ts"])
+    return spec.fit(train_rows[seconds > seconds.max() - window_s])
+
+
 def _labelled(spec: LabelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     y = spec.apply(frame)
     keep = y.notna().to_numpy()
@@ -222,8 +232,16 @@ def _fit_scorers(
     config: TrainConfig,
     xgb_rounds: int | None = None,
 ) -> dict:
-    """Fit one estimator per kind (the stack is built from its fitted members, not refit)."""
+    """Fit one estimator per kind (the stack is built from its fitted members, not refit).
+
+    With a tau window, each is prior-shifted so its mean probability on the window's rows equals
+    their spike rate (the rate the label was fitted to), not the rate over all training rows.
+    """
     X = feature_matrix(train)
+    recent = None
+    if config.tau_window_s is not None and len(train):
+        seconds = epoch_seconds(train["ts"])
+        recent = seconds > seconds.max() - config.tau_window_s
     fitted = {}
     for kind in kinds:
         if kind == "stack":
@@ -231,7 +249,10 @@ def _fit_scorers(
         params = config.xgboost
         if kind == "xgboost" and xgb_rounds is not None:
             params = replace(params, n_estimators=xgb_rounds)
-        fitted[kind] = make_estimator(kind, seed=config.seed, xgb=params).fit(X, y_train, eval_set)
+        estimator = make_estimator(kind, seed=config.seed, xgb=params).fit(X, y_train, eval_set)
+        if recent is not None:
+            estimator = PriorShift.to_rate(estimator, X[recent], float(np.mean(y_train[recent])))
+        fitted[kind] = estimator
     return fitted
 
 
@@ -301,7 +322,7 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
     fold_taus: list[float | None] = []
     for fold in plan.folds:
         train_rows = labelable.iloc[fold.train]
-        spec = base_spec.fit(train_rows)
+        spec = _fit_label(base_spec, train_rows, config.tau_window_s)
         fold_taus.append(spec.tau)
         train_part, y_train = _labelled(spec, _subsample(train_rows, config.train_step_s))
         valid_part, y_valid = _labelled(spec, labelable.iloc[fold.valid])
@@ -312,7 +333,7 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
         fitted = _fit_scorers(
             kinds, train_part, y_train, (feature_matrix(valid_part), y_valid), config
         )
-        xgb = fitted.get("xgboost")
+        xgb = getattr(fitted.get("xgboost"), "base", fitted.get("xgboost"))
         if xgb is not None and xgb.early_stopped:
             xgb_rounds.append(xgb.best_rounds)
         scores = _predict(fitted, kinds, valid_part)
@@ -357,7 +378,7 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
     # final fit on the development part, judged once on the test part
     t_final = time.perf_counter()
     dev_rows = labelable.iloc[plan.dev]
-    final_spec = base_spec.fit(dev_rows)
+    final_spec = _fit_label(base_spec, dev_rows, config.tau_window_s)
     dev_part, y_dev = _labelled(final_spec, _subsample(dev_rows, config.train_step_s))
     if config.shuffle_labels:
         y_dev = _shuffled(y_dev, config.seed)

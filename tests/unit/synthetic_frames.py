@@ -49,7 +49,8 @@ def _product_frame(product: str, seconds: int, rng: np.random.Generator) -> pd.D
         2.0 + 3.0 * precursor[rows] + 0.3 * rng.standard_normal(seconds), 0, None
     )
     frame["n"] = rng.poisson(50, seconds).astype(float)
-    forward = np.array([vol[t + 1 : t + 61].mean() for t in range(seconds)])
+    cumulative = np.concatenate(([0.0], np.cumsum(vol)))
+    forward = (cumulative[61 : seconds + 61] - cumulative[1 : seconds + 1]) / 60
     frame["fwd_vol_60"] = noisy(forward, 0.1) * np.sqrt(60)
     frame["trail_vol_900"] = frame["realized_vol_1s_300"]
     missing = rng.random(seconds) < 0.02

@@ -1,0 +1,306 @@
+"""Evaluate any registered model on any data; validate the challenger against the champion.
+
+``evaluate_model``: a model URI and data paths in; PR-AUC beside the z-score and persistence
+baselines on the same rows, with the model's own stored label (tau included), overall, per
+product and per file.
+
+``validate_challenger``: challenger and champion scored on the same most recent window that
+neither was trained on (rows from the later of their ``train_end`` plus the embargo on), the data
+contracts run on that window, scoring latency measured, the gates of :mod:`tasks.gates` decided.
+The decision and its figures go to an MLflow run, to tags on the challenger version (which
+``promote`` reads) and to a Markdown and JSON report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from tasks import plots, registry
+from tasks.dataload import load_frame
+from tasks.evaluation import (
+    epoch_seconds,
+    expected_calibration_error,
+    ranking_metrics,
+)
+from tasks.features import WINDOWS_S
+from tasks.gates import GateConfig, GateDecision, GateFigures, decide, markdown_report
+from tasks.labels import LabelSpec
+from tasks.models import feature_matrix, ranking_baselines
+from tasks.settings import Settings
+
+log = logging.getLogger("cryptovol.validation")
+
+
+def _cache_dir(settings: Settings) -> Path:
+    return settings.data_dir / "cache" / "backfill"
+
+
+def _score(model, predictor, frame: pd.DataFrame) -> np.ndarray:
+    """Scores through the pyfunc interface, exactly as served (schema enforced)."""
+    out = model.predict(feature_matrix(frame, predictor.feature_names))
+    return np.asarray(out["score"] if isinstance(out, pd.DataFrame) else out, dtype=float).ravel()
+
+
+def _labelled(frame: pd.DataFrame, label: dict) -> tuple[pd.DataFrame, np.ndarray]:
+    y = LabelSpec.from_dict(label).apply(frame)
+    keep = y.notna().to_numpy()
+    return frame[keep], y.to_numpy(dtype=float)[keep]
+
+
+def _span(frame: pd.DataFrame) -> dict:
+    if frame.empty:
+        return {"start": None, "end": None}
+    return {
+        "start": pd.Timestamp(frame["ts"].min()).isoformat(),
+        "end": pd.Timestamp(frame["ts"].max()).isoformat(),
+    }
+
+
+def _scored_metrics(y: np.ndarray, scores: dict[str, np.ndarray]) -> dict:
+    model = ranking_metrics(y, scores["model"])
+    return {
+        "pr_auc": model["pr_auc"],
+        "baseline_pr_auc": ranking_metrics(y, scores["zscore"])["pr_auc"],
+        "persistence_pr_auc": ranking_metrics(y, scores["persistence"])["pr_auc"],
+        "roc_auc": model["roc_auc"],
+        "positive_rate": model["positive_rate"],
+        "positives": model["positives"],
+        "rows": model["rows"],
+        "degenerate": model["degenerate"],
+    }
+
+
+def evaluate_model(settings: Settings, model_uri: str, data_paths: list[str]) -> dict:
+    """PR-AUC of the model and both baselines on the same labelled rows, overall and by group."""
+    registry.connect(settings)
+    model = registry.load_model(model_uri)
+    predictor = registry.predictor_of(model)
+    frame, load_info = load_frame(data_paths, _cache_dir(settings))
+    rows, y = _labelled(frame, predictor.label)
+    scores = {"model": _score(model, predictor, rows), **ranking_baselines(rows)}
+    out = {
+        "model_uri": model_uri,
+        "model_kind": predictor.kind,
+        "label": predictor.label,
+        "threshold": predictor.threshold,
+        **_scored_metrics(y, scores),
+        **_span(rows),
+    }
+    train_start, train_end = predictor.info.get("train_start"), predictor.info.get("train_end")
+    if train_start and train_end and len(rows):
+        ts = rows["ts"]
+        inside = (ts >= pd.Timestamp(train_start)) & (ts <= pd.Timestamp(train_end))
+        out["rows_in_training_span"] = int(inside.sum())
+    for key, column in (("per_product", "product_id"), ("per_file", "source")):
+        groups = {}
+        for name, positions in rows.groupby(column, sort=True).indices.items():
+            part = {k: v[positions] for k, v in scores.items()}
+            groups[str(name)] = {
+                **_scored_metrics(y[positions], part),
+                **_span(rows.iloc[positions]),
+            }
+        out[key] = groups
+    out["data"] = load_info.to_dict()
+    return out
+
+
+# ------------------------------------------------------------------------------- validation
+
+
+@dataclass
+class ValidationOutcome:
+    decision: GateDecision
+    challenger_version: str
+    champion_version: str | None
+    window: dict
+    figures: dict
+    run_id: str
+    report_paths: dict[str, str]
+
+    def to_dict(self) -> dict:
+        return {
+            "decision": self.decision.decision,
+            "reason": self.decision.reason(),
+            "challenger_version": self.challenger_version,
+            "champion_version": self.champion_version,
+            "window": self.window,
+            "figures": self.figures,
+            "checks": [c.__dict__ for c in self.decision.checks],
+            "run_id": self.run_id,
+            "reports": self.report_paths,
+        }
+
+
+def _latency_p95_ms(model, predictor, frame: pd.DataFrame, n: int) -> float | None:
+    """p95 wall time of single-row pyfunc predictions (what one /predict call pays)."""
+    if frame.empty:
+        return None
+    X = feature_matrix(frame, predictor.feature_names)
+    picks = np.linspace(0, len(X) - 1, min(n, len(X))).astype(int)
+    model.predict(X.iloc[[picks[0]]])  # warm-up
+    times = []
+    for i in picks:
+        started = time.perf_counter()
+        model.predict(X.iloc[[i]])
+        times.append((time.perf_counter() - started) * 1000.0)
+    return float(np.percentile(times, 95))
+
+
+def _contracts(frame: pd.DataFrame) -> tuple[bool, tuple[str, ...]]:
+    from data_contracts.validate import validate_frame
+
+    report = validate_frame("features", frame)
+    return report.success, tuple(f"{o.expectation}({o.column or 'table'})" for o in report.failures)
+
+
+def _window(frame: pd.DataFrame, train_ends: list[str], embargo_s: float, window_s: float | None):
+    seconds = epoch_seconds(frame["ts"]) if len(frame) else np.array([])
+    start = max(pd.Timestamp(t).timestamp() for t in train_ends) + embargo_s
+    keep = seconds >= start
+    if window_s is not None and keep.any():
+        keep &= seconds >= seconds.max() - window_s
+    return frame[keep]
+
+
+def validate_challenger(
+    settings: Settings,
+    data_paths: list[str],
+    *,
+    gate_config: GateConfig | None = None,
+    window_s: float | None = None,
+    check_contracts: bool = True,
+    latency_rows: int = 200,
+    report_dir: Path | None = None,
+) -> ValidationOutcome:
+    """Score challenger and champion on the unseen recent window, decide, log and report."""
+    gate_config = gate_config or GateConfig()
+    client = registry.connect(settings)
+    name = registry.model_name(settings)
+    challenger_version = registry.alias_version(client, name, registry.CHALLENGER)
+    if challenger_version is None:
+        raise registry.RegistryError(f"{name} has no {registry.CHALLENGER!r} alias: train first")
+    champion_version = registry.alias_version(client, name, registry.CHAMPION)
+    challenger = registry.load_model(f"models:/{name}/{challenger_version}")
+    challenger_predictor = registry.predictor_of(challenger)
+    champion = champion_predictor = None
+    if champion_version is not None:
+        champion = registry.load_model(f"models:/{name}/{champion_version}")
+        champion_predictor = registry.predictor_of(champion)
+
+    label = challenger_predictor.label  # both judged against the challenger's label
+    embargo = float(max(WINDOWS_S) + int(label.get("horizon_s", 60)))
+    train_ends = [challenger_predictor.info["train_end"]]
+    if champion_predictor is not None:
+        train_ends.append(champion_predictor.info["train_end"])
+    frame, _ = load_frame(data_paths, _cache_dir(settings))
+    window = _window(frame, train_ends, embargo, window_s)
+    rows, y = _labelled(window, label)
+
+    scores: dict[str, np.ndarray] = {}
+    figures: dict = {"rows": len(y), "positives": int(y.sum()), **_span(rows)}
+    if len(y):
+        scores["challenger"] = _score(challenger, challenger_predictor, rows)
+        scores.update(ranking_baselines(rows))
+        if champion is not None:
+            scores["champion"] = _score(champion, champion_predictor, rows)
+    metric = {k: ranking_metrics(y, v) for k, v in scores.items()}
+
+    def pr(key: str) -> float | None:
+        return metric[key]["pr_auc"] if key in metric else None
+
+    ece = mean_prob = None
+    if len(y):
+        ece = expected_calibration_error(y, scores["challenger"])
+        mean_prob = float(np.mean(scores["challenger"]))
+    contracts_ok, failures = None, ()
+    if check_contracts and len(window):
+        contracts_ok, failures = _contracts(window)
+    gate_figures = GateFigures(
+        rows=len(y),
+        positives=int(y.sum()),
+        challenger_pr_auc=pr("challenger"),
+        zscore_pr_auc=pr("zscore"),
+        persistence_pr_auc=pr("persistence"),
+        champion_pr_auc=pr("champion"),
+        challenger_ece=ece,
+        challenger_mean_prob=mean_prob,
+        positive_rate=float(np.mean(y)) if len(y) else None,
+        latency_p95_ms=_latency_p95_ms(challenger, challenger_predictor, rows, latency_rows),
+        contracts_passed=contracts_ok,
+        contract_failures=failures,
+    )
+    decision = decide(gate_figures, gate_config)
+    if champion is not None and len(rows):
+        figures["champion_latency_p95_ms"] = _latency_p95_ms(
+            champion, champion_predictor, rows, latency_rows
+        )
+    figures.update({k: v for k, v in decision.to_dict()["figures"].items()})
+    window_info = {**_span(rows), "embargo_s": embargo, "after": max(train_ends), "rows": len(y)}
+    report = markdown_report(decision, f"Validation of {name} v{challenger_version}")
+    report += (
+        f"\nChampion: {champion_version or 'none'}. Window: {window_info['start']} to "
+        f"{window_info['end']} (rows after {window_info['after']} + {embargo:.0f} s embargo), "
+        f"label {label}.\n"
+    )
+
+    experiment = registry.experiment_id(settings, client)
+    with mlflow.start_run(
+        experiment_id=experiment, run_name=f"validate-v{challenger_version}"
+    ) as run:
+        mlflow.set_tags(
+            {
+                "stage": "validate",
+                "challenger_version": challenger_version,
+                "champion_version": champion_version or "",
+                "decision": decision.decision,
+            }
+        )
+        mlflow.log_params({"gate." + k: v for k, v in decision.to_dict()["config"].items()})
+        numeric = {
+            k: float(v)
+            for k, v in gate_figures.__dict__.items()
+            if isinstance(v, int | float) and v is not None and np.isfinite(v)
+        }
+        mlflow.log_metrics({**numeric, "passed": float(decision.passed)})
+        mlflow.log_text(report, "validation_report.md")
+        mlflow.log_dict(decision.to_dict(), "validation_decision.json")
+        if len(y) and 0 < y.sum() < len(y):
+            import matplotlib.pyplot as plt
+
+            fig = plots.pr_curves(y, scores, title="Validation window: precision-recall")
+            mlflow.log_figure(fig, "plots/validation_pr_curve.png")
+            plt.close(fig)
+    registry.record_validation(settings, challenger_version, decision.to_dict(), run.info.run_id)
+
+    report_dir = report_dir or settings.data_dir / "reports"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    base = report_dir / f"validation-v{challenger_version}-{stamp}"
+    outcome = ValidationOutcome(
+        decision,
+        challenger_version,
+        champion_version,
+        window_info,
+        figures,
+        run.info.run_id,
+        {"markdown": str(base.with_suffix(".md")), "json": str(base.with_suffix(".json"))},
+    )
+    base.with_suffix(".md").write_text(report)
+    base.with_suffix(".json").write_text(json.dumps(outcome.to_dict(), indent=2, default=str))
+    log.info(
+        "validation of %s v%s: %s (%s)",
+        name,
+        challenger_version,
+        decision.decision,
+        decision.reason(),
+    )
+    return outcome
