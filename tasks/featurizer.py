@@ -9,9 +9,11 @@ drops them.
 Engine state lives in memory. When partitions are assigned (a start, a restart, a rebalance), each
 partition gets a fresh engine that first re-reads the history before its committed offset without
 producing anything (the warm-up), so the features produced after a restart match those of an
-uninterrupted run. A warm-up is long enough once, for every product it saw, it spans
-``lookback_s`` of event time or the engine restarted that product's windows after a gap; if not,
-it rewinds further. Products are keyed, so each lives in one partition and a per-partition engine
+uninterrupted run (up to the last bits of window sums, see the tests). A warm-up is long enough
+once, for every product it saw, it spans ``lookback_s`` of event time, or the engine restarted
+that product's windows after a gap, or the product was silent for longer than a gap before its
+first tick in the warm-up (so an uninterrupted run restarted there too); if not, it rewinds
+further back. Products are keyed, so each lives in one partition and a per-partition engine
 sees every tick of its products, in order.
 
 Malformed records go to the dead-letter topic with the error in the headers, are counted, and
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -122,10 +125,16 @@ class _WarmProduct:
     first_ts: float
     last_ts: float
     first_segment: int | None = None
-    restarted: bool = False
+    restarted: bool = False  # the engine restarted the windows after a gap: exact from there
 
-    def covered(self, lookback_s: float) -> bool:
-        return self.restarted or self.last_ts - self.first_ts >= lookback_s
+    def covered(self, lookback_s: float, partition_first_ts: float, max_gap_s: float) -> bool:
+        """Whether the warm-up rebuilt this product's state as an uninterrupted run has it."""
+        return (
+            self.restarted
+            or self.last_ts - self.first_ts >= lookback_s
+            # silent for longer than a gap before its first tick: it restarted there anyway
+            or self.first_ts - partition_first_ts > max_gap_s
+        )
 
 
 @dataclass
@@ -138,8 +147,10 @@ class _Partition:
     start: int  # where reading starts: the warm-up's first offset, or where producing starts
     live: bool
     products: dict[str, _WarmProduct] = field(default_factory=dict)
+    first_ts: float = math.inf  # event time of the earliest tick of the warm-up
 
     def warm(self, row: FeatureRow | None, ts: float, product_id: str) -> None:
+        self.first_ts = min(self.first_ts, ts)
         seen = self.products.get(product_id)
         if seen is None:
             seen = self.products[product_id] = _WarmProduct(ts, ts)
@@ -153,7 +164,8 @@ class _Partition:
     def covered(self, lookback_s: float) -> bool:
         if self.start <= self.low:
             return True
-        return all(p.covered(lookback_s) for p in self.products.values())
+        max_gap_s = self.engine.config.max_gap_s
+        return all(p.covered(lookback_s, self.first_ts, max_gap_s) for p in self.products.values())
 
 
 @dataclass
@@ -254,6 +266,7 @@ class Featurizer:
         state.start = max(state.low, state.resume_at - _REWIND_GROWTH * max(span, 1))
         state.engine = self._new_engine()
         state.products.clear()
+        state.first_ts = math.inf
         self.stats.rewinds += 1
         log.info("warm-up of %s[%d] too short; re-reading from %d", topic, partition, state.start)
         self._consumer.seek(TopicPartition(topic, partition, state.start))
