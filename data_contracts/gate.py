@@ -2,7 +2,10 @@
 
 A set-aside batch lands in ``<quarantine_dir>/<UTC stamp>-<kind>-<name>/`` with its
 ``report.json`` (the per-expectation summary). Recordings are judged one file at a time, so one
-bad file does not hold back the others; a feature or training table is judged whole.
+bad file does not hold back the others; a feature or training table is judged whole. Files with
+nothing to judge are skipped, neither admitted nor set aside: the raw archive's control folder
+(heartbeats, subscriptions, messages the capture could not parse) and files without a single
+ticker or bad line.
 By default batches are copied (the caller's files stay where they are); ``move=True`` takes them
 out of the input directory so the next run does not see them again.
 """
@@ -21,6 +24,7 @@ import pandas as pd
 from data_contracts.frames import read_raw_batch, read_table
 from data_contracts.suites import ContractOptions
 from data_contracts.validate import ValidationReport, validate_frame, validate_raw_batch
+from tasks.archive import CONTROL_KEY
 from tasks.recordings import expand_inputs
 
 log = logging.getLogger("cryptovol.contracts")
@@ -39,6 +43,7 @@ class Admission:
 
     admitted: list[Path] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)  # no ticks to judge
     reports: dict[str, ValidationReport] = field(default_factory=dict)
 
 
@@ -85,7 +90,14 @@ def check_and_admit(
     """Judge every recording file on the raw contract; return the ones fit for training."""
     admission = Admission()
     for path in expand_inputs(paths):
-        report = validate_raw_batch(read_raw_batch([path]), options)
+        if path.parent.name == CONTROL_KEY:
+            admission.skipped.append(path)
+            continue
+        batch = read_raw_batch([path])
+        if batch.lines == 0:
+            admission.skipped.append(path)
+            continue
+        report = validate_raw_batch(batch, options)
         admission.reports[str(path)] = report
         if report.success:
             admission.admitted.append(path)

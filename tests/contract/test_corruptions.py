@@ -265,6 +265,23 @@ def test_move_takes_a_failing_batch_out_of_the_input(tmp_path, envelopes, write_
     assert (item.location / "bad.ndjson").exists() and (item.location / "report.json").exists()
 
 
+def test_gate_skips_files_with_nothing_to_judge(tmp_path, envelopes, write_lines):
+    """The raw archive's layout: product folders, and a control folder of non-ticker messages."""
+    lines = envelopes(60, seed=2)
+    heartbeats = [e for e in lines if e["channel"] == "heartbeats"]
+    archive = tmp_path / "archive"
+    ticks = write_lines(archive / "BTC-USD" / "BTC-USD_20251206_054535_c1.ndjson.gz", lines)
+    quiet = write_lines(archive / "BTC-USD" / "BTC-USD_20251206_064535_c2.ndjson.gz", heartbeats)
+    control = write_lines(
+        archive / "_control" / "_control_20251206_054535_c1.ndjson.gz",
+        [*heartbeats, '{"type":"error","message":"rate limited"}', "garbage"],
+    )
+    admission = check_and_admit([archive], tmp_path / "quarantine")
+    assert admission.admitted == [ticks]
+    assert sorted(admission.skipped) == sorted([quiet, control])
+    assert admission.quarantined == [] and not (tmp_path / "quarantine").exists()
+
+
 @pytest.mark.shared_data
 def test_real_recording_corrupted(shared_recordings, tmp_path, write_lines):
     source = min(shared_recordings, key=lambda p: p.stat().st_size)
