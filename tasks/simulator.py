@@ -1,21 +1,21 @@
 """A synthetic market that speaks the exchange's ticker format. Pure: no I/O, no wall clock.
 
-The model, per product, on a one-second grid of event time:
+The model, per product, on a one-second grid of event time (details and the figures the defaults
+are calibrated on: ``docs/simulator.md``):
 
-- a latent log-volatility ``h``: mean-reverting (Ornstein-Uhlenbeck) with rare regime jumps;
-- volatility bursts arriving as a self-exciting (Hawkes-like) process. Each burst is announced by a
-  *precursor* that ramps up over 15-60 s before its onset and shows first in tick intensity, spread
-  widening and order-book imbalance, and only a little in returns; after the onset the burst lifts
-  return volatility and decays. This makes spikes partly predictable beyond persistence;
-- an order-flow signal ``z`` (AR(1), pushed in the burst's direction) that sets both the
-  bid/ask quantity imbalance and a small drift of the next moves, so imbalance predicts returns;
-- ticks as a Cox process: Poisson counts per second whose intensity rises with volatility and the
-  precursor; per-tick log-mid increments with Student-t innovations (heavy tails);
-- a spread of one price increment most of the time, widening more often when volatility is high.
+- a latent log-volatility: a slow and a fast mean-reverting (Ornstein-Uhlenbeck) component, rare
+  regime jumps, and volatility bursts arriving as a self-exciting (Hawkes-like) process;
+- each burst is announced by a *precursor* ramping up over the 20-60 s before its onset, which
+  shows first in tick intensity, spread widening and order-book imbalance and only a little in
+  returns: spikes are partly predictable beyond persistence;
+- an order-flow signal (AR(1), pushed in a coming burst's direction) that tilts the best bid/ask
+  quantities and the odds of the next moves, so imbalance predicts returns;
+- ticks as a Cox process: Poisson counts per second whose intensity rises with volatility and
+  precursors; a tick moves the mid only sometimes, by a Student-t amount (heavy tails);
+- a spread of one price increment, or runs of wide spreads, more frequent and wider when volatile.
 
 All randomness comes from ``numpy.random.Generator(PCG64(...))`` seeded from ``seed`` and the
-product name, so the same seed and products give the same ticks, whatever else runs. The figures
-the defaults are calibrated on are in ``docs/simulator.md``.
+product name, so the same seed and products give the same ticks, whatever else runs.
 """
 
 from __future__ import annotations
