@@ -191,7 +191,7 @@ def split_ranks(split: pd.Series) -> pd.Series:
 def splits_are_folds(split: pd.Series) -> bool:
     """True when every split value is a number (walk-forward fold ids)."""
     present = split.dropna()
-    return bool(len(present)) and pd.to_numeric(present, errors="coerce").notna().all()
+    return bool(len(present)) and bool(pd.to_numeric(present, errors="coerce").notna().all())
 
 
 def _seconds(ts: pd.Series) -> pd.Series:

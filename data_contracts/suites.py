@@ -48,7 +48,7 @@ class ContractOptions:
         return {
             "products": list(self.products),
             "max_future_s": self.max_future_s,
-            "now": (self.now or datetime.now(UTC)).isoformat(),
+            "future_limit": self.future_limit().isoformat(),
             "max_bad_line_fraction": self.max_bad_line_fraction,
             "label_rate": list(self.label_rate),
             "embargo_s": self.embargo_s,
