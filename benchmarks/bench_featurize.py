@@ -1,6 +1,6 @@
 """End-to-end throughput of the streaming featurizer through the embedded broker.
 
-Produces the ticks of the real recordings (or of a generated one when ../shared/data is absent)
+Produces the ticks of the real recordings (or of a simulated one when ../shared/data is absent)
 onto a fresh raw topic, then runs the featurizer in-process and times it from the first consumed
 tick to the last acknowledged feature record. The engine alone on the same ticks is timed too, so
 the cost of the broker round trip shows. Prints one JSON object.
@@ -11,9 +11,9 @@ the cost of the broker round trip shows. Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import logging
-import sys
 import tempfile
 import threading
 import time
@@ -27,6 +27,7 @@ from tasks.kafka_io import ensure_topics, make_producer
 from tasks.messages import to_tick
 from tasks.recordings import BadLine, read_ticks
 from tasks.settings import Settings
+from tasks.simulator import simulate_envelopes
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "coinbase-btc-usd-2025-12"
 
@@ -35,11 +36,11 @@ def recordings(files: int, workdir: Path) -> tuple[list[Path], str]:
     real = sorted(SHARED.glob("*.ndjson.gz"))[:files] if SHARED.is_dir() else []
     if real:
         return real, "shared real recordings"
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
-    from featurize_support import write_recording
-
-    path = write_recording(workdir / "generated.ndjson.gz", ticks=20_000, seconds=3600)
-    return [path], "generated recording"
+    path = workdir / "simulated.ndjson.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        for envelope in simulate_envelopes(minutes=45, seed=1):
+            fh.write(json.dumps(envelope) + "\n")
+    return [path], "simulated recording (45 min, 2 products)"
 
 
 def engine_rate(raw: list) -> float:
