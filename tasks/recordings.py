@@ -87,13 +87,17 @@ def read_ticks(paths: Iterable[Path]) -> Iterator[RawTick | BadLine]:
 
     The recorded envelope timestamp doubles as receive time: recordings keep no other.
     """
+    sources: dict[str, str] = {}
     for item in read_envelopes(paths):
         if isinstance(item, BadLine):
             yield item
             continue
+        source = sources.get(item.path)
+        if source is None:
+            source = sources[item.path] = source_name(item.path)
         try:
             yield from ticks_from_envelope(
-                item.envelope, received_at=item.envelope.timestamp, source=source_name(item.path)
+                item.envelope, received_at=item.envelope.timestamp, source=source
             )
         except MessageError as exc:
             yield BadLine(item.path, item.lineno, str(exc), "")
