@@ -170,6 +170,17 @@ class TrainResult:
                 }
                 for name, r in self.reports.items()
             },
+            "folds": [
+                {
+                    "fold": f.fold,
+                    "rows": f.metrics["rows"],
+                    "positives": f.metrics["positives"],
+                    "positive_rate": f.metrics["positive_rate"],
+                    "tau": f.metrics["tau"],
+                    "degenerate": f.metrics["degenerate"],
+                }
+                for f in next(iter(self.reports.values())).folds
+            ],
             "label": self.label,
             "data": self.data,
             "split": {k: v for k, v in self.split.items() if k != "folds"},
@@ -380,6 +391,11 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
     dev_rows = labelable.iloc[plan.dev]
     final_spec = _fit_label(base_spec, dev_rows, config.tau_window_s)
     dev_part, y_dev = _labelled(final_spec, _subsample(dev_rows, config.train_step_s))
+    if is_degenerate(y_dev):
+        raise TrainingError(
+            f"the {len(y_dev)} training rows hold {int(y_dev.sum())} spikes under the label "
+            f"{final_spec.to_dict()}: nothing to learn (try another label mode, k or quantile)"
+        )
     if config.shuffle_labels:
         y_dev = _shuffled(y_dev, config.seed)
     rounds = int(np.median(xgb_rounds)) if xgb_rounds else None
