@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import json
 import logging
 import subprocess
 from dataclasses import dataclass
@@ -98,7 +97,8 @@ def experiment_id(settings: Settings, client: MlflowClient) -> str:
 
 
 def git_sha(cwd: Path | None = None) -> str:
-    """The checked-out commit, ``+dirty`` when tracked files differ; ``unknown`` outside git."""
+    """The project's commit, ``+dirty`` when tracked files differ; ``unknown`` outside git."""
+    cwd = cwd or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -630,7 +630,3 @@ def describe_aliases(settings: Settings) -> dict:
         }
     out["history"] = _history(client, model_name(settings))
     return out
-
-
-def dump_json(data: dict) -> str:
-    return json.dumps(data, indent=2, default=str)

@@ -243,7 +243,7 @@ def validate_challenger(
         figures["champion_latency_p95_ms"] = _latency_p95_ms(
             champion, champion_predictor, rows, latency_rows
         )
-    figures.update({k: v for k, v in decision.to_dict()["figures"].items()})
+    figures.update(decision.to_dict()["figures"])
     window_info = {**_span(rows), "embargo_s": embargo, "after": max(train_ends), "rows": len(y)}
     report = markdown_report(decision, f"Validation of {name} v{challenger_version}")
     report += (
