@@ -23,6 +23,7 @@ import contextlib
 import getpass
 import logging
 import subprocess
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
@@ -222,6 +223,10 @@ def _numeric(metrics: dict, prefix: str) -> dict[str, float]:
     return out
 
 
+def _f(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def _training_report(result, version: str) -> str:
     s = result.summary()
     t = s["test"]
@@ -232,20 +237,21 @@ def _training_report(result, version: str) -> str:
         f"fingerprint {s['data']['fingerprint']}, feature set {s['data']['feature_set_version']}.",
         f"Label: {s['label']}.",
         f"Test part (the most recent {result.config.test_fraction:.0%}, embargo "
-        f"{result.config.embargo:.0f} s): {t['rows']} rows, spike rate {t['positive_rate']}.",
+        f"{result.config.embargo:.0f} s): {t['rows']} rows, spike rate {_f(t['positive_rate'])}.",
         "",
         "| scorer | test PR-AUC | test ROC-AUC | brier |",
         "| --- | --- | --- | --- |",
     ]
     for name, metrics in result.test_metrics.items():
         lines.append(
-            f"| {name} | {metrics['pr_auc']} | {metrics['roc_auc']} | {metrics['brier']} |"
+            f"| {name} | {_f(metrics['pr_auc'])} | {_f(metrics['roc_auc'])} | "
+            f"{_f(metrics['brier'])} |"
         )
     lines += ["", "| candidate | mean val PR-AUC | std | folds | degenerate folds |"]
     lines.append("| --- | --- | --- | --- | --- |")
     for name, v in s["validation"].items():
         folds = ", ".join("n/a" if x is None else f"{x:.3f}" for x in v["pr_auc_folds"])
-        mean, std, degenerate = v["pr_auc_mean"], v["pr_auc_std"], v["degenerate_folds"]
+        mean, std, degenerate = _f(v["pr_auc_mean"]), _f(v["pr_auc_std"]), v["degenerate_folds"]
         lines.append(f"| {name} | {mean} | {std} | {folds} | {degenerate} |")
     if s["notes"]:
         lines += ["", "Notes:", *[f"- {n}" for n in s["notes"]]]
@@ -421,6 +427,41 @@ def log_training(
         model_uri=f"models:/{model_name(settings)}/{version}",
         summary=summary,
     )
+
+
+def train_and_register(
+    settings: Settings,
+    data_paths: list[str],
+    config=None,
+    *,
+    alias: str | None = CHALLENGER,
+) -> dict:
+    """The whole ``train`` stage: load (backfilling recordings), train, log, register.
+
+    Returns :meth:`TrainingRecord.to_dict` plus ``timings`` (backfill, load, train, MLflow).
+    Raises :class:`tasks.training.TrainingError` when the data cannot be trained on honestly.
+    """
+    from tasks.dataload import load_frame
+    from tasks.training import train
+
+    started = time.perf_counter()
+    frame, info = load_frame(data_paths, settings.data_dir / "cache" / "backfill")
+    loaded_at = time.perf_counter()
+    result = train(frame, config)
+    trained_at = time.perf_counter()
+    record = log_training(
+        settings, result, example=frame.head(100), data_paths=data_paths, alias=alias
+    )
+    done = time.perf_counter()
+    timings = {
+        "backfill_s": info.backfill_s,
+        "backfill_cached": info.backfill_cached,
+        "load_s": info.load_s,
+        "train_s": trained_at - loaded_at,
+        "mlflow_s": done - trained_at,
+        "total_s": done - started,
+    }
+    return {**record.to_dict(), "timings": timings}
 
 
 def _register(client: MlflowClient, source_uri: str, name: str, run_id: str) -> str:

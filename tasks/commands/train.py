@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 from tasks.models import CANDIDATES
 from tasks.settings import get_settings
@@ -44,13 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tasks.dataload import load_frame
-    from tasks.registry import log_training
-    from tasks.training import TrainConfig, TrainingError, train
+    from tasks.registry import train_and_register
+    from tasks.training import TrainConfig, TrainingError
 
     settings = get_settings()
-    started = time.perf_counter()
-    frame, info = load_frame(args.data, settings.data_dir / "cache" / "backfill")
     config = TrainConfig(
         label_mode=args.label_mode,
         quantile=args.quantile,
@@ -63,32 +59,17 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         shuffle_labels=args.shuffle_labels,
     )
-    train_started = time.perf_counter()
     try:
-        result = train(frame, config)
+        out = train_and_register(settings, args.data, config, alias=args.alias or None)
     except TrainingError as exc:
-        print(f"cannot train: {exc}")
+        print(json.dumps({"error": str(exc)}) if args.json else f"cannot train: {exc}")
         return 2
-    log_started = time.perf_counter()
-    record = log_training(
-        settings, result, example=frame.head(100), data_paths=args.data, alias=args.alias or None
-    )
-    done = time.perf_counter()
-    timings = {
-        "backfill_s": info.backfill_s,
-        "backfill_cached": info.backfill_cached,
-        "load_s": info.load_s,
-        "train_s": log_started - train_started,
-        "mlflow_s": done - log_started,
-        "total_s": done - started,
-    }
-    out = {**record.to_dict(), "timings": timings}
     if args.json:
         print(json.dumps(out, indent=2, default=str))
         return 0
-    test = out["metrics"]
-    print(f"registered {settings.registered_model} version {record.version} ({result.selected})")
-    print(f"  run {record.run_id}; baseline version {record.baseline_version}")
+    test, timings = out["metrics"], out["timings"]
+    print(f"registered {settings.registered_model} version {out['version']} ({out['selected']})")
+    print(f"  run {out['run_id']}; baseline version {out['baseline_version']}")
     print(
         f"  test part: {test['rows']} rows, spike rate {_fmt(test['positive_rate'])}: PR-AUC "
         f"{_fmt(test['pr_auc'])} vs z-score {_fmt(test['baseline_pr_auc'])} vs persistence "
@@ -99,14 +80,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  folds {name:<14} mean {_fmt(v['pr_auc_mean'])} [{folds}]")
     for note in out["summary"]["notes"]:
         print(f"  note: {note}")
+    cached = " (cached)" if timings["backfill_cached"] else ""
     print(
-        "  time: backfill {:.1f} s{}, train {:.1f} s, mlflow {:.1f} s, total {:.1f} s".format(
-            timings["backfill_s"],
-            " (cached)" if timings["backfill_cached"] else "",
-            timings["train_s"],
-            timings["mlflow_s"],
-            timings["total_s"],
-        )
+        f"  time: backfill {timings['backfill_s']:.1f} s{cached}, "
+        f"train {timings['train_s']:.1f} s, mlflow {timings['mlflow_s']:.1f} s, "
+        f"total {timings['total_s']:.1f} s"
     )
     return 0
 
