@@ -35,6 +35,8 @@ from tasks.evaluation import (
     classifier_metrics,
     epoch_seconds,
     is_degenerate,
+    probability_metrics,
+    ranking_metrics,
     summarize_folds,
     walk_forward_splits,
 )
@@ -349,8 +351,11 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
             xgb_rounds.append(xgb.best_rounds)
         scores = _predict(fitted, kinds, valid_part)
         for kind in kinds:
-            metrics = classifier_metrics(y_valid, scores[kind], 0.5)
-            metrics["tau"] = spec.tau
+            metrics = {
+                **ranking_metrics(y_valid, scores[kind]),
+                **probability_metrics(y_valid, scores[kind]),
+                "tau": spec.tau,
+            }
             fold_metrics[kind].append(FoldResult(fold.index, metrics))
         if is_degenerate(y_valid):
             notes.append(

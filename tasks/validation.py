@@ -163,12 +163,83 @@ def _contracts(frame: pd.DataFrame) -> tuple[bool, tuple[str, ...]]:
 
 
 def _window(frame: pd.DataFrame, train_ends: list[str], embargo_s: float, window_s: float | None):
+    """Rows starting ``embargo_s`` after the latest training end, the last ``window_s`` of them."""
     seconds = epoch_seconds(frame["ts"]) if len(frame) else np.array([])
-    start = max(pd.Timestamp(t).timestamp() for t in train_ends) + embargo_s
-    keep = seconds >= start
+    if train_ends:
+        keep = seconds >= max(pd.Timestamp(t).timestamp() for t in train_ends) + embargo_s
+    else:
+        log.warning("neither model records its training span: validating on all rows")
+        keep = np.ones(len(seconds), dtype=bool)
     if window_s is not None and keep.any():
         keep &= seconds >= seconds.max() - window_s
     return frame[keep]
+
+
+def _measure(
+    rows: pd.DataFrame,
+    y: np.ndarray,
+    challenger: tuple,
+    champion: tuple | None,
+    latency_rows: int,
+    contracts: tuple[bool | None, tuple[str, ...]],
+) -> tuple[GateFigures, dict[str, np.ndarray]]:
+    """Every scorer on the same rows; the challenger's calibration and latency."""
+    scores: dict[str, np.ndarray] = {}
+    if len(y):
+        scores["challenger"] = _score(*challenger, rows)
+        scores.update(ranking_baselines(rows))
+        if champion is not None:
+            scores["champion"] = _score(*champion, rows)
+    pr_auc = {k: ranking_metrics(y, v)["pr_auc"] for k, v in scores.items()}
+    figures = GateFigures(
+        rows=len(y),
+        positives=int(y.sum()),
+        challenger_pr_auc=pr_auc.get("challenger"),
+        zscore_pr_auc=pr_auc.get("zscore"),
+        persistence_pr_auc=pr_auc.get("persistence"),
+        champion_pr_auc=pr_auc.get("champion"),
+        challenger_ece=expected_calibration_error(y, scores["challenger"]) if len(y) else None,
+        challenger_mean_prob=float(np.mean(scores["challenger"])) if len(y) else None,
+        positive_rate=float(np.mean(y)) if len(y) else None,
+        latency_p95_ms=_latency_p95_ms(*challenger, rows, latency_rows),
+        contracts_passed=contracts[0],
+        contract_failures=contracts[1],
+    )
+    return figures, scores
+
+
+def _log_decision(
+    settings: Settings, client, outcome: dict, report: str, y: np.ndarray, scores: dict
+) -> str:
+    """An MLflow run (stage=validate) with the figures, the report and a PR-curve plot."""
+    with mlflow.start_run(
+        experiment_id=registry.experiment_id(settings, client),
+        run_name=f"validate-v{outcome['challenger_version']}",
+    ) as run:
+        mlflow.set_tags(
+            {
+                "stage": "validate",
+                "challenger_version": outcome["challenger_version"],
+                "champion_version": outcome["champion_version"] or "",
+                "decision": outcome["decision"],
+            }
+        )
+        mlflow.log_params({"gate." + k: v for k, v in outcome["config"].items()})
+        numeric = {
+            k: float(v)
+            for k, v in outcome["figures"].items()
+            if isinstance(v, int | float) and np.isfinite(v)
+        }
+        mlflow.log_metrics({**numeric, "passed": float(outcome["decision"] == "pass")})
+        mlflow.log_text(report, "validation_report.md")
+        mlflow.log_dict(outcome, "validation_decision.json")
+        if len(y) and 0 < y.sum() < len(y):
+            import matplotlib.pyplot as plt
+
+            fig = plots.pr_curves(y, scores, title="Validation window: precision-recall")
+            mlflow.log_figure(fig, "plots/validation_pr_curve.png")
+            plt.close(fig)
+    return run.info.run_id
 
 
 def validate_challenger(
@@ -182,125 +253,59 @@ def validate_challenger(
     report_dir: Path | None = None,
 ) -> ValidationOutcome:
     """Score challenger and champion on the unseen recent window, decide, log and report."""
-    gate_config = gate_config or GateConfig()
     client = registry.connect(settings)
     name = registry.model_name(settings)
     challenger_version = registry.alias_version(client, name, registry.CHALLENGER)
     if challenger_version is None:
         raise registry.RegistryError(f"{name} has no {registry.CHALLENGER!r} alias: train first")
     champion_version = registry.alias_version(client, name, registry.CHAMPION)
-    challenger = registry.load_model(f"models:/{name}/{challenger_version}")
-    challenger_predictor = registry.predictor_of(challenger)
-    champion = champion_predictor = None
-    if champion_version is not None:
-        champion = registry.load_model(f"models:/{name}/{champion_version}")
-        champion_predictor = registry.predictor_of(champion)
+    models = {}
+    for role, version in (("challenger", challenger_version), ("champion", champion_version)):
+        if version is not None:
+            model = registry.load_model(f"models:/{name}/{version}")
+            models[role] = (model, registry.predictor_of(model))
 
-    label = challenger_predictor.label  # both judged against the challenger's label
+    label = models["challenger"][1].label  # both are judged against the challenger's label
     embargo = float(max(WINDOWS_S) + int(label.get("horizon_s", 60)))
-    train_ends = [challenger_predictor.info["train_end"]]
-    if champion_predictor is not None:
-        train_ends.append(champion_predictor.info["train_end"])
+    train_ends = [p.info["train_end"] for _, p in models.values() if p.info.get("train_end")]
     frame, _ = load_frame(data_paths, _cache_dir(settings))
     window = _window(frame, train_ends, embargo, window_s)
     rows, y = _labelled(window, label)
-
-    scores: dict[str, np.ndarray] = {}
-    figures: dict = {"rows": len(y), "positives": int(y.sum()), **_span(rows)}
-    if len(y):
-        scores["challenger"] = _score(challenger, challenger_predictor, rows)
-        scores.update(ranking_baselines(rows))
-        if champion is not None:
-            scores["champion"] = _score(champion, champion_predictor, rows)
-    metric = {k: ranking_metrics(y, v) for k, v in scores.items()}
-
-    def pr(key: str) -> float | None:
-        return metric[key]["pr_auc"] if key in metric else None
-
-    ece = mean_prob = None
-    if len(y):
-        ece = expected_calibration_error(y, scores["challenger"])
-        mean_prob = float(np.mean(scores["challenger"]))
-    contracts_ok, failures = None, ()
-    if check_contracts and len(window):
-        contracts_ok, failures = _contracts(window)
-    gate_figures = GateFigures(
-        rows=len(y),
-        positives=int(y.sum()),
-        challenger_pr_auc=pr("challenger"),
-        zscore_pr_auc=pr("zscore"),
-        persistence_pr_auc=pr("persistence"),
-        champion_pr_auc=pr("champion"),
-        challenger_ece=ece,
-        challenger_mean_prob=mean_prob,
-        positive_rate=float(np.mean(y)) if len(y) else None,
-        latency_p95_ms=_latency_p95_ms(challenger, challenger_predictor, rows, latency_rows),
-        contracts_passed=contracts_ok,
-        contract_failures=failures,
+    contracts = _contracts(window) if check_contracts and len(window) else (None, ())
+    gate_figures, scores = _measure(
+        rows, y, models["challenger"], models.get("champion"), latency_rows, contracts
     )
-    decision = decide(gate_figures, gate_config)
-    if champion is not None and len(rows):
+    decision = decide(gate_figures, gate_config or GateConfig())
+
+    after = max(train_ends, key=pd.Timestamp) if train_ends else None
+    window_info = {**_span(rows), "embargo_s": embargo, "after": after, "rows": len(y)}
+    figures = decision.to_dict()["figures"]
+    if "champion" in models and len(rows):
         figures["champion_latency_p95_ms"] = _latency_p95_ms(
-            champion, champion_predictor, rows, latency_rows
+            *models["champion"], rows, latency_rows
         )
-    figures.update(decision.to_dict()["figures"])
-    window_info = {**_span(rows), "embargo_s": embargo, "after": max(train_ends), "rows": len(y)}
     report = markdown_report(decision, f"Validation of {name} v{challenger_version}")
     report += (
         f"\nChampion: {champion_version or 'none'}. Window: {window_info['start']} to "
-        f"{window_info['end']} (rows after {window_info['after']} + {embargo:.0f} s embargo), "
-        f"label {label}.\n"
+        f"{window_info['end']} (rows from {after} + {embargo:.0f} s embargo on), label {label}.\n"
     )
-
-    experiment = registry.experiment_id(settings, client)
-    with mlflow.start_run(
-        experiment_id=experiment, run_name=f"validate-v{challenger_version}"
-    ) as run:
-        mlflow.set_tags(
-            {
-                "stage": "validate",
-                "challenger_version": challenger_version,
-                "champion_version": champion_version or "",
-                "decision": decision.decision,
-            }
-        )
-        mlflow.log_params({"gate." + k: v for k, v in decision.to_dict()["config"].items()})
-        numeric = {
-            k: float(v)
-            for k, v in gate_figures.__dict__.items()
-            if isinstance(v, int | float) and v is not None and np.isfinite(v)
-        }
-        mlflow.log_metrics({**numeric, "passed": float(decision.passed)})
-        mlflow.log_text(report, "validation_report.md")
-        mlflow.log_dict(decision.to_dict(), "validation_decision.json")
-        if len(y) and 0 < y.sum() < len(y):
-            import matplotlib.pyplot as plt
-
-            fig = plots.pr_curves(y, scores, title="Validation window: precision-recall")
-            mlflow.log_figure(fig, "plots/validation_pr_curve.png")
-            plt.close(fig)
-    registry.record_validation(settings, challenger_version, decision.to_dict(), run.info.run_id)
+    logged = {
+        **decision.to_dict(),
+        "challenger_version": challenger_version,
+        "champion_version": champion_version,
+        "window": window_info,
+    }
+    run_id = _log_decision(settings, client, logged, report, y, scores)
+    registry.record_validation(settings, challenger_version, decision.to_dict(), run_id)
 
     report_dir = report_dir or settings.data_dir / "reports"
     report_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    base = report_dir / f"validation-v{challenger_version}-{stamp}"
+    base = report_dir / f"validation-v{challenger_version}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    paths = {"markdown": str(base.with_suffix(".md")), "json": str(base.with_suffix(".json"))}
     outcome = ValidationOutcome(
-        decision,
-        challenger_version,
-        champion_version,
-        window_info,
-        figures,
-        run.info.run_id,
-        {"markdown": str(base.with_suffix(".md")), "json": str(base.with_suffix(".json"))},
+        decision, challenger_version, champion_version, window_info, figures, run_id, paths
     )
     base.with_suffix(".md").write_text(report)
     base.with_suffix(".json").write_text(json.dumps(outcome.to_dict(), indent=2, default=str))
-    log.info(
-        "validation of %s v%s: %s (%s)",
-        name,
-        challenger_version,
-        decision.decision,
-        decision.reason(),
-    )
+    log.info("validation of %s v%s: %s", name, challenger_version, decision.reason())
     return outcome
