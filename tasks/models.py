@@ -182,32 +182,42 @@ class ZScoreBaseline:
 class HarLogistic:
     """Logistic regression on standardized log volatilities of several horizons (HAR-style).
 
-    Missing values are imputed with training medians, and a missing indicator per column joins
-    the inputs, so a row without history is told apart from an average one.
+    Each column is floored at 1 % of its training median before the log, so a calm minute
+    (zero volatility: no price change) is very low but no outlier. Missing values are imputed
+    with training medians, and a missing indicator per column joins the inputs, so a row without
+    history is told apart from an average one.
     """
 
     def __init__(self, columns: Sequence[str] = HAR_COLUMNS, C: float = 1.0) -> None:
         self.columns = tuple(columns)
         self.C = C
+        self.floors = np.full(len(self.columns), EPS)
         self.medians = np.zeros(len(self.columns))
         self.means = np.zeros(2 * len(self.columns))
         self.stds = np.ones(2 * len(self.columns))
         self.model: LogisticRegression | None = None
         self._constant: float | None = None
 
-    def _inputs(self, X: pd.DataFrame) -> np.ndarray:
-        logs = np.column_stack(
-            [_log(X[c]) if c in X else np.full(len(X), np.nan) for c in self.columns]
+    def _logs(self, X: pd.DataFrame) -> np.ndarray:
+        raw = np.column_stack(
+            [X[c].to_numpy(float) if c in X else np.full(len(X), np.nan) for c in self.columns]
         )
+        with np.errstate(invalid="ignore"):
+            return np.log(np.maximum(raw, self.floors))  # maximum keeps NaN as NaN
+
+    def _inputs(self, X: pd.DataFrame) -> np.ndarray:
+        logs = self._logs(X)
         missing = np.isnan(logs)
         filled = np.where(missing, self.medians, logs)
         return np.hstack([filled, missing.astype(float)])
 
     def fit(self, X, y, eval_set=None) -> HarLogistic:
         y = np.asarray(y, dtype=float)
-        logs = np.column_stack(
-            [_log(X[c]) if c in X else np.full(len(X), np.nan) for c in self.columns]
-        )
+        for i, column in enumerate(self.columns):
+            values = X[column].to_numpy(float) if column in X else np.array([])
+            positive = values[np.isfinite(values) & (values > 0)]
+            self.floors[i] = 0.01 * float(np.median(positive)) if len(positive) else EPS
+        logs = self._logs(X)
         with np.errstate(all="ignore"):
             medians = np.nanmedian(logs, axis=0) if len(logs) else np.zeros(len(self.columns))
         self.medians = np.where(np.isnan(medians), 0.0, medians)
