@@ -9,9 +9,14 @@ Windows are in event time: a window of ``w`` seconds at a tick of time ``t`` hol
 time in ``(t - w, t]``. The mid price is ``(best_bid + best_ask) / 2``, or the last trade price when
 the book is missing. A tick return is ``log(mid_i / mid_{i-1})``; the first tick of a segment has
 none. Each window keeps its ticks in a deque, its high and low in monotonic deques and its sums in
-two stacks (no subtraction on eviction, so no rounding drift and an exact zero when every term is
-zero), so a tick costs amortized O(1) whatever the window holds. Sums of returns need no running
-sum at all: they telescope to ``log(mid_now / mid_base)``.
+two stacks split at an event-time boundary (no subtraction on eviction, so no rounding drift and
+an exact zero when every term is zero), so a tick costs amortized O(1) whatever the window holds.
+Sums of returns need no running sum at all: they telescope to ``log(mid_now / mid_base)``.
+
+Every piece of window state is a fixed function of the ticks the window holds and of the current
+time, never of how long the engine has run, so an engine started mid-stream (a restarted
+featurizer re-reading recent history) produces bit-identical rows once it has seen
+:func:`restart_lookback_s` of event time.
 
 Input handling, per product:
 
@@ -84,6 +89,29 @@ class EngineConfig:
     max_sources_per_product: int = 64  # sequence spaces remembered for duplicate detection
 
 
+def restart_lookback_s(config: EngineConfig) -> float:
+    """Event time an engine started mid-stream needs before its rows are bit-identical.
+
+    An engine fed every tick of a product from a tick F on gives, for every tick with event time
+    ``t0 + restart_lookback_s`` or later, exactly the row (time and values) of an engine fed
+    everything; ``t0`` is F's event time, or the product's latest event time before F if F is
+    more than ``late_tolerance_s`` older than that (a tick the full engine drops as too late).
+    Only ``FeatureRow.segment``, a count of the restarts this engine saw, differs.
+
+    Why this much: until the new engine has seen a tick as recent as the full engine's latest
+    (at most ``late_tolerance_s`` after ``t0``), the two can accept, time-adjust and restart
+    differently, and the new one takes late re-sent duplicates for new ticks (their originals came
+    before F), up to another ``late_tolerance_s`` on. Then the next tick common to both comes
+    within ``max_gap_s``, or both restart their windows there. From that tick on they hold the
+    same ticks, and every window's state, sums included, is a fixed function of the ticks it
+    holds: the longest window forgets the difference after its width, the 1-second grid one
+    second later (a second's return needs the mid of the second before). It assumes fewer than
+    ``max_sources_per_product`` sources of one product within that time (one a connection or a
+    recording file), so duplicate detection forgets the same sources in both engines.
+    """
+    return max(WINDOWS_S) + 1.0 + config.max_gap_s + 2.0 * config.late_tolerance_s
+
+
 @dataclass(slots=True)
 class EngineStats:
     processed: int = 0
@@ -135,10 +163,16 @@ class FeatureRow:
 class _TickWindow:
     """Ticks of the last ``width`` seconds with exact window sums, high and low.
 
-    Sums use two stacks instead of subtracting on eviction: the oldest ticks carry suffix sums
-    (``front``, the oldest last), the newer ones a running sum (``back_*``). A sum is then
-    ``front[-1] + back`` over exactly the ticks in the window, so no rounding error outlives the
-    ticks that caused it; each tick enters ``front`` at most once (amortized O(1)).
+    Sums use two stacks instead of subtracting on eviction, split at the start ``E`` of the
+    current epoch of event time (``E = floor(t / width) * width``): the ticks before ``E`` carry
+    suffix sums accumulated from the newest back (``front``, the oldest last), the ticks from
+    ``E`` on a running sum (``back_*``). A sum is ``front[-1] + back``. While ``t`` stays in one
+    epoch the cutoff ``t - width`` stays before ``E``, so evictions only pop ``front``; the first
+    tick of a new epoch evicts and turns the rest into new suffix sums. So every sum is a fixed
+    function of the ticks in the window and of ``E``: no rounding error outlives the ticks that
+    caused it, and an engine that starts mid-stream gets the very same bits once its window
+    holds the same ticks (see :func:`restart_lookback_s`). Each tick enters ``front`` at most
+    once (amortized O(1)).
     """
 
     __slots__ = (
@@ -147,6 +181,7 @@ class _TickWindow:
         "back_spread",
         "base_mid",
         "base_ts",
+        "boundary",
         "front",
         "highs",
         "lows",
@@ -163,34 +198,58 @@ class _TickWindow:
         self.ticks: deque[_Entry] = deque()
         self.front: list[tuple[float, float, float]] = []
         self.back_r2 = self.back_spread = self.back_imb = 0.0
+        self.boundary = -math.inf  # where the next epoch starts
         self.highs: deque[_Entry] = deque()  # candidates for the high: mids decreasing
         self.lows: deque[_Entry] = deque()  # candidates for the low: mids increasing
         self.base_ts = NAN  # the last tick evicted in this segment: where returns start
         self.base_mid = NAN
         self.n_ret = self.n_spread = self.n_imb = 0
 
-    def flip(self) -> None:
-        """Turn every tick into a suffix sum on the front stack."""
-        front = self.front
+    def new_epoch(self, ts: float, cutoff: float) -> None:
+        """Before adding the first tick of a new epoch: evict what left the window, then turn
+        every tick that stays into a suffix sum on an empty ``front``."""
+        ticks = self.ticks
+        if ticks and ticks[0][0] <= cutoff:
+            while ticks and ticks[0][0] <= cutoff:
+                old = ticks.popleft()
+                self.n_ret -= old[5]
+                self.n_spread -= old[6]
+                self.n_imb -= old[7]
+            self.base_ts = old[0]
+            self.base_mid = old[1]
+            highs, lows = self.highs, self.lows
+            while highs and highs[0][0] <= cutoff:
+                highs.popleft()
+            while lows and lows[0][0] <= cutoff:
+                lows.popleft()
+        front = self.front = []
         r2 = spread = imb = 0.0
-        for entry in reversed(self.ticks):
+        for entry in reversed(ticks):
             r2 += entry[2]
             spread += entry[3]
             imb += entry[4]
             front.append((r2, spread, imb))
         self.back_r2 = self.back_spread = self.back_imb = 0.0
+        width = self.width
+        self.boundary = (ts // width + 1.0) * width
 
 
 class _SecondWindow:
-    """Non-zero squared 1-second returns of the last ``width`` seconds (two-stack sum)."""
+    """Non-zero squared 1-second returns of the last ``width`` seconds.
 
-    __slots__ = ("back", "front", "returns", "width")
+    The same two stacks as :class:`_TickWindow`, split at the start ``E`` of the epoch of the
+    time asked for: seconds before ``E`` in suffix sums, the later ones in a running sum. The
+    sum is a fixed function of the seconds in the window and of ``E``, whichever ticks asked.
+    """
+
+    __slots__ = ("back", "boundary", "front", "returns", "width")
 
     def __init__(self, width: float) -> None:
         self.width = width
         self.returns: deque[tuple[int, float]] = deque()  # (second, r*r), r != 0
         self.front: list[float] = []
         self.back = 0.0
+        self.boundary = -math.inf  # where the next epoch starts
 
     def push(self, second: int, r2: float) -> None:
         self.returns.append((second, r2))
@@ -200,18 +259,38 @@ class _SecondWindow:
         """sqrt of the sum over complete seconds in ``(ts - width, ts)``."""
         returns = self.returns
         cutoff = ts - self.width
+        if ts >= self.boundary:
+            self._new_epoch(ts, cutoff)
+        else:  # the seconds evicted are all before the epoch's start: in front
+            front = self.front
+            while returns and returns[0][0] <= cutoff:
+                returns.popleft()
+                front.pop()
         front = self.front
-        while returns and returns[0][0] <= cutoff:
-            if not front:
-                total = 0.0
-                for _second, r2 in reversed(returns):
-                    total += r2
-                    front.append(total)
-                self.back = 0.0
-            returns.popleft()
-            front.pop()
         total = (front[-1] if front else 0.0) + self.back
         return math.sqrt(total)
+
+    def _new_epoch(self, ts: float, cutoff: float) -> None:
+        """Evict, then rebuild both stacks: seconds pushed since the last query may lie on
+        either side of the new epoch's start."""
+        returns = self.returns
+        while returns and returns[0][0] <= cutoff:
+            returns.popleft()
+        start = ts // self.width * self.width
+        front = self.front = []
+        newer: list[float] = []
+        total = 0.0
+        for second, r2 in reversed(returns):
+            if second >= start:
+                newer.append(r2)
+            else:
+                total += r2
+                front.append(total)
+        back = 0.0
+        for r2 in reversed(newer):
+            back += r2
+        self.back = back
+        self.boundary = start + self.width
 
 
 class _ProductState:
@@ -333,6 +412,9 @@ class FeatureEngine:
         for k, window in enumerate(state.tick_windows):
             # add the tick, drop the ticks at or before ts - width (the newest one always stays)
             ticks = window.ticks
+            cutoff = ts - window.width
+            if ts >= window.boundary:
+                window.new_epoch(ts, cutoff)  # evicts too
             ticks.append(entry)
             window.back_r2 += r2
             window.back_spread += spread_term
@@ -348,12 +430,9 @@ class FeatureEngine:
             while lows and lows[-1][1] >= mid:
                 lows.pop()
             lows.append(entry)
-            cutoff = ts - window.width
             front = window.front
-            if ticks[0][0] <= cutoff:
+            if ticks[0][0] <= cutoff:  # all before the epoch's start: in front
                 while ticks[0][0] <= cutoff:
-                    if not front:
-                        window.flip()
                     old = ticks.popleft()
                     front.pop()
                     window.n_ret -= old[5]

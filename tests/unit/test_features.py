@@ -1,4 +1,5 @@
-"""The feature engine against a naive recomputation, and its handling of awkward input."""
+"""The feature engine against a naive recomputation, its handling of awkward input, and restarts
+mid-stream (bit-identical rows after the documented look-back)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from tasks.features import (
     WINDOWS_S,
     EngineConfig,
     FeatureEngine,
+    FeatureRow,
+    restart_lookback_s,
 )
 from tasks.messages import Tick
 
@@ -56,16 +59,23 @@ def make_tick(
     )
 
 
-def random_stream(rng: random.Random, n: int, *, rate: float = 5.0, product: str = "BTC-USD"):
+def random_stream(
+    rng: random.Random,
+    n: int,
+    *,
+    rate: float = 5.0,
+    product: str = "BTC-USD",
+    gap_rate: float = 0.004,
+):
     """Ticks with a volatility regime shift, gaps, missing books and quantities, late ticks."""
     ticks = []
     ts, mid = T0, 90_000.0
     for seq in range(n):
         vol = 2e-2 if seq < n // 3 else 1e-7  # large then tiny returns: stresses running sums
         roll = rng.random()
-        if roll < 0.004:
+        if roll < gap_rate:
             ts += 45.0  # longer than max_gap_s: windows restart
-        elif roll < 0.01:
+        elif roll < gap_rate + 0.006:
             ts += 12.0
         ts += rng.expovariate(rate)
         late = ts - rng.uniform(0.0, 4.0) if rng.random() < 0.03 else ts
@@ -357,6 +367,101 @@ def test_record_is_json_with_null_for_missing():
     assert record["ts"].endswith("Z") and list(record["features"]) == list(FEATURE_NAMES)
     assert record["features"]["realized_vol_30"] is None
     assert "NaN" not in text
+
+
+def arrival_stream(seed: int) -> list[Tick]:
+    """Two products interleaved as they would arrive (late ticks stay late), with some ticks sent
+    again a little later (a producer's retry: duplicates); few gaps, so windows live long."""
+    rng = random.Random(seed)
+    keyed = []
+    for product in ("BTC-USD", "ETH-USD"):
+        latest = -math.inf
+        for tick in random_stream(rng, 4000, product=product, gap_rate=5e-4):
+            latest = max(latest, tick.ts)
+            keyed.append((latest, tick))
+    keyed.sort(key=lambda pair: pair[0])  # stable: each product keeps its order
+    ticks: list[Tick] = []
+    for _arrival, tick in keyed:
+        ticks.append(tick)
+        if rng.random() < 0.01:
+            ticks.extend(ticks[-rng.randint(1, 5) :])
+    return ticks
+
+
+def same_row(a: FeatureRow | None, b: FeatureRow | None) -> bool:
+    """Bit-identical rows (NaN equals NaN); the engine's own restart counter aside."""
+    if a is None or b is None:
+        return a is b
+    return (
+        (a.product_id, a.record_id, a.ts) == (b.product_id, b.record_id, b.ts)
+        and len(a.values) == len(b.values)
+        and all(x == y or (x != x and y != y) for x, y in zip(a.values, b.values, strict=True))
+    )
+
+
+def restart_from(ticks, rows, start, config):
+    """Feed a fresh engine ``ticks[start:]``; the ticks whose rows differ from ``rows``, as
+    (index, event time since t0 of its product: where restart_lookback_s counts from)."""
+    latest: dict[str, float] = {}
+    for row in rows[:start]:
+        if row is not None:
+            latest[row.product_id] = row.ts
+    engine = FeatureEngine(config)
+    t0: dict[str, float] = {}
+    differing = []
+    for i in range(start, len(ticks)):
+        tick = ticks[i]
+        if tick.product_id not in t0:
+            before = latest.get(tick.product_id, -math.inf)
+            too_late = before - tick.ts > config.late_tolerance_s
+            t0[tick.product_id] = before if too_late else tick.ts
+        row = engine.process(tick)
+        if not same_row(rows[i], row):
+            reference = rows[i] or row
+            differing.append((i, reference.ts - t0[tick.product_id]))
+    return differing
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_an_engine_started_mid_stream_gives_the_same_rows_after_the_lookback(seed):
+    config = EngineConfig()
+    lookback = restart_lookback_s(config)
+    ticks = arrival_stream(seed)
+    full = FeatureEngine(config)
+    rows = [full.process(t) for t in ticks]
+    assert full.stats.duplicates > 0 and full.stats.late_dropped > 0
+    assert full.stats.gaps_restarted > 0
+    end = max(t.ts for t in ticks)
+    rng = random.Random(seed)
+    starts = [i for i, t in enumerate(ticks) if t.ts + lookback + 60 < end]
+    beyond_longest_window = 0
+    for start in rng.sample(starts, 40):
+        differing = restart_from(ticks, rows, start, config)
+        after = [(i, when) for i, when in differing if when >= lookback]
+        assert after == [], f"started at tick {start}: rows {after[:5]} differ"
+        beyond_longest_window += any(when >= max(WINDOWS_S) for _i, when in differing)
+    # the restarted engine did differ before, often for longer than the longest window
+    assert beyond_longest_window > 0
+
+
+def test_a_late_tick_then_a_silence_under_a_gap_needs_the_whole_lookback():
+    # The restarted engine's first tick is 1.5 s late, so it takes the 29 s silence that follows
+    # for a gap and restarts its windows; the uninterrupted engine does not. Their rows agree
+    # only once the silence has left the longest window, 1 s later on the 1-second grid.
+    config = EngineConfig(late_tolerance_s=2.0, max_gap_s=30.0)
+    ticks = [make_tick(T0 + 0.5 * i, 100 + math.sin(i), seq=i) for i in range(400)]
+    latest = ticks[-1].ts
+    start = len(ticks)
+    ticks.append(make_tick(latest - 1.5, 101.0, seq=start))
+    ticks += [
+        make_tick(latest + 29.0 + 0.5 * i, 100 + math.cos(i), seq=start + 1 + i) for i in range(800)
+    ]
+    full = FeatureEngine(config)
+    rows = [full.process(t) for t in ticks]
+    assert full.stats.late_adjusted == 1 and full.stats.gaps_restarted == 0
+    differing = restart_from(ticks, rows, start, config)
+    last = max(when for _i, when in differing)
+    assert max(WINDOWS_S) + 29.0 < last < restart_lookback_s(config)
 
 
 def test_pure_modules_import_no_io_library():
