@@ -363,11 +363,9 @@ def log_training(
 
         model_info = _log_model("model", predictor, example)
         baseline_info = _log_model("baseline", baseline, example)
-        version = _register(
-            client, model_info.model_uri, model_name(settings, "ml"), run.info.run_id
-        )
+        version = _register(client, model_info, model_name(settings, "ml"), run.info.run_id)
         baseline_version = _register(
-            client, baseline_info.model_uri, model_name(settings, "baseline"), run.info.run_id
+            client, baseline_info, model_name(settings, "baseline"), run.info.run_id
         )
         mlflow.log_text(_training_report(result, version), "report.md")
         mlflow.set_tags({"registered_version": version, "baseline_version": baseline_version})
@@ -464,10 +462,13 @@ def train_and_register(
     return {**record.to_dict(), "timings": timings}
 
 
-def _register(client: MlflowClient, source_uri: str, name: str, run_id: str) -> str:
+def _register(client: MlflowClient, model_info: Any, name: str, run_id: str) -> str:
+    """A new version of ``name`` from a logged model (over REST the model id must be given)."""
     with contextlib.suppress(MlflowException):  # it exists already
         client.create_registered_model(name)
-    version = client.create_model_version(name, source_uri, run_id=run_id)
+    version = client.create_model_version(
+        name, model_info.model_uri, run_id=run_id, model_id=model_info.model_id
+    )
     return str(version.version)
 
 
