@@ -1,0 +1,256 @@
+"""The quickstart: the whole local loop on embedded services, in one process.
+
+Starts the embedded broker and a simulated exchange on loopback, captures through the real client
+(with the streaming featurizer running beside it), writes a few hours of simulated history and
+replays it through the broker, backfills features and labels with the same engine, checks the data
+contracts, then trains, validates and promotes a model in the MLflow registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tasks.settings import Settings
+
+log = logging.getLogger("cryptovol.quickstart")
+
+SUMMARY_KEYS = (
+    "messages",
+    "tickers",
+    "reconnects",
+    "gaps",
+    "delivered",
+    "undelivered",
+    "malformed",
+    "messages_per_s",
+    "ticks_in",
+    "features_out",
+    "dlq",
+    "rows",
+    "labelled_rows",
+    "rejected",
+    "checks",
+    "version",
+    "pr_auc",
+    "baseline_pr_auc",
+    "persistence_pr_auc",
+    "positive_rate",
+    "decision",
+    "champion",
+)
+NEXT_STEPS = (
+    "browse the registry: uv run mlflow ui --backend-store-uri sqlite:///.cryptovol/mlflow.db",
+    "the README's operating guide runs the same stages as scheduled Prefect deployments.",
+)
+SIM_START = 1767225600.0  # 2026-01-01T00:00:00Z: simulated history, then the live capture's "now"
+
+
+@dataclass(frozen=True)
+class QuickstartOptions:
+    capture_minutes: float = 2.0
+    history_minutes: float = 240.0
+    products: tuple[str, ...] = ("BTC-USD", "ETH-USD")
+    seed: int = 7
+    broker_port: int = 9092
+    train: bool = True
+
+
+@dataclass
+class QuickstartReport:
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def stage(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        log.info("== %s", name)
+        start = time.monotonic()
+        result = fn()
+        self.seconds[name] = round(time.monotonic() - start, 1)
+        self.stages[name] = result
+        return result
+
+    def render(self, settings: Settings) -> str:
+        """A short human summary: one line per stage, then where to look next."""
+        lines = ["cryptovol quickstart: done", ""]
+        for name, stage in self.stages.items():
+            if name == "registry":
+                continue
+            shown = [f"{k}={_short(stage[k])}" for k in SUMMARY_KEYS if k in stage]
+            seconds = self.seconds.get(name)
+            took = f"{seconds:.1f} s" if seconds is not None else ""
+            lines.append(f"{name:<10} {took:>8}  " + ", ".join(shown))
+        registry = self.stages.get("registry", {}).get("ml", {})
+        if registry:
+            lines.append(
+                f"{'registry':<10} {'':>8}  volatility-spike: champion={registry.get('champion')},"
+                f" challenger={registry.get('challenger')}"
+            )
+        lines += ["", f"data directory: {settings.data_dir.resolve()}", *NEXT_STEPS]
+        return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+@contextlib.contextmanager
+def embedded_broker(settings: Settings, port: int) -> Iterator[Settings]:
+    """Reuse a reachable broker at the configured address, or start the embedded one."""
+    from tasks.broker import free_port, port_open, start_broker, stop_broker
+    from tasks.kafka_io import BrokerUnavailable, ensure_topics, require_broker
+
+    try:
+        require_broker(settings, timeout=2)
+        log.info("using the broker already at %s", settings.kafka_bootstrap_servers)
+        ensure_topics(settings)
+        yield settings
+        return
+    except BrokerUnavailable:
+        pass
+    if port_open("127.0.0.1", port):
+        port = free_port()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    proc = start_broker("127.0.0.1", port, log_path=settings.data_dir / "broker.log")
+    local = settings.model_copy(update={"kafka_bootstrap_servers": f"127.0.0.1:{port}"})
+    try:
+        ensure_topics(local)
+        log.info("embedded broker on %s", local.kafka_bootstrap_servers)
+        yield local
+    finally:
+        stop_broker(proc)
+
+
+@contextlib.contextmanager
+def background_featurizer(settings: Settings) -> Iterator[dict[str, Any]]:
+    from tasks.featurizer import run_featurizer
+
+    stop = threading.Event()
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        result.update(run_featurizer(settings, stop_event=stop, metrics_port=0).as_dict())
+
+    thread = threading.Thread(target=work, name="featurizer", daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        stop.set()
+        thread.join(60)
+
+
+def wait_for_features(stats: Callable[[], dict[str, Any]], timeout: float) -> None:
+    """Wait until the featurizer has gone quiet (its output count stops moving)."""
+    deadline = time.monotonic() + timeout
+    last, still = -1, 0
+    while time.monotonic() < deadline and still < 3:
+        now = stats().get("features_out", 0)
+        still = still + 1 if now == last else 0
+        last = now
+        time.sleep(1)
+
+
+def run_quickstart(settings: Settings, options: QuickstartOptions) -> QuickstartReport:
+    from tasks.backfill import backfill
+    from tasks.capture import run_capture
+    from tasks.exchange_server import ExchangeServer, ExchangeThread, simulator_ticks
+    from tasks.replay import run_replay
+    from tasks.sim_writer import write_recordings
+
+    report = QuickstartReport()
+    data_dir = settings.data_dir
+    history_dir = data_dir / "simulated"
+    features_dir = data_dir / "features"
+    history_end = SIM_START + options.history_minutes * 60
+
+    with embedded_broker(settings, options.broker_port) as kafka:
+        ticks = simulator_ticks(options.products, options.seed, history_end)
+        server = ExchangeServer(ticks, speed=1.0)
+        with background_featurizer(kafka) as featurized:
+            # History first, then the live capture continues it: the stream stays in event time.
+            report.stage(
+                "simulate",
+                lambda: _sim_summary(
+                    write_recordings(
+                        history_dir,
+                        options.products,
+                        seed=options.seed,
+                        start=SIM_START,
+                        minutes=options.history_minutes,
+                    )
+                ),
+            )
+            report.stage("replay", lambda: run_replay(kafka, [history_dir], speed=None).summary())
+            with ExchangeThread(server) as exchange:
+                report.stage(
+                    "capture",
+                    lambda: run_capture(
+                        kafka,
+                        url=exchange.url,
+                        products=list(options.products),
+                        minutes=options.capture_minutes,
+                        metrics_port=0,
+                    ).summary(),
+                )
+            wait_for_features(lambda: featurized, timeout=120)
+        report.stages["featurize"] = dict(featurized)
+
+    report.stage(
+        "backfill",
+        lambda: backfill([history_dir, settings.archive_dir], features_dir).as_dict(),
+    )
+    report.stage("contracts", lambda: _check_features(features_dir))
+    if options.train:
+        _train_stages(settings, features_dir, report)
+    return report
+
+
+def _sim_summary(summary: Any) -> dict[str, Any]:
+    return {
+        "files": [str(p) for p in summary.files],
+        "messages": summary.messages,
+        "tickers": dict(summary.tickers),
+        "first": summary.first_ts,
+        "last": summary.last_ts,
+    }
+
+
+def _check_features(features_dir: Path) -> dict[str, Any]:
+    from data_contracts.validate import validate_frame
+    from tasks.backfill import load_dataset
+
+    outcome = validate_frame("features", load_dataset(features_dir), sources=[str(features_dir)])
+    if not outcome.success:
+        raise RuntimeError(f"the backfilled features break their contract:\n{outcome.table()}")
+    return {"suite": outcome.suite, "rows": outcome.rows, "checks": len(outcome.outcomes)}
+
+
+def _train_stages(settings: Settings, features_dir: Path, report: QuickstartReport) -> None:
+    """Train a challenger, gate it on the recent window it did not see, promote it if it passes."""
+    from tasks.registry import RegistryError, describe_aliases, promote, train_and_register
+    from tasks.validation import validate_challenger
+
+    data = [str(features_dir)]
+    trained = report.stage("train", lambda: _train_summary(train_and_register(settings, data)))
+    outcome = report.stage("validate", lambda: validate_challenger(settings, data).to_dict())
+
+    def promotion() -> dict[str, Any]:
+        try:
+            change = promote(settings, trained["version"], who="quickstart", why="quickstart")
+        except RegistryError as exc:
+            return {"decision": outcome["decision"], "champion": None, "refused": str(exc)}
+        return {"decision": outcome["decision"], **change.to_dict()}
+
+    report.stage("promote", promotion)
+    report.stages["registry"] = describe_aliases(settings)
+
+
+def _train_summary(result: dict[str, Any]) -> dict[str, Any]:
+    metrics = result.get("metrics", {})
+    return {"version": result["version"], "run_id": result.get("run_id"), **metrics}
