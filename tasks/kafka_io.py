@@ -34,13 +34,16 @@ def admin_client(settings: Settings) -> AdminClient:
 
 
 def require_broker(settings: Settings, timeout: float | None = None) -> AdminClient:
-    """An admin client to a broker that answers, or :class:`BrokerUnavailable` within seconds."""
-    admin = admin_client(settings)
+    """An admin client to a broker that answers, or :class:`BrokerUnavailable` within seconds.
+
+    The probe keeps librdkafka quiet (its connection-refused lines would bury our own message).
+    """
+    probe = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "log_level": 2})
     try:
-        admin.list_topics(timeout=timeout or settings.kafka_connect_timeout_s)
+        probe.list_topics(timeout=timeout or settings.kafka_connect_timeout_s)
     except KafkaException as exc:
         raise BrokerUnavailable(broker_hint(settings.kafka_bootstrap_servers)) from exc
-    return admin
+    return admin_client(settings)
 
 
 def topic_specs(settings: Settings) -> dict[str, int]:
