@@ -8,13 +8,23 @@ drops them.
 
 Engine state lives in memory. When partitions are assigned (a start, a restart, a rebalance), each
 partition gets a fresh engine that first re-reads the history before its committed offset without
-producing anything (the warm-up), so the features produced after a restart match those of an
-uninterrupted run (up to the last bits of window sums, see the tests). A warm-up is long enough
-once, for every product it saw, it spans ``lookback_s`` of event time, or the engine restarted
-that product's windows after a gap, or the product was silent for longer than a gap before its
-first tick in the warm-up (so an uninterrupted run restarted there too); if not, it rewinds
-further back. Products are keyed, so each lives in one partition and a per-partition engine
-sees every tick of its products, in order.
+producing anything (the warm-up). The engine's state depends only on the recent ticks
+(:func:`tasks.features.restart_lookback_s`), so after a long enough warm-up the features produced
+are bit-identical to an uninterrupted run's, and the duplicates a crash causes carry exactly the
+values first produced. A warm-up is long enough once, for every product it saw:
+
+- its ticks span ``lookback_s`` of event time (``restart_lookback_s``: 335 s by default), or
+- the engine restarted the product's windows after a gap, more than ``max_gap_s +
+  late_tolerance_s`` after the product's first tick in the warm-up (an uninterrupted run, whose
+  latest tick before the warm-up is at most ``late_tolerance_s`` later than that first one,
+  restarted there too), or
+- the product's first tick came more than ``max_gap_s + late_tolerance_s`` after the warm-up's
+  first tick (silent for longer than a gap: an uninterrupted run restarted there too);
+
+if not, it rewinds further back. This assumes a partition's records are in event-time order up to
+``late_tolerance_s``, as capture and replay write them (the engine drops later ones). Products are
+keyed, so each lives in one partition and a per-partition engine sees every tick of its products,
+in order.
 
 Malformed records go to the dead-letter topic with the error in the headers, are counted, and
 never stop the featurizer.
@@ -41,7 +51,7 @@ from confluent_kafka import (
 )
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from tasks.features import WINDOWS_S, EngineConfig, FeatureEngine, FeatureRow
+from tasks.features import EngineConfig, FeatureEngine, FeatureRow, restart_lookback_s
 from tasks.kafka_io import ensure_topics, make_consumer, make_producer, require_broker
 from tasks.messages import MessageError, RawTick, to_tick
 from tasks.settings import Settings
@@ -49,8 +59,8 @@ from tasks.settings import Settings
 log = logging.getLogger(__name__)
 
 DEFAULT_GROUP = "cryptovol-featurizer"
-# The longest window plus a margin for the 1-second grid and late ticks.
-DEFAULT_LOOKBACK_S = max(WINDOWS_S) + 10.0
+# Event time a warm-up must span for bit-identical features with the default engine settings.
+DEFAULT_LOOKBACK_S = restart_lookback_s(EngineConfig())
 # First guess of how many records before the committed offset a warm-up needs; grows if short.
 DEFAULT_WARMUP_RECORDS = 20_000
 _REWIND_GROWTH = 4
@@ -122,18 +132,18 @@ class FeaturizeMetrics:
 
 @dataclass
 class _WarmProduct:
-    first_ts: float
-    last_ts: float
+    first_ts: float  # event time of the product's first tick in the warm-up
+    last_ts: float  # the engine's latest event time for the product
     first_segment: int | None = None
-    restarted: bool = False  # the engine restarted the windows after a gap: exact from there
+    restarted: bool = False  # the engine restarted the windows as an uninterrupted run did
 
-    def covered(self, lookback_s: float, partition_first_ts: float, max_gap_s: float) -> bool:
+    def covered(self, lookback_s: float, partition_first_ts: float, sure_gap_s: float) -> bool:
         """Whether the warm-up rebuilt this product's state as an uninterrupted run has it."""
         return (
             self.restarted
             or self.last_ts - self.first_ts >= lookback_s
             # silent for longer than a gap before its first tick: it restarted there anyway
-            or self.first_ts - partition_first_ts > max_gap_s
+            or self.first_ts - partition_first_ts > sure_gap_s
         )
 
 
@@ -147,25 +157,34 @@ class _Partition:
     start: int  # where reading starts: the warm-up's first offset, or where producing starts
     live: bool
     products: dict[str, _WarmProduct] = field(default_factory=dict)
-    first_ts: float = math.inf  # event time of the earliest tick of the warm-up
+    first_ts: float = math.inf  # event time of the earliest tick the warm-up's engine took
 
     def warm(self, row: FeatureRow | None, ts: float, product_id: str) -> None:
-        self.first_ts = min(self.first_ts, ts)
         seen = self.products.get(product_id)
         if seen is None:
             seen = self.products[product_id] = _WarmProduct(ts, ts)
-        seen.last_ts = max(seen.last_ts, ts)
-        if row is not None:
-            if seen.first_segment is None:
-                seen.first_segment = row.segment
-            elif row.segment != seen.first_segment:
-                seen.restarted = True
+        if row is None:  # a duplicate or a tick too late: it changed nothing
+            return
+        self.first_ts = min(self.first_ts, row.ts)
+        seen.last_ts = max(seen.last_ts, row.ts)
+        if seen.first_segment is None:
+            seen.first_segment = row.segment
+        elif row.segment != seen.first_segment and row.ts - seen.first_ts > self.sure_gap_s:
+            seen.restarted = True
+
+    @property
+    def sure_gap_s(self) -> float:
+        """A tick this long after a product's first tick in the warm-up (or the warm-up's first
+        tick) that finds a gap found one in an uninterrupted run too: that run's latest tick
+        before the warm-up came at most late_tolerance_s after it."""
+        config = self.engine.config
+        return config.max_gap_s + config.late_tolerance_s
 
     def covered(self, lookback_s: float) -> bool:
         if self.start <= self.low:
             return True
-        max_gap_s = self.engine.config.max_gap_s
-        return all(p.covered(lookback_s, self.first_ts, max_gap_s) for p in self.products.values())
+        sure_gap_s = self.sure_gap_s
+        return all(p.covered(lookback_s, self.first_ts, sure_gap_s) for p in self.products.values())
 
 
 @dataclass
@@ -191,7 +210,7 @@ class Featurizer:
         *,
         batch_size: int = 500,
         poll_timeout_s: float = 0.2,
-        lookback_s: float = DEFAULT_LOOKBACK_S,
+        lookback_s: float | None = None,
         warmup_records: int = DEFAULT_WARMUP_RECORDS,
         engine_config: EngineConfig | None = None,
         metrics: FeaturizeMetrics | None = None,
@@ -200,9 +219,12 @@ class Featurizer:
         self.group = group
         self.batch_size = batch_size
         self.poll_timeout_s = poll_timeout_s
-        self.lookback_s = lookback_s
+        self.engine_config = engine_config or EngineConfig()
+        # a shorter look-back than the engine needs gives features that differ after a restart
+        self.lookback_s = (
+            restart_lookback_s(self.engine_config) if lookback_s is None else lookback_s
+        )
         self.warmup_records = warmup_records
-        self.engine_config = engine_config
         self.metrics = metrics or FeaturizeMetrics()
         self.stats = FeaturizeStats()
         self._partitions: dict[int, _Partition] = {}

@@ -66,6 +66,7 @@ def random_stream(
     rate: float = 5.0,
     product: str = "BTC-USD",
     gap_rate: float = 0.004,
+    max_late: float = 4.0,
 ):
     """Ticks with a volatility regime shift, gaps, missing books and quantities, late ticks."""
     ticks = []
@@ -78,7 +79,7 @@ def random_stream(
         elif roll < gap_rate + 0.006:
             ts += 12.0
         ts += rng.expovariate(rate)
-        late = ts - rng.uniform(0.0, 4.0) if rng.random() < 0.03 else ts
+        late = ts - rng.uniform(0.0, max_late) if rng.random() < 0.03 else ts
         if rng.random() < 0.3:
             mid *= math.exp(rng.gauss(0.0, vol))
         book = rng.random() > 0.05
@@ -369,14 +370,15 @@ def test_record_is_json_with_null_for_missing():
     assert "NaN" not in text
 
 
-def arrival_stream(seed: int) -> list[Tick]:
+def arrival_stream(seed: int, *, max_late: float = 4.0) -> list[Tick]:
     """Two products interleaved as they would arrive (late ticks stay late), with some ticks sent
     again a little later (a producer's retry: duplicates); few gaps, so windows live long."""
     rng = random.Random(seed)
     keyed = []
     for product in ("BTC-USD", "ETH-USD"):
         latest = -math.inf
-        for tick in random_stream(rng, 4000, product=product, gap_rate=5e-4):
+        stream = random_stream(rng, 4000, product=product, gap_rate=5e-4, max_late=max_late)
+        for tick in stream:
             latest = max(latest, tick.ts)
             keyed.append((latest, tick))
     keyed.sort(key=lambda pair: pair[0])  # stable: each product keeps its order
