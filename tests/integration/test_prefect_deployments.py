@@ -46,6 +46,7 @@ def stack(tmp_path_factory):
         "MLFLOW_TRACKING_URI": mlflow_server.url,
         "CRYPTOVOL_DATA_DIR": str(root / "data"),
         "PWD": str(PROJECT_DIR),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick up a new run at once, not within 10 s
     }
     worker = None
     try:
@@ -84,7 +85,8 @@ def _prefect(env: dict, *args: str) -> str:
 
 def _run(stack: dict, deployment: str, **params) -> None:
     """``prefect deployment run NAME --watch``; the run must complete."""
-    args = ["deployment", "run", deployment, "--watch", "--watch-timeout", "420"]
+    args = ["deployment", "run", deployment, "--watch", "--watch-interval", "1"]
+    args += ["--watch-timeout", "420"]
     for key, value in params.items():
         args += ["--param", f"{key}={json.dumps(value)}"]
     out = _prefect(stack["env"], *args)
