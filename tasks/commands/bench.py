@@ -36,11 +36,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"== {name}", flush=True)
         proc = subprocess.run([sys.executable, str(scripts[name])], capture_output=True, text=True)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
-        try:
-            figures = json.loads(lines[-1]) if proc.returncode == 0 and lines else None
-        except json.JSONDecodeError:
-            figures = None
+        figures = _last_json_object(proc.stdout) if proc.returncode == 0 else None
         if figures is None:
             failed = True
             results[name] = {"error": (proc.stderr or proc.stdout).strip()[-2000:]}
@@ -51,3 +47,17 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     return 1 if failed else 0
+
+
+def _last_json_object(text: str) -> dict | None:
+    """The JSON object a script printed last (scripts may log lines before it)."""
+    start = text.rfind("\n{")
+    candidates = [text, text[start + 1 :]] if start >= 0 else [text]
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
