@@ -1,0 +1,45 @@
+"""The ``capture`` Prefect flow on a temporary Prefect server: a bounded capture from the local
+exchange into a real broker and the raw archive."""
+
+from __future__ import annotations
+
+import pytest
+from topic_reader import read_raw_ticks
+
+from tasks.exchange_server import ExchangeServer, ExchangeThread, simulator_ticks
+from tasks.recordings import expand_inputs, read_ticks
+from tasks.settings import get_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_capture_flow_fills_the_topic_and_the_archive(kafka_settings, monkeypatch):
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.capture import capture
+
+    s = kafka_settings
+    for name, value in {
+        "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
+        "CRYPTOVOL_RAW_TOPIC": s.raw_topic,
+        "CRYPTOVOL_FEATURES_TOPIC": s.features_topic,
+        "CRYPTOVOL_PREDICTIONS_TOPIC": s.predictions_topic,
+        "CRYPTOVOL_DLQ_TOPIC": s.dlq_topic,
+        "CRYPTOVOL_DATA_DIR": str(s.data_dir),
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    server = ExchangeServer(simulator_ticks(["BTC-USD", "ETH-USD"], seed=5, start=1767225600.0))
+    try:
+        with ExchangeThread(server) as exchange, prefect_test_harness():
+            summary = capture(minutes=0.15, products=["BTC-USD", "ETH-USD"], url=exchange.url)
+    finally:
+        get_settings.cache_clear()
+
+    assert summary["tickers"] > 5 and summary["undelivered"] == 0 and summary["gaps"] == 0
+    on_topic = read_raw_ticks(s, s.raw_topic, expected=summary["tickers"])
+    assert len(on_topic) == summary["tickers"]
+    archived = [t for t in read_ticks(expand_inputs([s.archive_dir])) if hasattr(t, "ticker")]
+    assert sorted(t.ticker["price"] for t in archived) == sorted(
+        r.ticker["price"] for _, r in on_topic
+    )
