@@ -231,9 +231,12 @@ class Featurizer:
         self._assigned_at: float | None = None
         self._generation = 0  # bumped by every assignment change
         self._fatal: KafkaError | None = None
-        self._consumer = make_consumer(settings, group, [settings.raw_topic])
-        self._consumer.subscribe(
-            [settings.raw_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+        self._consumer = make_consumer(
+            settings,
+            group,
+            [settings.raw_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
         )
         self._producer = make_producer(settings)
 

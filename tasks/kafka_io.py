@@ -7,7 +7,7 @@ Works unchanged against the embedded broker, Apache Kafka or Redpanda: only
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
@@ -90,9 +90,19 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
 
 
 def make_consumer(
-    settings: Settings, group_id: str, topics: Iterable[str], **overrides: Any
+    settings: Settings,
+    group_id: str,
+    topics: Iterable[str],
+    *,
+    on_assign: Callable[..., None] | None = None,
+    on_revoke: Callable[..., None] | None = None,
+    **overrides: Any,
 ) -> Consumer:
-    """A consumer that commits nothing by itself: callers commit after their output is safe."""
+    """A consumer that commits nothing by itself: callers commit after their output is safe.
+
+    ``on_assign``/``on_revoke`` are the rebalance callbacks, for callers that keep state per
+    partition.
+    """
     config: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "group.id": group_id,
@@ -104,5 +114,6 @@ def make_consumer(
     }
     config.update(overrides)
     consumer = Consumer(config)
-    consumer.subscribe(list(topics))
+    callbacks = {"on_assign": on_assign, "on_revoke": on_revoke}
+    consumer.subscribe(list(topics), **{k: v for k, v in callbacks.items() if v is not None})
     return consumer
