@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -35,18 +37,31 @@ def run(args: argparse.Namespace) -> int:
     for name in args.names or list(scripts):
         if not args.json:
             print(f"== {name}", flush=True)
-        proc = subprocess.run([sys.executable, str(scripts[name])], capture_output=True, text=True)
-        figures = _last_json_object(proc.stdout) if proc.returncode == 0 else None
+        returncode, stdout, stderr, peak_rss_mb = _run_measured(scripts[name])
+        figures = _last_json_object(stdout) if returncode == 0 else None
         if figures is None:
             failed = True
-            results[name] = {"error": (proc.stderr or proc.stdout).strip()[-2000:]}
+            results[name] = {"error": (stderr or stdout).strip()[-2000:]}
         else:
-            results[name] = figures
+            results[name] = {**figures, "peak_rss_mb": peak_rss_mb}
         if not args.json:
             print(json.dumps(results[name], indent=2), flush=True)
     if args.json:
         print(json.dumps(results, indent=2))
     return 1 if failed else 0
+
+
+def _run_measured(script: Path) -> tuple[int, str, str, float]:
+    """Run a script; its exit code, stdout, stderr and peak resident memory (MiB, from wait4)."""
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=err, text=True
+        )
+        stdout = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        return proc.returncode, stdout, err.read(), round(usage.ru_maxrss / 1024, 1)
 
 
 def _last_json_object(text: str) -> dict | None:
