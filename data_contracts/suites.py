@@ -57,6 +57,12 @@ class ContractOptions:
         }
 
 
+def options_for(configured_products: tuple[str, ...] = (), **overrides) -> ContractOptions:
+    """Contract options that also know the products the deployment is configured for."""
+    products = tuple(sorted({*DEFAULT_PRODUCTS, *configured_products}))
+    return ContractOptions(products=products, **overrides)
+
+
 @dataclass(frozen=True)
 class FeatureRule:
     """Bounds (None: unbounded on that side) and the share of rows allowed to be NaN."""

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 
-from data_contracts.gate import check_and_admit
+from flows.contracts import admit_recordings_task
 from tasks import backfill as backfill_tasks
 from tasks.settings import get_settings
-
-
-@task(name="check-raw-contract")
-def admit_task(inputs: list[str], quarantine_dir: str) -> list[str]:
-    """Recordings that pass the raw contract; failing ones are set aside with their report."""
-    admission = check_and_admit(inputs, quarantine_dir)
-    for item in admission.quarantined:
-        get_run_logger().warning("set aside %s -> %s", item.path, item.location)
-    return [str(p) for p in admission.admitted]
 
 
 @task(name="backfill-features")
@@ -29,7 +20,7 @@ def backfill(inputs: list[str] | None = None, out: str | None = None) -> dict:
     settings = get_settings()
     inputs = inputs or [str(settings.archive_dir)]
     out = out or str(backfill_tasks.feature_store(settings))
-    admitted = admit_task(inputs, str(settings.data_dir / "quarantine"))
+    admitted = admit_recordings_task(inputs)
     if not admitted:
         raise RuntimeError(f"no recording in {inputs} passed the raw data contract")
     stats = backfill_task(admitted, out)

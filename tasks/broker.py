@@ -55,9 +55,13 @@ def start_broker(host: str, port: int, log_path: Path | None = None) -> subproce
         "cryptovol",
     ]
     out = log_path.open("ab") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen(
-        cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "warn"}
-    )
+    try:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "warn"}
+        )
+    finally:
+        if log_path:
+            out.close()  # the child keeps its own descriptor
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -65,7 +69,7 @@ def start_broker(host: str, port: int, log_path: Path | None = None) -> subproce
         if port_open(host, port):
             return proc
         time.sleep(0.05)
-    proc.kill()
+    stop_broker(proc)
     raise BrokerStartError(f"broker did not listen on {host}:{port} within 15 s")
 
 

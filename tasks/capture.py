@@ -24,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from tasks.archive import ArchiveWriter, archive_key
 from tasks.exchange_client import AdvancedTradeClient, ClientStats, Received
 from tasks.kafka_io import ensure_topics, make_producer
-from tasks.messages import TICKER_CHANNEL, MessageError, ticks_from_envelope
+from tasks.messages import TICKER_CHANNEL, ticks_from_envelope
 from tasks.publisher import TickPublisher
 from tasks.settings import Settings
 from tasks.timeutil import format_ts
@@ -80,20 +80,19 @@ class _Capture:
         envelope = msg.envelope
         self.archive.write(msg.text, archive_key(envelope), msg.connection, msg.received_at)
         if envelope is not None and envelope.channel == TICKER_CHANNEL:
-            try:
-                ticks = ticks_from_envelope(
-                    envelope, received_at=format_ts(msg.received_at), source=msg.connection
-                )
-            except MessageError as exc:
+            errors: list[str] = []
+            ticks = ticks_from_envelope(
+                envelope,
+                received_at=format_ts(msg.received_at),
+                source=msg.connection,
+                errors=errors,
+            )
+            for error in errors:
                 self.malformed += 1
                 if self.malformed <= MAX_REPORTED:
                     log.warning(
-                        "%s seq %d: malformed ticker message: %s",
-                        msg.connection,
-                        envelope.sequence_num,
-                        exc,
+                        "%s: malformed ticker (kept in the archive): %s", msg.connection, error
                     )
-                ticks = []
             for tick in ticks:
                 self.publisher.publish(tick)
                 self.by_product[tick.product_id] += 1
@@ -180,20 +179,20 @@ def run_capture(
     capture = _Capture(publisher, archive)
     port = settings.capture_metrics_port if metrics_port is None else metrics_port
     http = None
-    if port:
-        registry = CollectorRegistry(auto_describe=True)
-        registry.register(_CaptureCollector(client.stats, capture, publisher))
-        http, _ = start_http_server(port, addr=settings.metrics_host, registry=registry)
-        log.info("capture metrics on http://%s:%d/metrics", settings.metrics_host, port)
-    log.info(
-        "capturing %s from %s into %s (run %s)",
-        ",".join(client.products),
-        client.url,
-        settings.raw_topic,
-        client.run_id,
-    )
     started = time.monotonic()
     try:
+        if port:
+            registry = CollectorRegistry(auto_describe=True)
+            registry.register(_CaptureCollector(client.stats, capture, publisher))
+            http, _ = start_http_server(port, addr=settings.metrics_host, registry=registry)
+            log.info("capture metrics on http://%s:%d/metrics", settings.metrics_host, port)
+        log.info(
+            "capturing %s from %s into %s (run %s)",
+            ",".join(client.products),
+            client.url,
+            settings.raw_topic,
+            client.run_id,
+        )
         asyncio.run(_run(client, capture, minutes, stop_event, install_signal_handlers))
     finally:
         archive.close()

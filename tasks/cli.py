@@ -46,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         top.print_help()
         return 0 if argv else 2
-    verbose = "-v" in argv or "--verbose" in argv
-    argv = [a for a in argv if a not in ("-v", "--verbose")]
+    verbose = argv[0] in ("-v", "--verbose")  # a top-level flag: only before the command
+    argv = argv[1:] if verbose else argv
+    if not argv:
+        top.print_help()
+        return 2
     command = argv[0]
     if command not in COMMANDS:
         top.parse_args(argv[:1])  # exits with argparse's usage error

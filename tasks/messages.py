@@ -129,33 +129,46 @@ def parse_envelope(message: dict[str, Any] | str | bytes) -> Envelope:
     return Envelope(str(message["channel"]), timestamp, sequence_num, events, message)
 
 
-def ticks_from_envelope(envelope: Envelope, *, received_at: str, source: str) -> list[RawTick]:
-    """Every ticker object of a ``ticker`` envelope, in order; other channels give none."""
+def ticks_from_envelope(
+    envelope: Envelope, *, received_at: str, source: str, errors: list[str] | None = None
+) -> list[RawTick]:
+    """Every ticker object of a ``ticker`` envelope, in order; other channels give none.
+
+    A malformed event or ticker raises :class:`MessageError`, unless ``errors`` is given: then
+    it is described there and skipped, and the envelope's good tickers are still returned.
+    ``index`` is the ticker's position in the envelope either way, so record ids stay stable.
+    """
     if envelope.channel != TICKER_CHANNEL:
         return []
     ticks: list[RawTick] = []
     index = 0
+
+    def bad(message: str) -> None:
+        if errors is None:
+            raise MessageError(message)
+        errors.append(f"seq {envelope.sequence_num}: {message}")
+
     for event in envelope.events:
-        if not isinstance(event, dict):
-            raise MessageError("event is not an object")
-        tickers = event.get("tickers", [])
+        tickers = event.get("tickers", []) if isinstance(event, dict) else None
         if not isinstance(tickers, list):
-            raise MessageError("tickers is not a list")
+            bad("event is not an object with a list of tickers")
+            continue
         for ticker in tickers:
             if not isinstance(ticker, dict) or not isinstance(ticker.get("product_id"), str):
-                raise MessageError("ticker without product_id")
-            ticks.append(
-                RawTick(
-                    product_id=ticker["product_id"],
-                    timestamp=envelope.timestamp,
-                    sequence_num=envelope.sequence_num,
-                    received_at=received_at,
-                    source=source,
-                    event_type=str(event.get("type", "update")),
-                    index=index,
-                    ticker=ticker,
+                bad(f"ticker {index} has no product_id")
+            else:
+                ticks.append(
+                    RawTick(
+                        product_id=ticker["product_id"],
+                        timestamp=envelope.timestamp,
+                        sequence_num=envelope.sequence_num,
+                        received_at=received_at,
+                        source=source,
+                        event_type=str(event.get("type", "update")),
+                        index=index,
+                        ticker=ticker,
+                    )
                 )
-            )
             index += 1
     return ticks
 

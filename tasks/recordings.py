@@ -48,31 +48,36 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     return paths
 
 
-def open_text(path: Path) -> io.TextIOBase:
+def open_binary(path: Path) -> io.BufferedIOBase:
+    """The file's bytes, gunzipped when it is gzip (recognised by its magic, not its name)."""
     with path.open("rb") as fh:
         magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
-    return path.open("r", encoding="utf-8", errors="replace")
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
+
+
+def open_text(path: Path) -> io.TextIOBase:
+    return io.TextIOWrapper(open_binary(path), encoding="utf-8", errors="replace")
 
 
 def read_envelopes(paths: Iterable[Path]) -> Iterator[RecordedEnvelope | BadLine]:
     """Every line of every file, parsed as an envelope or reported as a bad line.
 
-    A truncated gzip stream (a recorder killed mid-write) ends its file with one bad line.
+    Lines are decoded strictly: invalid UTF-8 makes a bad line rather than a silently altered
+    one. A truncated gzip stream (a recorder killed mid-write) ends its file with one bad line.
     """
     for path in paths:
         name = str(path)
         lineno = 0
         try:
-            with open_text(path) as fh:
+            with open_binary(path) as fh:
                 for lineno, line in enumerate(fh, start=1):
                     if not line.strip():
                         continue
                     try:
                         yield RecordedEnvelope(name, lineno, parse_envelope(line))
                     except MessageError as exc:
-                        yield BadLine(name, lineno, str(exc), line[:200])
+                        shown = line[:200].decode("utf-8", errors="replace")
+                        yield BadLine(name, lineno, str(exc), shown)
         except (EOFError, OSError) as exc:
             yield BadLine(name, lineno + 1, f"unreadable: {exc}", "")
 
@@ -95,9 +100,9 @@ def read_ticks(paths: Iterable[Path]) -> Iterator[RawTick | BadLine]:
         source = sources.get(item.path)
         if source is None:
             source = sources[item.path] = source_name(item.path)
-        try:
-            yield from ticks_from_envelope(
-                item.envelope, received_at=item.envelope.timestamp, source=source
-            )
-        except MessageError as exc:
-            yield BadLine(item.path, item.lineno, str(exc), "")
+        errors: list[str] = []
+        yield from ticks_from_envelope(
+            item.envelope, received_at=item.envelope.timestamp, source=source, errors=errors
+        )
+        for error in errors:
+            yield BadLine(item.path, item.lineno, error, "")

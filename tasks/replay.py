@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.kafka_io import ensure_topics, make_producer
-from tasks.messages import TICKER_CHANNEL, MessageError, ticks_from_envelope
+from tasks.messages import TICKER_CHANNEL, ticks_from_envelope
 from tasks.publisher import TickPublisher
 from tasks.recordings import BadLine, RecordedEnvelope, expand_inputs, read_envelopes, source_name
 from tasks.settings import Settings
@@ -177,13 +177,12 @@ def run_replay(
             if envelope.channel != TICKER_CHANNEL:
                 stats.skipped += 1
                 continue
-            try:
-                ticks = ticks_from_envelope(
-                    envelope, received_at=envelope.timestamp, source=sources[item.path]
-                )
-            except MessageError as exc:
-                _report(stats, BadLine(item.path, item.lineno, str(exc), ""), max_reported)
-                continue
+            errors: list[str] = []
+            ticks = ticks_from_envelope(
+                envelope, received_at=envelope.timestamp, source=sources[item.path], errors=errors
+            )
+            for error in errors:
+                _report(stats, BadLine(item.path, item.lineno, error, ""), max_reported)
             pacer.wait_until(ts)
             for tick in ticks:
                 publisher.publish(tick)

@@ -19,19 +19,17 @@ def parse_ts(text: str) -> float:
     try:
         if text[4] != "-" or text[7] != "-" or text[10] not in "T " or text[13] != ":":
             raise TimestampError(f"not an ISO-8601 timestamp: {text!r}")
-        whole = calendar.timegm(
-            (
-                int(text[0:4]),
-                int(text[5:7]),
-                int(text[8:10]),
-                int(text[11:13]),
-                int(text[14:16]),
-                int(text[17:19]),
-                0,
-                0,
-                0,
-            )
-        )
+        year, month, day = int(text[0:4]), int(text[5:7]), int(text[8:10])
+        hour, minute, second = int(text[11:13]), int(text[14:16]), int(text[17:19])
+        if not (
+            1 <= month <= 12
+            and 1 <= day <= calendar.monthrange(year, month)[1]
+            and 0 <= hour < 24
+            and 0 <= minute < 60
+            and 0 <= second < 60
+        ):
+            raise TimestampError(f"timestamp out of range: {text!r}")
+        whole = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
         rest = text[19:]
         frac = 0.0
         if rest.startswith("."):
@@ -53,7 +51,3 @@ def parse_ts(text: str) -> float:
 def format_ts(epoch: float) -> str:
     """ISO-8601 UTC with microseconds and a ``Z``, the exchange's own format."""
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def now_ts() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

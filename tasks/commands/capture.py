@@ -16,7 +16,10 @@ log = logging.getLogger("cryptovol.capture")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="exchange WebSocket (default: Coinbase Advanced Trade)")
-    parser.add_argument("--products", help="comma-separated product ids (default BTC-USD,ETH-USD)")
+    parser.add_argument(
+        "--products",
+        help="comma-separated product ids (default: CRYPTOVOL_PRODUCTS, BTC-USD,ETH-USD)",
+    )
     parser.add_argument("--minutes", type=float, help="stop after this many minutes")
     parser.add_argument("--metrics-port", type=int, help="Prometheus port (default 9101; 0: none)")
     parser.add_argument("--data-dir", type=Path, help="where the raw archive goes")

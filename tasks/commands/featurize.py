@@ -17,7 +17,6 @@ log = logging.getLogger("cryptovol.featurize")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    settings = get_settings()
     parser.add_argument("--group", default=DEFAULT_GROUP, help="consumer group id")
     parser.add_argument(
         "--max-idle-seconds",
@@ -28,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics-port",
         type=int,
-        default=settings.featurize_metrics_port,
-        help="Prometheus /metrics port (0 disables; default %(default)s)",
+        default=None,
+        help="Prometheus /metrics port (0 disables; default: the settings, 9102)",
     )
     parser.add_argument("--batch-size", type=int, default=500, help="records per poll and commit")
     parser.add_argument(
@@ -59,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
             args.group,
             stop_event=stop,
             max_idle_s=args.max_idle_seconds,
-            metrics_port=args.metrics_port,
+            metrics_port=(
+                settings.featurize_metrics_port if args.metrics_port is None else args.metrics_port
+            ),
             batch_size=args.batch_size,
             warmup_records=args.warmup_records,
         )

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from data_contracts.suites import DEFAULT_PRODUCTS, KINDS, ContractOptions
+from data_contracts.suites import DEFAULT_PRODUCTS, KINDS, ContractOptions, options_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,14 +65,15 @@ def run(args: argparse.Namespace) -> int:
     from data_contracts.validate import validate_frame, validate_raw_batch
     from tasks.settings import get_settings
 
-    products = args.products or sorted({*DEFAULT_PRODUCTS, *get_settings().products})
-    options = ContractOptions(
-        products=tuple(products),
+    options = options_for(
+        get_settings().products,
         max_future_s=args.max_future_s,
         max_bad_line_fraction=args.max_bad_lines,
         label_rate=tuple(args.label_rate),
         embargo_s=args.embargo_s,
     )
+    if args.products:  # an explicit list replaces the known products
+        options = replace(options, products=tuple(args.products))
     try:
         if args.kind == "raw":
             batch = read_raw_batch(args.paths)

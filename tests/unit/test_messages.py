@@ -38,6 +38,9 @@ def test_parse_ts_handles_nanoseconds_and_round_trips():
     assert format_ts(parse_ts("2025-12-06T05:45:36.037320Z")) == "2025-12-06T05:45:36.037320Z"
     with pytest.raises(ValueError, match=r"unparseable|not an ISO"):
         parse_ts("yesterday")
+    for out_of_range in ("2025-12-06T25:00:00Z", "2025-12-06T05:61:00Z", "2025-02-30T00:00:00Z"):
+        with pytest.raises(ValueError, match="out of range"):
+            parse_ts(out_of_range)
 
 
 def test_envelope_to_tick_keeps_ticker_unchanged():
@@ -77,3 +80,29 @@ def test_non_ticker_channels_give_no_ticks():
     assert ticks_from_envelope(env, received_at="", source="x") == []
     with pytest.raises(MessageError):
         parse_envelope("{not json")
+
+
+def test_one_bad_ticker_loses_nothing_else_of_its_envelope():
+    good = ENVELOPE["events"][0]["tickers"][0]
+    message = dict(ENVELOPE, events=[{"type": "update", "tickers": [{"price": "1"}, good]}, "x"])
+    env = parse_envelope(message)
+    errors: list[str] = []
+    (raw,) = ticks_from_envelope(env, received_at="", source="c", errors=errors)
+    assert raw.ticker is good and raw.index == 1
+    assert len(errors) == 2 and "no product_id" in errors[0]
+    with pytest.raises(MessageError):
+        ticks_from_envelope(env, received_at="", source="c")
+
+
+def test_invalid_utf8_in_a_recording_is_a_bad_line_not_a_changed_value(tmp_path):
+    import json
+
+    from tasks.recordings import BadLine, read_ticks
+
+    good = json.dumps(ENVELOPE).encode()
+    corrupt = good.replace(b'"BTC-USD"', b'"BTC-\xffSD"')
+    path = tmp_path / "r.ndjson"
+    path.write_bytes(good + b"\n" + corrupt + b"\n")
+    items = list(read_ticks([path]))
+    assert [type(i).__name__ for i in items] == ["RawTick", "BadLine"]
+    assert isinstance(items[1], BadLine) and items[1].lineno == 2
