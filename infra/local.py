@@ -1,7 +1,7 @@
 """Launch the local stack's servers as child processes: Prefect, MLflow, a Prefect worker.
 
-Used by the quickstart and by the integration tests, so both run the very same services a user
-starts by hand (see the README's operating guide). Every server binds 127.0.0.1.
+Used by the integration tests, so they run the very same services a user starts by hand (see the
+README's operating guide). Every server binds 127.0.0.1.
 """
 
 from __future__ import annotations

@@ -45,10 +45,6 @@ SUMMARY_KEYS = (
     "decision",
     "champion",
 )
-NEXT_STEPS = (
-    "browse the registry: uv run mlflow ui --backend-store-uri sqlite:///.cryptovol/mlflow.db",
-    "the README's operating guide runs the same stages as scheduled Prefect deployments.",
-)
 SIM_START = 1767225600.0  # 2026-01-01T00:00:00Z: simulated history, then the live capture's "now"
 
 
@@ -91,8 +87,19 @@ class QuickstartReport:
                 f"{'registry':<10} {'':>8}  volatility-spike: champion={registry.get('champion')},"
                 f" challenger={registry.get('challenger')}"
             )
-        lines += ["", f"data directory: {settings.data_dir.resolve()}", *NEXT_STEPS]
+        lines += [
+            "",
+            f"data directory: {settings.data_dir.resolve()}",
+            _registry_hint(settings.tracking_uri),
+            "the README's operating guide runs the same stages as scheduled Prefect deployments.",
+        ]
         return "\n".join(lines)
+
+
+def _registry_hint(uri: str) -> str:
+    if uri.startswith("sqlite:"):
+        return f"browse the registry: uv run mlflow ui --backend-store-uri {uri}"
+    return f"browse the registry: {uri}"
 
 
 def _short(value: Any) -> str:
