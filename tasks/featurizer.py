@@ -242,8 +242,18 @@ class Featurizer:
 
     # -- rebalancing -------------------------------------------------------------------------
 
+    def _committed(self, consumer: Any, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """Committed offsets, retried: raising inside a rebalance callback would stop the loop."""
+        for attempt in range(1, 4):
+            try:
+                return consumer.committed(partitions, timeout=self.settings.kafka_connect_timeout_s)
+            except KafkaException as exc:
+                log.warning("reading committed offsets failed (attempt %d): %s", attempt, exc)
+                self.stats.errors += 1
+        return consumer.committed(partitions, timeout=self.settings.kafka_connect_timeout_s)
+
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        committed = consumer.committed(partitions, timeout=self.settings.kafka_connect_timeout_s)
+        committed = self._committed(consumer, partitions)
         assignment: list[TopicPartition] = []
         self._partitions = {}
         for tp in committed:
