@@ -260,6 +260,13 @@ class XGBoostParams:
     n_jobs: int = 1
 
 
+def _single_class_rate(y: np.ndarray) -> float | None:
+    """The constant a tree model predicts when its labels hold one class (it cannot be fit)."""
+    if len(np.unique(y)) >= 2:
+        return None
+    return float(np.mean(y)) if len(y) else 0.5
+
+
 class XGBoostSpike:
     """Gradient-boosted trees (hist, NaN native). Early stopping only on a validation part.
 
@@ -281,10 +288,9 @@ class XGBoostSpike:
 
         y = np.asarray(y, dtype=float)
         self.columns = list(X.columns)
-        if len(np.unique(y)) < 2:
-            self._constant = float(np.mean(y)) if len(y) else 0.5
+        self._constant = _single_class_rate(y)
+        if self._constant is not None:
             return self
-        self._constant = None
         p = self.params
         early = eval_set is not None and len(np.unique(eval_set[1])) == 2
         self.early_stopped = early
@@ -338,10 +344,9 @@ class RandomForestSpike:
     def fit(self, X, y, eval_set=None) -> RandomForestSpike:
         y = np.asarray(y, dtype=float)
         self.columns = list(X.columns)
-        if len(np.unique(y)) < 2:
-            self._constant = float(np.mean(y)) if len(y) else 0.5
+        self._constant = _single_class_rate(y)
+        if self._constant is not None:
             return self
-        self._constant = None
         self.model = RandomForestClassifier(
             n_estimators=self.n_estimators,
             max_depth=8,
