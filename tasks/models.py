@@ -102,30 +102,55 @@ class _LogisticOnScore:
         self.intercept = 0.0
 
     def fit(self, score: np.ndarray, y: np.ndarray) -> _LogisticOnScore:
+        rate = float(np.clip(np.mean(y), 1e-4, 1 - 1e-4)) if len(y) else 0.5
+        base_rate_logit = math.log(rate / (1 - rate))
         if len(np.unique(y)) < 2:
-            rate = float(np.clip(np.mean(y), 1e-4, 1 - 1e-4)) if len(y) else 0.5
-            self.coef, self.intercept = 0.0, math.log(rate / (1 - rate))
+            self.coef, self.intercept = 0.0, base_rate_logit
             return self
         model = LogisticRegression(C=1e4, max_iter=500).fit(score.reshape(-1, 1), y)
         self.coef = float(model.coef_[0, 0])
         self.intercept = float(model.intercept_[0])
-        if self.coef <= 0.0:
-            rate = float(np.clip(np.mean(y), 1e-4, 1 - 1e-4))
-            self.coef, self.intercept = 1e-3, math.log(rate / (1 - rate))
+        if self.coef <= 0.0:  # never let a baseline silently reverse its ranking
+            self.coef, self.intercept = 1e-3, base_rate_logit
         return self
 
     def __call__(self, score: np.ndarray) -> np.ndarray:
         return _sigmoid(self.intercept + self.coef * score)
 
 
-class PersistenceBaseline:
+class _OneColumnBaseline:
+    """A score from one feature column, turned into a probability by a monotone calibration."""
+
+    column: str
+
+    def __init__(self) -> None:
+        self.calibration = _LogisticOnScore()
+
+    def score(self, X: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError
+
+    def _finite_logs(self, X: pd.DataFrame) -> np.ndarray:
+        raw = _log(X[self.column]) if self.column in X else np.full(len(X), np.nan)
+        return raw[np.isfinite(raw)]
+
+    def _calibrate(self, X: pd.DataFrame, y) -> None:
+        self.calibration.fit(self.score(X), np.asarray(y, dtype=float))
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return self.calibration(self.score(X))
+
+    def importance(self) -> dict[str, float]:
+        return {self.column: 1.0}
+
+
+class PersistenceBaseline(_OneColumnBaseline):
     """Score: log of the current 60 s realized volatility (missing -> the training median)."""
 
     column = PERSISTENCE_COLUMN
 
     def __init__(self) -> None:
+        super().__init__()
         self.fill = 0.0
-        self.calibration = _LogisticOnScore()
 
     def score(self, X: pd.DataFrame) -> np.ndarray:
         if self.column not in X:
@@ -134,28 +159,21 @@ class PersistenceBaseline:
         return np.where(np.isnan(s), self.fill, s)
 
     def fit(self, X, y, eval_set=None) -> PersistenceBaseline:
-        raw = _log(X[self.column]) if self.column in X else np.full(len(X), np.nan)
-        finite = raw[np.isfinite(raw)]
+        finite = self._finite_logs(X)
         self.fill = float(np.median(finite)) if len(finite) else 0.0
-        self.calibration.fit(self.score(X), np.asarray(y, dtype=float))
+        self._calibrate(X, y)
         return self
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self.calibration(self.score(X))
 
-    def importance(self) -> dict[str, float]:
-        return {self.column: 1.0}
-
-
-class ZScoreBaseline:
+class ZScoreBaseline(_OneColumnBaseline):
     """Score: z-score of log(60 s vs 300 s per-second volatility); missing -> 0 (at its level)."""
 
     column = ZSCORE_COLUMN
 
     def __init__(self) -> None:
+        super().__init__()
         self.mu = 0.0
         self.sd = 1.0
-        self.calibration = _LogisticOnScore()
 
     def score(self, X: pd.DataFrame) -> np.ndarray:
         if self.column not in X:
@@ -164,19 +182,12 @@ class ZScoreBaseline:
         return np.where(np.isnan(z), 0.0, z)
 
     def fit(self, X, y, eval_set=None) -> ZScoreBaseline:
-        raw = _log(X[self.column]) if self.column in X else np.full(len(X), np.nan)
-        finite = raw[np.isfinite(raw)]
+        finite = self._finite_logs(X)
         if len(finite) > 1:
             self.mu = float(finite.mean())
             self.sd = float(finite.std()) or 1.0
-        self.calibration.fit(self.score(X), np.asarray(y, dtype=float))
+        self._calibrate(X, y)
         return self
-
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self.calibration(self.score(X))
-
-    def importance(self) -> dict[str, float]:
-        return {self.column: 1.0}
 
 
 class HarLogistic:
