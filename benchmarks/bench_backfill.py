@@ -1,7 +1,7 @@
 """Backfill throughput over the real recordings in ../shared/data (all 26 files).
 
-Runs :func:`tasks.backfill.backfill` end to end (read and validate, engine, labels, Parquet) into
-a temporary directory, and times its phases separately as well. Without ../shared/data it
+Runs :func:`tasks.stages.backfill.backfill` end to end (read and validate, engine, labels, Parquet)
+into a temporary directory, and times its phases separately as well. Without ../shared/data it
 backfills a synthetic recording of comparable size instead (and says so). Prints one JSON object.
 """
 
@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tasks.backfill import backfill, feature_frame, load_dataset, load_ticks, write_dataset
-from tasks.features import FeatureEngine
-from tasks.recordings import expand_inputs
-from tasks.timeutil import format_ts
+from tasks.core.features import FeatureEngine
+from tasks.core.timeutil import format_ts
+from tasks.io.recordings import expand_inputs
+from tasks.stages.backfill import backfill, feature_frame, load_dataset, load_ticks, write_dataset
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "coinbase-btc-usd-2025-12"
 

@@ -20,9 +20,9 @@ import time
 import uuid
 from pathlib import Path
 
-from tasks.broker import free_port, port_open, start_broker, stop_broker
-from tasks.capture import run_capture
-from tasks.exchange_client import AdvancedTradeClient
+from tasks.io.broker import free_port, port_open, start_broker, stop_broker
+from tasks.io.exchange_client import AdvancedTradeClient
+from tasks.services.capture import run_capture
 from tasks.settings import Settings
 
 

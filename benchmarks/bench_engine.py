@@ -21,9 +21,9 @@ import random
 import time
 from pathlib import Path
 
-from tasks.features import FEATURE_SET_VERSION, FeatureEngine
-from tasks.messages import MessageError, Tick, to_tick
-from tasks.recordings import BadLine, expand_inputs, read_ticks
+from tasks.core.features import FEATURE_SET_VERSION, FeatureEngine
+from tasks.core.messages import MessageError, Tick, to_tick
+from tasks.io.recordings import BadLine, expand_inputs, read_ticks
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "coinbase-btc-usd-2025-12"
 TARGET = 50_000

@@ -20,14 +20,14 @@ import time
 import uuid
 from pathlib import Path
 
-from tasks.broker import free_port, start_broker, stop_broker
-from tasks.features import FeatureEngine
-from tasks.featurizer import Featurizer
-from tasks.kafka_io import ensure_topics, make_producer
-from tasks.messages import to_tick
-from tasks.recordings import BadLine, read_ticks
+from tasks.core.features import FeatureEngine
+from tasks.core.messages import to_tick
+from tasks.io.broker import free_port, start_broker, stop_broker
+from tasks.io.kafka import ensure_topics, make_producer
+from tasks.io.recordings import BadLine, read_ticks
+from tasks.services.featurizer import Featurizer
 from tasks.settings import Settings
-from tasks.simulator import simulate_envelopes
+from tasks.sim.simulator import simulate_envelopes
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "coinbase-btc-usd-2025-12"
 

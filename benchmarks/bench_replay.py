@@ -17,12 +17,12 @@ import time
 import uuid
 from pathlib import Path
 
-from tasks.broker import free_port, start_broker, stop_broker
-from tasks.messages import TICKER_CHANNEL, ticks_from_envelope
-from tasks.recordings import BadLine, expand_inputs, source_name
-from tasks.replay import merge_by_time, run_replay
+from tasks.core.messages import TICKER_CHANNEL, ticks_from_envelope
+from tasks.io.broker import free_port, start_broker, stop_broker
+from tasks.io.recordings import BadLine, expand_inputs, source_name
+from tasks.services.replay import merge_by_time, run_replay
 from tasks.settings import Settings
-from tasks.simulator import simulate_envelopes
+from tasks.sim.simulator import simulate_envelopes
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "coinbase-btc-usd-2025-12"
 

@@ -25,10 +25,10 @@ import math
 import random
 from pathlib import Path
 
-from tasks.backfill import load_ticks
-from tasks.features import EngineConfig, FeatureEngine, FeatureRow, restart_lookback_s
-from tasks.messages import Tick
-from tasks.recordings import expand_inputs
+from tasks.core.features import EngineConfig, FeatureEngine, FeatureRow, restart_lookback_s
+from tasks.core.messages import Tick
+from tasks.io.recordings import expand_inputs
+from tasks.stages.backfill import load_ticks
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "coinbase-btc-usd-2025-12"
 

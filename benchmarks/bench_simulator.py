@@ -2,7 +2,7 @@
 
 - ``speed``: seconds to generate 60 minutes of BTC-USD and ETH-USD as envelopes, and to write them
   as a gzip recording (best of ``--repeat``);
-- ``facts``: :func:`tasks.market_stats.stylized_facts` of the real BTC-USD recordings in
+- ``facts``: :func:`tasks.sim.market_stats.stylized_facts` of the real BTC-USD recordings in
   ../shared/data (when present) and of ``--minutes`` simulated minutes per product and seed;
 - ``spikes``: how predictable a volatility spike (forward 60 s realized volatility at or above its
   training 90th percentile) is from the trailing 60 s alone: PR-AUC of persistence (trailing
@@ -25,11 +25,11 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 
-from tasks.market_stats import SecondGrid, facts_by_product, second_grid
-from tasks.messages import Tick, parse_envelope, ticks_from_envelope, to_tick
-from tasks.recordings import BadLine, expand_inputs, read_ticks
-from tasks.sim_writer import write_recordings
-from tasks.simulator import simulate_envelopes
+from tasks.core.messages import Tick, parse_envelope, ticks_from_envelope, to_tick
+from tasks.io.recordings import BadLine, expand_inputs, read_ticks
+from tasks.sim.market_stats import SecondGrid, facts_by_product, second_grid
+from tasks.sim.simulator import simulate_envelopes
+from tasks.sim.writer import write_recordings
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "coinbase-btc-usd-2025-12"
 WINDOW = 60

@@ -27,11 +27,11 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     started = time.perf_counter()
-    from tasks.dataload import load_frame
-    from tasks.registry import log_training
+    from tasks.core.training import train
+    from tasks.io.registry import log_training
     from tasks.settings import Settings
-    from tasks.sim_writer import write_recordings
-    from tasks.training import train
+    from tasks.sim.writer import write_recordings
+    from tasks.stages.data import load_frame
 
     imports_s = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,9 +1,10 @@
 """Frames the contracts check: raw ticks as read from recordings, and feature or training tables.
 
 The raw frame is built from the strings the exchange sent, independently of
-:func:`tasks.messages.to_tick`: numbers are coerced (a value that does not parse becomes NaN and
-is named in the ``unparseable`` column), timestamps are parsed to tz-aware UTC (NaT when they do
-not parse). Helper columns turn row-to-row rules into per-row values a plain expectation can check:
+:func:`tasks.core.messages.to_tick`: numbers are coerced (a value that does not parse becomes NaN
+and is named in the ``unparseable`` column), timestamps are parsed to tz-aware UTC (NaT when they
+do not parse). Helper columns turn row-to-row rules into per-row values a plain expectation can
+check:
 
 - ``seq_delta`` (raw): sequence number minus the previous one from the same source (connection or
   recording file), on the first ticker of each envelope; NaN where there is no previous one.
@@ -22,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tasks.messages import RawTick
-from tasks.recordings import BadLine, expand_inputs, read_ticks
+from tasks.core.messages import RawTick
+from tasks.io.recordings import BadLine, expand_inputs, read_ticks
 
 RAW_NUMERIC_FIELDS = (
     "price",

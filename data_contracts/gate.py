@@ -24,8 +24,8 @@ import pandas as pd
 from data_contracts.frames import read_raw_batch, read_table
 from data_contracts.suites import ContractOptions
 from data_contracts.validate import ValidationReport, validate_frame, validate_raw_batch
-from tasks.archive import CONTROL_KEY
-from tasks.recordings import expand_inputs
+from tasks.io.archive import CONTROL_KEY
+from tasks.io.recordings import expand_inputs
 
 log = logging.getLogger("cryptovol.contracts")
 

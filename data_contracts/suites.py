@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from data_contracts.frames import RAW_COLUMNS, RAW_NUMERIC_FIELDS, SPLIT_ORDER, splits_are_folds
-from tasks.features import FEATURE_NAMES, FEATURE_SET_VERSION
+from tasks.core.features import FEATURE_NAMES, FEATURE_SET_VERSION
 
 KINDS = ("raw", "features", "training")
 DEFAULT_PRODUCTS = ("BTC-USD", "ETH-USD", "SOL-USD")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 
 from flows.contracts import admit_recordings_task
-from tasks import backfill as backfill_tasks
 from tasks.settings import get_settings
+from tasks.stages import backfill as backfill_tasks
 
 
 @task(name="backfill-features")

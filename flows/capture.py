@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 
-from tasks.capture import run_capture
-from tasks.kafka_io import ensure_topics
+from tasks.io.kafka import ensure_topics
+from tasks.services.capture import run_capture
 from tasks.settings import get_settings
 
 

@@ -8,7 +8,7 @@ from prefect import get_run_logger, task
 
 from data_contracts.gate import admit_table, check_and_admit
 from data_contracts.suites import options_for
-from tasks.recordings import expand_inputs
+from tasks.io.recordings import expand_inputs
 from tasks.settings import get_settings
 
 

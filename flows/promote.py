@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 
-from tasks.registry import RegistryError
-from tasks.registry import promote as promote_version
+from tasks.io.registry import RegistryError
+from tasks.io.registry import promote as promote_version
 from tasks.settings import get_settings
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 
 from flows.contracts import admit_data
-from tasks.backfill import feature_store
-from tasks.registry import train_and_register
+from tasks.core.training import TrainConfig
+from tasks.io.registry import train_and_register
 from tasks.settings import get_settings
-from tasks.training import TrainConfig
+from tasks.stages.backfill import feature_store
 
 
 @task(name="train-and-register")

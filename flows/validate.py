@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 
-from tasks.backfill import feature_store
-from tasks.gates import GateConfig
+from tasks.core.gates import GateConfig
 from tasks.settings import get_settings
-from tasks.validation import validate_challenger
+from tasks.stages.backfill import feature_store
+from tasks.stages.validate import validate_challenger
 
 
 @task(name="score-and-gate")
@@ -24,7 +24,8 @@ def validate(
 ) -> dict:
     """Gate the challenger on ``data`` (default: the feature store); the decision is logged.
 
-    ``gates`` overrides thresholds of :class:`tasks.gates.GateConfig` (e.g. ``{"margin": 0.05}``).
+    ``gates`` overrides thresholds of :class:`tasks.core.gates.GateConfig`
+    (e.g. ``{"margin": 0.05}``).
     """
     paths = data or [str(feature_store(get_settings()))]
     outcome = validate_task(paths, window_s, gates)

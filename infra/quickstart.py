@@ -109,8 +109,8 @@ def _short(value: Any) -> str:
 @contextlib.contextmanager
 def embedded_broker(settings: Settings, port: int) -> Iterator[Settings]:
     """Reuse a reachable broker at the configured address, or start the embedded one."""
-    from tasks.broker import free_port, port_open, start_broker, stop_broker
-    from tasks.kafka_io import BrokerUnavailable, ensure_topics, require_broker
+    from tasks.io.broker import free_port, port_open, start_broker, stop_broker
+    from tasks.io.kafka import BrokerUnavailable, ensure_topics, require_broker
 
     try:
         require_broker(settings, timeout=2)
@@ -135,7 +135,7 @@ def embedded_broker(settings: Settings, port: int) -> Iterator[Settings]:
 
 @contextlib.contextmanager
 def background_featurizer(settings: Settings) -> Iterator[dict[str, Any]]:
-    from tasks.featurizer import run_featurizer
+    from tasks.services.featurizer import run_featurizer
 
     stop = threading.Event()
     result: dict[str, Any] = {}
@@ -164,11 +164,11 @@ def wait_for_features(stats: Callable[[], dict[str, Any]], timeout: float) -> No
 
 
 def run_quickstart(settings: Settings, options: QuickstartOptions) -> QuickstartReport:
-    from tasks.backfill import backfill
-    from tasks.capture import run_capture
-    from tasks.exchange_server import ExchangeServer, ExchangeThread, simulator_ticks
-    from tasks.replay import run_replay
-    from tasks.sim_writer import write_recordings
+    from tasks.services.capture import run_capture
+    from tasks.services.replay import run_replay
+    from tasks.sim.exchange import ExchangeServer, ExchangeThread, simulator_ticks
+    from tasks.sim.writer import write_recordings
+    from tasks.stages.backfill import backfill
 
     report = QuickstartReport()
     data_dir = settings.data_dir
@@ -230,7 +230,7 @@ def _sim_summary(summary: Any) -> dict[str, Any]:
 
 def _check_features(features_dir: Path) -> dict[str, Any]:
     from data_contracts.validate import validate_frame
-    from tasks.backfill import load_dataset
+    from tasks.stages.backfill import load_dataset
 
     outcome = validate_frame("features", load_dataset(features_dir), sources=[str(features_dir)])
     if not outcome.success:
@@ -240,8 +240,8 @@ def _check_features(features_dir: Path) -> dict[str, Any]:
 
 def _train_stages(settings: Settings, features_dir: Path, report: QuickstartReport) -> None:
     """Train a challenger, gate it on the recent window it did not see, promote it if it passes."""
-    from tasks.registry import RegistryError, describe_aliases, promote, train_and_register
-    from tasks.validation import validate_challenger
+    from tasks.io.registry import RegistryError, describe_aliases, promote, train_and_register
+    from tasks.stages.validate import validate_challenger
 
     data = [str(features_dir)]
     trained = report.stage("train", lambda: _train_summary(train_and_register(settings, data)))

@@ -31,7 +31,7 @@ def broker_address(tmp_path_factory) -> str:
     if external:
         yield external
         return
-    from tasks.broker import free_port, start_broker, stop_broker
+    from tasks.io.broker import free_port, start_broker, stop_broker
 
     port = free_port()
     log = tmp_path_factory.mktemp("broker") / "broker.log"

@@ -6,8 +6,8 @@ import argparse
 import json
 import logging
 
-from tasks.backfill import backfill
-from tasks.features import EngineConfig
+from tasks.core.features import EngineConfig
+from tasks.stages.backfill import backfill
 
 log = logging.getLogger("cryptovol.backfill")
 

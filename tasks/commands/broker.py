@@ -7,8 +7,8 @@ import logging
 import signal
 import threading
 
-from tasks.broker import start_broker, stop_broker
-from tasks.kafka_io import ensure_topics
+from tasks.io.broker import start_broker, stop_broker
+from tasks.io.kafka import ensure_topics
 from tasks.settings import get_settings
 
 log = logging.getLogger("cryptovol.broker")

@@ -7,8 +7,8 @@ import json
 import logging
 from pathlib import Path
 
-from tasks.capture import run_capture
-from tasks.kafka_io import BrokerUnavailable
+from tasks.io.kafka import BrokerUnavailable
+from tasks.services.capture import run_capture
 from tasks.settings import get_settings
 
 log = logging.getLogger("cryptovol.capture")

@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tasks.registry import model_uri
-    from tasks.validation import evaluate_model
+    from tasks.io.registry import model_uri
+    from tasks.stages.validate import evaluate_model
 
     settings = get_settings()
     uri = args.model_uri or model_uri(settings, "ml", "champion")

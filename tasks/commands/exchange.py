@@ -9,11 +9,11 @@ import signal
 import time
 from pathlib import Path
 
-from tasks.exchange_server import ExchangeServer, recording_ticks, simulator_ticks
-from tasks.recordings import expand_inputs
-from tasks.replay import parse_speed
+from tasks.core.timeutil import TimestampError, parse_ts
+from tasks.io.recordings import expand_inputs
+from tasks.services.replay import parse_speed
 from tasks.settings import get_settings
-from tasks.timeutil import TimestampError, parse_ts
+from tasks.sim.exchange import ExchangeServer, recording_ticks, simulator_ticks
 
 log = logging.getLogger("cryptovol.exchange")
 

@@ -9,8 +9,8 @@ import signal
 import sys
 import threading
 
-from tasks.featurizer import DEFAULT_GROUP, DEFAULT_WARMUP_RECORDS, run_featurizer
-from tasks.kafka_io import BrokerUnavailable
+from tasks.io.kafka import BrokerUnavailable
+from tasks.services.featurizer import DEFAULT_GROUP, DEFAULT_WARMUP_RECORDS, run_featurizer
 from tasks.settings import get_settings
 
 log = logging.getLogger("cryptovol.featurize")

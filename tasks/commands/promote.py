@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tasks.registry import RegistryError, promote
+    from tasks.io.registry import RegistryError, promote
 
     settings = get_settings()
     out: dict = {}
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
             if args.version is not None:
                 print("--data validates the challenger: give no VERSION with it")
                 return 2
-            from tasks.validation import validate_challenger
+            from tasks.stages.validate import validate_challenger
 
             outcome = validate_challenger(settings, args.data)
             out["validation"] = outcome.to_dict()

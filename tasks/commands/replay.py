@@ -6,8 +6,8 @@ import argparse
 import json
 import logging
 
-from tasks.kafka_io import BrokerUnavailable
-from tasks.replay import parse_speed, run_replay
+from tasks.io.kafka import BrokerUnavailable
+from tasks.services.replay import parse_speed, run_replay
 from tasks.settings import get_settings
 
 log = logging.getLogger("cryptovol.replay")

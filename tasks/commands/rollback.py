@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tasks.registry import RegistryError, rollback
+    from tasks.io.registry import RegistryError, rollback
 
     settings = get_settings()
     try:

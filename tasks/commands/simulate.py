@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from tasks.sim_writer import write_recordings
-from tasks.simulator import DEFAULT_START
-from tasks.timeutil import TimestampError, format_ts, parse_ts
+from tasks.core.timeutil import TimestampError, format_ts, parse_ts
+from tasks.sim.simulator import DEFAULT_START
+from tasks.sim.writer import write_recordings
 
 
 def _start(text: str) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from tasks.models import CANDIDATES
+from tasks.core.models import CANDIDATES
 from tasks.settings import get_settings
 
 
@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tasks.registry import train_and_register
-    from tasks.training import TrainConfig, TrainingError
+    from tasks.core.training import TrainConfig, TrainingError
+    from tasks.io.registry import train_and_register
 
     settings = get_settings()
     config = TrainConfig(

@@ -15,10 +15,10 @@ import pytest
 from data_contracts.frames import read_raw_batch
 from data_contracts.suites import FEATURE_RULES, ContractOptions, rule_for
 from data_contracts.validate import validate_frame, validate_raw_batch
-from tasks.backfill import backfill, load_dataset
 from tasks.cli import main as cli
-from tasks.features import FEATURE_NAMES
-from tasks.labels import LabelSpec
+from tasks.core.features import FEATURE_NAMES
+from tasks.core.labels import LabelSpec
+from tasks.stages.backfill import backfill, load_dataset
 
 
 @pytest.fixture(scope="module")

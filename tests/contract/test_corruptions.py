@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 
 from data_contracts.gate import Admission, check_and_admit
-from tasks.backfill import BackfillStats, backfill, load_dataset, load_ticks
-from tasks.messages import MessageError, to_tick
-from tasks.recordings import BadLine, open_text, read_ticks
+from tasks.core.messages import MessageError, to_tick
+from tasks.io.recordings import BadLine, open_text, read_ticks
+from tasks.stages.backfill import BackfillStats, backfill, load_dataset, load_ticks
 
 TARGET = 120  # the corrupted envelope: a ticker in the middle of the recording
 CLEAN = "BTC-USD_clean.ndjson"

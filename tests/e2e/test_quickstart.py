@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.broker import free_port
+from tasks.io.broker import free_port
 
 pytestmark = [pytest.mark.slow]
 

@@ -16,15 +16,15 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from tasks.features import FEATURE_NAMES
-from tasks.kafka_io import ensure_topics, make_producer, require_broker
-from tasks.messages import RawTick
-from tasks.recordings import BadLine, read_ticks
+from tasks.core.features import FEATURE_NAMES
+from tasks.core.messages import RawTick
+from tasks.core.timeutil import format_ts
+from tasks.io.kafka import ensure_topics, make_producer, require_broker
+from tasks.io.recordings import BadLine, read_ticks
 from tasks.settings import Settings
-from tasks.timeutil import format_ts
 
 # Restarts compare exactly. A restarted featurizer rebuilds its engine by re-reading at least
-# tasks.features.restart_lookback_s (335 s) of event time before it produces again, and the
+# tasks.core.features.restart_lookback_s (335 s) of event time before it produces again, and the
 # engine's state (window sums included: their two summing stacks split at fixed event-time
 # boundaries) is a fixed function of the ticks its windows hold, so its features, and the
 # duplicates a crash causes, are bit-identical to an uninterrupted run's and the batch path's.
@@ -216,7 +216,7 @@ def finish(proc: subprocess.Popen, timeout_s: float = 90.0) -> dict:
 
 def batch_rows(paths: Iterable[Path]) -> dict[str, tuple[float, ...]]:
     """record_id -> feature values from the batch path."""
-    from tasks.backfill import batch_features
+    from tasks.stages.backfill import batch_features
 
     rows = {}
     for row in batch_features(list(paths)):

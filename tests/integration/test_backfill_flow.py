@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tasks.backfill import load_dataset
-from tasks.timeutil import format_ts
+from tasks.core.timeutil import format_ts
+from tasks.stages.backfill import load_dataset
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

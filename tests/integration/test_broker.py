@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from tasks.kafka_io import BrokerUnavailable, ensure_topics, require_broker
+from tasks.io.kafka import BrokerUnavailable, ensure_topics, require_broker
 from tasks.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.broker import free_port, port_open
-from tasks.kafka_io import require_broker
+from tasks.io.broker import free_port, port_open
+from tasks.io.kafka import require_broker
 from tasks.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from topic_reader import read_raw_ticks
 
-from tasks.broker import free_port
-from tasks.capture import CaptureStats, run_capture
-from tasks.exchange_client import AdvancedTradeClient
-from tasks.exchange_server import ExchangeServer, ExchangeThread, simulator_ticks
-from tasks.recordings import RecordedEnvelope, expand_inputs, read_envelopes
-from tasks.replay import run_replay
+from tasks.io.broker import free_port
+from tasks.io.exchange_client import AdvancedTradeClient
+from tasks.io.recordings import RecordedEnvelope, expand_inputs, read_envelopes
+from tasks.services.capture import CaptureStats, run_capture
+from tasks.services.replay import run_replay
+from tasks.sim.exchange import ExchangeServer, ExchangeThread, simulator_ticks
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from topic_reader import read_raw_ticks
 
-from tasks.exchange_server import ExchangeServer, ExchangeThread, simulator_ticks
-from tasks.recordings import expand_inputs, read_ticks
+from tasks.io.recordings import expand_inputs, read_ticks
 from tasks.settings import get_settings
+from tasks.sim.exchange import ExchangeServer, ExchangeThread, simulator_ticks
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

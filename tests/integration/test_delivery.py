@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.broker import free_port
-from tasks.kafka_io import make_producer
-from tasks.messages import RawTick
-from tasks.publisher import TickPublisher
+from tasks.core.messages import RawTick
+from tasks.io.broker import free_port
+from tasks.io.kafka import make_producer
+from tasks.io.publisher import TickPublisher
 from tasks.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -13,11 +13,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError
 
-from tasks.broker import free_port, port_open
-from tasks.exchange_server import ExchangeServer, recording_ticks, simulator_ticks
-from tasks.recordings import BadLine, read_ticks
-from tasks.simulator import simulate_envelopes
-from tasks.timeutil import parse_ts
+from tasks.core.timeutil import parse_ts
+from tasks.io.broker import free_port, port_open
+from tasks.io.recordings import BadLine, read_ticks
+from tasks.sim.exchange import ExchangeServer, recording_ticks, simulator_ticks
+from tasks.sim.simulator import simulate_envelopes
 
 pytestmark = pytest.mark.integration
 

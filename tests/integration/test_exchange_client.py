@@ -9,9 +9,9 @@ import json
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from tasks.broker import free_port
-from tasks.exchange_client import AdvancedTradeClient, Gap, Received
-from tasks.exchange_server import ExchangeServer, simulator_ticks
+from tasks.io.broker import free_port
+from tasks.io.exchange_client import AdvancedTradeClient, Gap, Received
+from tasks.sim.exchange import ExchangeServer, simulator_ticks
 
 pytestmark = pytest.mark.integration
 

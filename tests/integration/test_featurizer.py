@@ -23,8 +23,8 @@ from featurize_support import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from tasks.broker import free_port
-from tasks.featurizer import Featurizer, run_featurizer
+from tasks.io.broker import free_port
+from tasks.services.featurizer import Featurizer, run_featurizer
 
 pytestmark = pytest.mark.integration
 

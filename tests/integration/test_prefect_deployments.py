@@ -22,8 +22,8 @@ from infra.local import (
     start_prefect_server,
     start_prefect_worker,
 )
-from tasks.broker import free_port
-from tasks.sim_writer import write_recordings
+from tasks.io.broker import free_port
+from tasks.sim.writer import write_recordings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from topic_reader import read_raw_ticks
 
-from tasks.recordings import BadLine, read_ticks
-from tasks.replay import run_replay
-from tasks.simulator import simulate_envelopes
+from tasks.io.recordings import BadLine, read_ticks
+from tasks.services.replay import run_replay
+from tasks.sim.simulator import simulate_envelopes
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,12 @@ import mlflow
 import pandas as pd
 import pytest
 
-from tasks import cli, registry
-from tasks.gates import GateConfig
+from tasks import cli
+from tasks.core.gates import GateConfig
+from tasks.io import registry
 from tasks.settings import Settings, get_settings
-from tasks.sim_writer import write_recordings
-from tasks.validation import evaluate_model, validate_challenger
+from tasks.sim.writer import write_recordings
+from tasks.stages.validate import evaluate_model, validate_challenger
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -7,7 +7,7 @@ import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from tasks.messages import RawTick
+from tasks.core.messages import RawTick
 from tasks.settings import Settings
 
 

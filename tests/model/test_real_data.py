@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from tasks.dataload import load_frame
-from tasks.training import train
+from tasks.core.training import train
+from tasks.stages.data import load_frame
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 

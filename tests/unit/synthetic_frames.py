@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tasks.features import FEATURE_NAMES, FEATURE_SET_VERSION
+from tasks.core.features import FEATURE_NAMES, FEATURE_SET_VERSION
 
 START = pd.Timestamp("2026-01-01T00:00:00Z")
 

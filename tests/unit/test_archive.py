@@ -6,9 +6,9 @@ import gzip
 import json
 from pathlib import Path
 
-from tasks.archive import CONTROL_KEY, MULTI_KEY, ArchiveWriter, archive_key
-from tasks.messages import parse_envelope
-from tasks.recordings import BadLine, expand_inputs, read_envelopes, source_name
+from tasks.core.messages import parse_envelope
+from tasks.io.archive import CONTROL_KEY, MULTI_KEY, ArchiveWriter, archive_key
+from tasks.io.recordings import BadLine, expand_inputs, read_envelopes, source_name
 
 HOUR = 1767225600.0  # 2026-01-01T00:00:00Z
 

@@ -13,11 +13,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.backfill import SCHEMA, backfill, batch_features, load_dataset
 from tasks.cli import main as cli
-from tasks.features import FEATURE_NAMES, FEATURE_SET_VERSION
-from tasks.labels import forward_realized_vol, second_grid
-from tasks.timeutil import format_ts
+from tasks.core.features import FEATURE_NAMES, FEATURE_SET_VERSION
+from tasks.core.labels import forward_realized_vol, second_grid
+from tasks.core.timeutil import format_ts
+from tasks.stages.backfill import SCHEMA, backfill, batch_features, load_dataset
 
 T0 = 1_764_999_000.0  # 2025-12-06 05:30 UTC
 

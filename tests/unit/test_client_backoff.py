@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import random
 
-from tasks.exchange_client import backoff_delay, confirmed_products, subscribe_messages
-from tasks.messages import parse_envelope
+from tasks.core.messages import parse_envelope
+from tasks.io.exchange_client import backoff_delay, confirmed_products, subscribe_messages
 
 
 def test_backoff_starts_well_under_a_second_doubles_and_is_capped():

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.evaluation import (
+from tasks.core.evaluation import (
     FoldResult,
     SplitError,
     choose_threshold,

@@ -13,8 +13,8 @@ from collections import deque
 
 import pytest
 
-import tasks.features as features_module
-from tasks.features import (
+import tasks.core.features as features_module
+from tasks.core.features import (
     FEATURE_NAMES,
     FEATURE_SET_VERSION,
     WINDOWS_S,
@@ -23,7 +23,7 @@ from tasks.features import (
     FeatureRow,
     restart_lookback_s,
 )
-from tasks.messages import Tick
+from tasks.core.messages import Tick
 
 NAN = math.nan
 T0 = 1_764_999_936.25
@@ -468,7 +468,7 @@ def test_a_late_tick_then_a_silence_under_a_gap_needs_the_whole_lookback():
 
 def test_pure_modules_import_no_io_library():
     code = (
-        "import sys, tasks.features, tasks.labels\n"
+        "import sys, tasks.core.features, tasks.core.labels\n"
         "banned = ('confluent_kafka', 'prefect', 'mlflow', 'websockets', 'bentoml',"
         " 'requests', 'httpx')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in banned))\n"

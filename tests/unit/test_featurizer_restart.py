@@ -8,8 +8,8 @@ import random
 import pytest
 from test_features import arrival_stream, same_row
 
-from tasks.features import EngineConfig, FeatureEngine
-from tasks.featurizer import DEFAULT_LOOKBACK_S, _Partition
+from tasks.core.features import EngineConfig, FeatureEngine
+from tasks.services.featurizer import DEFAULT_LOOKBACK_S, _Partition
 
 
 def restarted_rows(ticks, resume_at: int, until: int, first_guess: int, config: EngineConfig):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tasks.features import EngineConfig, FeatureEngine
-from tasks.featurizer import DEFAULT_LOOKBACK_S, _Partition
-from tasks.messages import Tick
+from tasks.core.features import EngineConfig, FeatureEngine
+from tasks.core.messages import Tick
+from tasks.services.featurizer import DEFAULT_LOOKBACK_S, _Partition
 
 LOOKBACK = DEFAULT_LOOKBACK_S
 

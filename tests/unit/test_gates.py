@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.gates import GateConfig, GateFigures, decide, markdown_report
+from tasks.core.gates import GateConfig, GateFigures, decide, markdown_report
 
 
 def _figures(**changes) -> GateFigures:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.labels import (
+from tasks.core.labels import (
     LabelSpec,
     add_label_columns,
     forward_realized_vol,

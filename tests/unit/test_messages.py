@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from tasks.messages import MessageError, RawTick, parse_envelope, ticks_from_envelope, to_tick
-from tasks.timeutil import format_ts, parse_ts
+from tasks.core.messages import MessageError, RawTick, parse_envelope, ticks_from_envelope, to_tick
+from tasks.core.timeutil import format_ts, parse_ts
 
 ENVELOPE = {
     "channel": "ticker",
@@ -97,7 +97,7 @@ def test_one_bad_ticker_loses_nothing_else_of_its_envelope():
 def test_invalid_utf8_in_a_recording_is_a_bad_line_not_a_changed_value(tmp_path):
     import json
 
-    from tasks.recordings import BadLine, read_ticks
+    from tasks.io.recordings import BadLine, read_ticks
 
     good = json.dumps(ENVELOPE).encode()
     corrupt = good.replace(b'"BTC-USD"', b'"BTC-\xffSD"')

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from synthetic_frames import synthetic_dataset
 
-from tasks.evaluation import ranking_metrics
-from tasks.features import FEATURE_NAMES
-from tasks.labels import LabelSpec
-from tasks.models import (
+from tasks.core.evaluation import ranking_metrics
+from tasks.core.features import FEATURE_NAMES
+from tasks.core.labels import LabelSpec
+from tasks.core.models import (
     CANDIDATES,
     PriorShift,
     SpikePredictor,
@@ -25,7 +25,7 @@ from tasks.models import (
     make_estimator,
     ranking_baselines,
 )
-from tasks.training import TrainConfig, TrainingError, train
+from tasks.core.training import TrainConfig, TrainingError, train
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,8 @@ def test_too_short_data_is_refused(dataset):
 
 def test_pure_modules_import_no_io_libraries():
     code = (
-        "import sys, tasks.models, tasks.evaluation, tasks.gates, tasks.training\n"
+        "import sys, tasks.core.models, tasks.core.evaluation, tasks.core.gates\n"
+        "import tasks.core.training\n"
         "bad = [m for m in ('mlflow', 'confluent_kafka', 'prefect', 'websockets', 'requests')"
         " if m in sys.modules]\n"
         "print(','.join(bad))"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tasks.messages import RawTick
-from tasks.publisher import TickPublisher
+from tasks.core.messages import RawTick
+from tasks.io.publisher import TickPublisher
 
 
 class _Error:

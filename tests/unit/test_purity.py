@@ -1,26 +1,24 @@
-"""Pure modules import no I/O library, so the stream and batch paths share them and unit tests
-need no services. Each module is imported in a fresh interpreter and its imports inspected."""
+"""The purity rule follows the folders: every module under ``tasks/core`` (and the pure part of
+``tasks/sim``) imports no I/O library, so the stream and batch paths share them and unit tests
+need no services. Modules are found by walking the packages, each imported in a fresh interpreter
+and its imports inspected; layers never import upward."""
 
 from __future__ import annotations
 
+import ast
 import json
+import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-PURE_MODULES = [
-    "tasks.messages",
-    "tasks.timeutil",
-    "tasks.features",
-    "tasks.labels",
-    "tasks.simulator",
-    "tasks.market_stats",
-    "tasks.evaluation",
-    "tasks.models",
-    "tasks.training",
-    "tasks.gates",
-]
+import tasks
+import tasks.core
+import tasks.sim
+
+ROOT = Path(tasks.__file__).resolve().parent
 IO_LIBRARIES = [
     "confluent_kafka",
     "websockets",
@@ -34,9 +32,33 @@ IO_LIBRARIES = [
     "great_expectations",
     "evidently",
 ]
+# Which layers each layer may import (besides the standard library and third-party packages).
+LAYERS = {
+    "core": {"core"},
+    "sim": {"core", "sim"},
+    "io": {"core", "io", "settings"},
+    "services": {"core", "io", "sim", "services", "settings"},
+    "stages": {"core", "io", "stages", "settings"},
+}
 
 
-@pytest.mark.parametrize("module", PURE_MODULES)
+def _pure_modules() -> list[str]:
+    core = [m.name for m in pkgutil.walk_packages(tasks.core.__path__, "tasks.core.")]
+    sim = [
+        m.name
+        for m in pkgutil.walk_packages(tasks.sim.__path__, "tasks.sim.")
+        if m.name.rsplit(".", 1)[-1] not in tasks.sim.IO_MODULES
+    ]
+    return ["tasks.core", *core, *sim]
+
+
+def test_the_walk_finds_the_domain():
+    found = _pure_modules()
+    for module in ("tasks.core.features", "tasks.core.models", "tasks.sim.simulator"):
+        assert module in found
+
+
+@pytest.mark.parametrize("module", _pure_modules())
 def test_pure_module_imports_no_io_library(module):
     code = (
         "import importlib, json, sys\n"
@@ -46,6 +68,32 @@ def test_pure_module_imports_no_io_library(module):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = {name.split(".")[0] for name in json.loads(out.stdout)}
     assert not loaded & set(IO_LIBRARIES), f"{module} pulls in {sorted(loaded & set(IO_LIBRARIES))}"
+
+
+def _project_imports(path: Path) -> set[str]:
+    """The ``tasks.<layer>`` names a module imports (at any depth, lazy imports included)."""
+    layers = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "tasks" and len(parts) > 1:
+                layers.add(parts[1])
+    return layers
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_no_layer_imports_upward(layer):
+    for path in sorted((ROOT / layer).rglob("*.py")):
+        allowed = LAYERS[layer]
+        if layer == "sim" and path.stem in tasks.sim.IO_MODULES:
+            allowed = allowed | {"io", "settings"}
+        upward = _project_imports(path) - allowed
+        assert not upward, f"{path.relative_to(ROOT.parent)} imports tasks.{sorted(upward)}"
 
 
 def test_importing_the_cli_and_settings_has_no_side_effects(tmp_path):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.exchange_server import recording_ticks
-from tasks.recordings import BadLine
-from tasks.replay import merge_by_time, parse_speed
-from tasks.timeutil import format_ts
+from tasks.core.timeutil import format_ts
+from tasks.io.recordings import BadLine
+from tasks.services.replay import merge_by_time, parse_speed
+from tasks.sim.exchange import recording_ticks
 
 T0 = 1767225600.0
 

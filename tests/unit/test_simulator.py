@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from tasks.cli import main as cli_main
-from tasks.market_stats import abs_return_acf, facts_by_product, second_grid
-from tasks.messages import Tick, parse_envelope, ticks_from_envelope, to_tick
-from tasks.recordings import BadLine, expand_inputs, read_ticks
-from tasks.sim_writer import recording_name, write_recordings
-from tasks.simulator import DEFAULT_START, MarketSimulator, ModelParams, simulate_envelopes
+from tasks.core.messages import Tick, parse_envelope, ticks_from_envelope, to_tick
+from tasks.io.recordings import BadLine, expand_inputs, read_ticks
+from tasks.sim.market_stats import abs_return_acf, facts_by_product, second_grid
+from tasks.sim.simulator import DEFAULT_START, MarketSimulator, ModelParams, simulate_envelopes
+from tasks.sim.writer import recording_name, write_recordings
 
 TICKER_KEYS = {
     "type", "product_id", "price", "volume_24_h", "low_24_h", "high_24_h", "low_52_w",
@@ -173,7 +173,7 @@ def test_spikes_partly_predictable_beyond_persistence(hour_facts):
 
 def test_simulator_module_is_pure():
     code = (
-        "import sys, tasks.simulator, tasks.market_stats; "
+        "import sys, tasks.sim.simulator, tasks.sim.market_stats; "
         "bad = {'confluent_kafka', 'websockets', 'prefect', 'mlflow', 'requests', 'httpx', "
         "'socket', 'asyncio'}; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in bad))"

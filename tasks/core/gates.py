@@ -1,7 +1,7 @@
 """Validation gates: may a challenger replace the champion? Pure: figures in, decision out.
 
 The figures come from scoring challenger, champion and both baselines on the same most recent
-window that none of them was trained on (``tasks.validation`` measures them). The gates:
+window that none of them was trained on (``tasks.stages.validate`` measures them). The gates:
 
 - ``enough_data``: the window has at least ``min_rows`` rows and ``min_positives`` spikes, else no
   PR-AUC can be trusted and the challenger is refused;

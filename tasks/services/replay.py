@@ -1,11 +1,11 @@
 """Replay: recordings (plain or gzip NDJSON of exchange envelopes) onto ``ticks.raw``.
 
 Lines from all files are merged in event-time order, so a multi-product archive replays as it was
-received; a file is opened only when the replay reaches its first timestamp, so an archive of
-many files never holds more than the overlapping ones open. Each ticker becomes the same
-:class:`~tasks.messages.RawTick` record :func:`tasks.recordings.read_ticks` gives (source = file
-name, received_at = the recorded timestamp). Other channels are skipped; bad lines are counted,
-the first few reported with file and line number, and never stop the run.
+received; a file is opened only when the replay reaches its first timestamp, so an archive of many
+files never holds more than the overlapping ones open. Each ticker becomes the same
+:class:`~tasks.core.messages.RawTick` record :func:`tasks.io.recordings.read_ticks` gives (source =
+file name, received_at = the recorded timestamp). Other channels are skipped; bad lines are
+counted, the first few reported with file and line number, and never stop the run.
 """
 
 from __future__ import annotations
@@ -21,12 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.kafka_io import ensure_topics, make_producer
-from tasks.messages import TICKER_CHANNEL, ticks_from_envelope
-from tasks.publisher import TickPublisher
-from tasks.recordings import BadLine, RecordedEnvelope, expand_inputs, read_envelopes, source_name
+from tasks.core.messages import TICKER_CHANNEL, ticks_from_envelope
+from tasks.core.timeutil import TimestampError, format_ts, parse_ts
+from tasks.io.kafka import ensure_topics, make_producer
+from tasks.io.publisher import TickPublisher
+from tasks.io.recordings import (
+    BadLine,
+    RecordedEnvelope,
+    expand_inputs,
+    read_envelopes,
+    source_name,
+)
 from tasks.settings import Settings
-from tasks.timeutil import TimestampError, format_ts, parse_ts
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +162,7 @@ def run_replay(
     """Replay files (or directories of them) onto ``settings.raw_topic``.
 
     ``speed`` multiplies the recorded pace (2.0 = twice as fast); None replays as fast as
-    possible. Raises :class:`~tasks.kafka_io.BrokerUnavailable` when no broker answers.
+    possible. Raises :class:`~tasks.io.kafka.BrokerUnavailable` when no broker answers.
     """
     if speed is not None and speed <= 0:
         raise ValueError("speed must be positive, or None for as fast as possible")

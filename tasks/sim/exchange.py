@@ -34,9 +34,9 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from tasks.messages import HEARTBEATS_CHANNEL, SUBSCRIPTIONS_CHANNEL, TICKER_CHANNEL
-from tasks.recordings import BadLine, read_ticks
-from tasks.timeutil import TimestampError, format_ts, parse_ts
+from tasks.core.messages import HEARTBEATS_CHANNEL, SUBSCRIPTIONS_CHANNEL, TICKER_CHANNEL
+from tasks.core.timeutil import TimestampError, format_ts, parse_ts
+from tasks.io.recordings import BadLine, read_ticks
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def simulator_ticks(
     products: Sequence[str], seed: int, start: float
 ) -> Iterator[tuple[float, dict]]:
     """The market simulator's endless ticks; the same seed and start give the same ticks."""
-    from tasks.simulator import MarketSimulator
+    from tasks.sim.simulator import MarketSimulator
 
     return MarketSimulator(products, seed=seed, start=start).ticks()
 

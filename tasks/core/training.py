@@ -1,7 +1,7 @@
 """The training pipeline: data -> labels -> folds -> candidates -> selection -> final fit.
 
 Pure in the sense that matters here: a feature frame in, a :class:`TrainResult` out, no MLflow and
-no files (``tasks.registry`` logs and registers the result).
+no files (``tasks.io.registry`` logs and registers the result).
 
 Honesty rules kept here:
 
@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from tasks.evaluation import (
+from tasks.core.evaluation import (
     FoldResult,
     FoldSummary,
     SplitPlan,
@@ -40,9 +40,9 @@ from tasks.evaluation import (
     summarize_folds,
     walk_forward_splits,
 )
-from tasks.features import FEATURE_SET_VERSION, WINDOWS_S
-from tasks.labels import LabelSpec
-from tasks.models import (
+from tasks.core.features import FEATURE_SET_VERSION, WINDOWS_S
+from tasks.core.labels import LabelSpec
+from tasks.core.models import (
     BASELINES,
     CANDIDATES,
     MeanStack,

@@ -1,8 +1,8 @@
 """Live capture: exchange WebSocket -> ``ticks.raw`` (one record per ticker) + the raw archive.
 
-Every message the exchange sends is archived unchanged (:mod:`tasks.archive`); every ticker in a
-``ticker`` message becomes one :class:`~tasks.messages.RawTick` record keyed by product id,
-published through :class:`~tasks.publisher.TickPublisher` (idempotent, ``acks=all``, failures
+Every message the exchange sends is archived unchanged (:mod:`tasks.io.archive`); every ticker in a
+``ticker`` message becomes one :class:`~tasks.core.messages.RawTick` record keyed by product id,
+published through :class:`~tasks.io.publisher.TickPublisher` (idempotent, ``acks=all``, failures
 retried and counted). Prometheus metrics are read from the live counters at scrape time.
 """
 
@@ -21,13 +21,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from tasks.archive import ArchiveWriter, archive_key
-from tasks.exchange_client import AdvancedTradeClient, ClientStats, Received
-from tasks.kafka_io import ensure_topics, make_producer
-from tasks.messages import TICKER_CHANNEL, ticks_from_envelope
-from tasks.publisher import TickPublisher
+from tasks.core.messages import TICKER_CHANNEL, ticks_from_envelope
+from tasks.core.timeutil import format_ts
+from tasks.io.archive import ArchiveWriter, archive_key
+from tasks.io.exchange_client import AdvancedTradeClient, ClientStats, Received
+from tasks.io.kafka import ensure_topics, make_producer
+from tasks.io.publisher import TickPublisher
 from tasks.settings import Settings
-from tasks.timeutil import format_ts
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def run_capture(
     """Capture until ``minutes`` pass, ``stop_event`` is set or (with signal handlers) SIGINT/TERM.
 
     ``metrics_port`` None uses ``settings.capture_metrics_port``; 0 serves no metrics. Raises
-    :class:`~tasks.kafka_io.BrokerUnavailable` within seconds when no broker answers.
+    :class:`~tasks.io.kafka.BrokerUnavailable` within seconds when no broker answers.
     """
     ensure_topics(settings)  # fails fast with a hint when no broker answers
     client = client or AdvancedTradeClient(

@@ -10,12 +10,12 @@ Layout, under ``<data_dir>/archive``::
   so replaying the whole archive gives every ticker once, with no duplicates.
 - ``source`` is the capture connection the message came on. Sequence numbers restart on every
   connection, and readers use the file name as the sequence space
-  (:func:`tasks.recordings.source_name`), so one file never mixes two connections.
+  (:func:`tasks.io.recordings.source_name`), so one file never mixes two connections.
 - The time is the receive time (UTC) of the file's first message. A file is rotated when the hour
   of receive time changes, so names sort chronologically and no file spans two hours.
 
 Files are written with periodic sync flushes, so a run killed mid-write leaves everything up to
-the last flush readable; :mod:`tasks.recordings` reports the truncated tail as one bad line.
+the last flush readable; :mod:`tasks.io.recordings` reports the truncated tail as one bad line.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.messages import TICKER_CHANNEL, Envelope
+from tasks.core.messages import TICKER_CHANNEL, Envelope
 
 CONTROL_KEY = "_control"
 MULTI_KEY = "_multi"

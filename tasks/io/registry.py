@@ -38,8 +38,8 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
-from tasks import plots
-from tasks.models import SpikePredictor, feature_matrix
+from tasks.core.models import SpikePredictor, feature_matrix
+from tasks.io import plots
 from tasks.settings import Settings
 
 log = logging.getLogger("cryptovol.registry")
@@ -139,7 +139,7 @@ class SpikePyfunc(mlflow.pyfunc.PythonModel):
     """The pyfunc face of a :class:`SpikePredictor`: returns probabilities, not classes.
 
     ``predict`` returns a DataFrame with one column ``score`` (the spike probability). Inputs are
-    feature columns by name as float64 (``tasks.models.feature_matrix`` builds them); columns
+    feature columns by name as float64 (``tasks.core.models.feature_matrix`` builds them); columns
     missing from the input are NaN, extra ones are ignored.
     """
 
@@ -290,7 +290,7 @@ def log_training(
     data_paths: list[str] | None = None,
     alias: str | None = CHALLENGER,
 ) -> TrainingRecord:
-    """Log a :class:`tasks.training.TrainResult` as a run, register both models, set ``alias``.
+    """Log a :class:`tasks.core.training.TrainResult` as a run, register both models, set ``alias``.
 
     ``example`` is a frame of feature rows for the input example (e.g. a few training rows).
     """
@@ -437,10 +437,10 @@ def train_and_register(
     """The whole ``train`` stage: load (backfilling recordings), train, log, register.
 
     Returns :meth:`TrainingRecord.to_dict` plus ``timings`` (backfill, load, train, MLflow).
-    Raises :class:`tasks.training.TrainingError` when the data cannot be trained on honestly.
+    Raises :class:`tasks.core.training.TrainingError` when the data cannot be trained on honestly.
     """
-    from tasks.dataload import load_frame
-    from tasks.training import train
+    from tasks.core.training import train
+    from tasks.stages.data import load_frame
 
     started = time.perf_counter()
     frame, info = load_frame(data_paths, settings.data_dir / "cache" / "backfill")

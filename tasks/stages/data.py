@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.backfill import backfill, load_dataset
-from tasks.features import FEATURE_SET_VERSION
-from tasks.recordings import expand_inputs
+from tasks.core.features import FEATURE_SET_VERSION
+from tasks.io.recordings import expand_inputs
+from tasks.stages.backfill import backfill, load_dataset
 
 log = logging.getLogger("cryptovol.dataload")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.messages import Tick
+from tasks.core.messages import Tick
 
 ACF_LAGS = (1, 5, 10, 30, 60, 120, 300)
 

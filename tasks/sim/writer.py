@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.simulator import DEFAULT_START, ModelParams, timed_envelopes
+from tasks.sim.simulator import DEFAULT_START, ModelParams, timed_envelopes
 
 
 @dataclass

@@ -38,8 +38,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.messages import Tick
-from tasks.timeutil import format_ts
+from tasks.core.messages import Tick
+from tasks.core.timeutil import format_ts
 
 FEATURE_SET_VERSION = "fs1"
 FEATURES_SCHEMA_VERSION = 1

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.timeutil import TimestampError, parse_ts
+from tasks.core.timeutil import TimestampError, parse_ts
 
 RAW_SCHEMA_VERSION = 1
 

@@ -2,7 +2,7 @@
 
 Every record's delivery report is counted. A failed delivery is produced again, up to
 ``max_attempts`` in all; what still fails is counted and logged as undelivered. The producer is
-idempotent with ``acks=all`` (:func:`tasks.kafka_io.make_producer`), so librdkafka's own retries
+idempotent with ``acks=all`` (:func:`tasks.io.kafka.make_producer`), so librdkafka's own retries
 cannot duplicate; a re-produce after a reported failure can (at-least-once), and record ids
 (product, source, sequence, index) let consumers drop such duplicates.
 """
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.messages import RawTick
+from tasks.core.messages import RawTick
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.messages import Envelope, MessageError, RawTick, parse_envelope, ticks_from_envelope
+from tasks.core.messages import Envelope, MessageError, RawTick, parse_envelope, ticks_from_envelope
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ product and per file.
 
 ``validate_challenger``: challenger and champion scored on the same most recent window that
 neither was trained on (rows from the later of their ``train_end`` plus the embargo on), the data
-contracts run on that window, scoring latency measured, the gates of :mod:`tasks.gates` decided.
+contracts run on that window, scoring latency measured, the gates of :mod:`tasks.core.gates`
+decided.
 The decision and its figures go to an MLflow run, to tags on the challenger version (which
 ``promote`` reads) and to a Markdown and JSON report.
 """
@@ -24,18 +25,18 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from tasks import plots, registry
-from tasks.dataload import load_frame
-from tasks.evaluation import (
+from tasks.core.evaluation import (
     epoch_seconds,
     expected_calibration_error,
     ranking_metrics,
 )
-from tasks.features import WINDOWS_S
-from tasks.gates import GateConfig, GateDecision, GateFigures, decide, markdown_report
-from tasks.labels import LabelSpec
-from tasks.models import feature_matrix, ranking_baselines
+from tasks.core.features import WINDOWS_S
+from tasks.core.gates import GateConfig, GateDecision, GateFigures, decide, markdown_report
+from tasks.core.labels import LabelSpec
+from tasks.core.models import feature_matrix, ranking_baselines
+from tasks.io import plots, registry
 from tasks.settings import Settings
+from tasks.stages.data import load_frame
 
 log = logging.getLogger("cryptovol.validation")
 

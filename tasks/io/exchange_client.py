@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from tasks.messages import (
+from tasks.core.messages import (
     SUBSCRIPTIONS_CHANNEL,
     TICKER_CHANNEL,
     Envelope,

@@ -34,7 +34,7 @@ import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from tasks.features import FEATURE_NAMES, FEATURE_SET_VERSION
+from tasks.core.features import FEATURE_NAMES, FEATURE_SET_VERSION
 
 EPS = 1e-9
 PERSISTENCE_COLUMN = "realized_vol_60"

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from tasks.evaluation import calibration_table, is_degenerate
+from tasks.core.evaluation import calibration_table, is_degenerate
 
 
 def _pyplot():

@@ -9,9 +9,9 @@ drops them.
 Engine state lives in memory. When partitions are assigned (a start, a restart, a rebalance), each
 partition gets a fresh engine that first re-reads the history before its committed offset without
 producing anything (the warm-up). The engine's state depends only on the recent ticks
-(:func:`tasks.features.restart_lookback_s`), so after a long enough warm-up the features produced
-are bit-identical to an uninterrupted run's, and the duplicates a crash causes carry exactly the
-values first produced. A warm-up is long enough once, for every product it saw:
+(:func:`tasks.core.features.restart_lookback_s`), so after a long enough warm-up the features
+produced are bit-identical to an uninterrupted run's, and the duplicates a crash causes carry
+exactly the values first produced. A warm-up is long enough once, for every product it saw:
 
 - its ticks span ``lookback_s`` of event time (``restart_lookback_s``: 335 s by default), or
 - the engine restarted the product's windows after a gap, more than ``max_gap_s +
@@ -51,9 +51,9 @@ from confluent_kafka import (
 )
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from tasks.features import EngineConfig, FeatureEngine, FeatureRow, restart_lookback_s
-from tasks.kafka_io import ensure_topics, make_consumer, make_producer, require_broker
-from tasks.messages import MessageError, RawTick, to_tick
+from tasks.core.features import EngineConfig, FeatureEngine, FeatureRow, restart_lookback_s
+from tasks.core.messages import MessageError, RawTick, to_tick
+from tasks.io.kafka import ensure_topics, make_consumer, make_producer, require_broker
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)

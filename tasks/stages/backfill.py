@@ -3,7 +3,7 @@
 Every tick goes through :meth:`FeatureEngine.process` exactly as in the stream, in event-time
 order per product (a stable sort by time: files of one product merge, ties keep file order).
 The per-tick rows are then resampled to one row per product and second of the label grid
-(:func:`tasks.labels.second_grid`): the features of the last tick at or before the second, the
+(:func:`tasks.core.labels.second_grid`): the features of the last tick at or before the second, the
 forward volatility over the next 60 s and the trailing volatility of the past 900 s.
 
 Output: one ``.parquet`` file when the path ends in ``.parquet``, else a directory data set
@@ -29,18 +29,18 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from tasks.features import (
+from tasks.core.features import (
     FEATURE_NAMES,
     FEATURE_SET_VERSION,
     EngineConfig,
     FeatureEngine,
     FeatureRow,
 )
-from tasks.labels import HORIZON_S, TRAILING_S, add_label_columns, second_grid
-from tasks.messages import MessageError, Tick, to_tick
-from tasks.recordings import BadLine, expand_inputs, read_ticks
+from tasks.core.labels import HORIZON_S, TRAILING_S, add_label_columns, second_grid
+from tasks.core.messages import MessageError, Tick, to_tick
+from tasks.core.timeutil import format_ts
+from tasks.io.recordings import BadLine, expand_inputs, read_ticks
 from tasks.settings import Settings
-from tasks.timeutil import format_ts
 
 log = logging.getLogger(__name__)
 
