@@ -16,10 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from tasks.core.dataset import feature_frame
 from tasks.core.features import FeatureEngine
 from tasks.core.timeutil import format_ts
+from tasks.io.feature_store import load_dataset, write_dataset
 from tasks.io.recordings import expand_inputs
-from tasks.stages.backfill import backfill, feature_frame, load_dataset, load_ticks, write_dataset
+from tasks.stages.backfill import backfill, load_ticks
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "coinbase-btc-usd-2025-12"
 

@@ -22,8 +22,9 @@ def main() -> None:
     from data_contracts.frames import read_raw_batch
     from data_contracts.gate import check_and_admit
     from data_contracts.validate import validate_frame, validate_raw_batch
+    from tasks.io.feature_store import load_dataset
     from tasks.sim.writer import write_recordings
-    from tasks.stages.backfill import backfill, load_dataset
+    from tasks.stages.backfill import backfill
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

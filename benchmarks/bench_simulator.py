@@ -27,7 +27,7 @@ from sklearn.metrics import average_precision_score
 
 from tasks.core.messages import Tick, parse_envelope, ticks_from_envelope, to_tick
 from tasks.io.recordings import BadLine, expand_inputs, read_ticks
-from tasks.sim.market_stats import SecondGrid, facts_by_product, second_grid
+from tasks.sim.market_stats import SecondGrid, facts_by_product, statistics_grid
 from tasks.sim.simulator import simulate_envelopes
 from tasks.sim.writer import write_recordings
 
@@ -141,11 +141,11 @@ def main() -> None:
     real = real_ticks()
     for product, ticks in real.items():
         facts[f"real {product}"] = _rounded(facts_by_product(ticks)[product])
-        spikes[f"real {product}"] = spike_predictability(second_grid(ticks))
+        spikes[f"real {product}"] = spike_predictability(statistics_grid(ticks))
     for seed in args.seeds:
         for product, ticks in sim_ticks(seed, args.minutes).items():
             facts[f"sim {product} seed {seed}"] = _rounded(facts_by_product(ticks)[product])
-            spikes[f"sim {product} seed {seed}"] = spike_predictability(second_grid(ticks))
+            spikes[f"sim {product} seed {seed}"] = spike_predictability(statistics_grid(ticks))
     result["facts"] = facts
     result["spikes"] = spikes
     print(json.dumps(result))

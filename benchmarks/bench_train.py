@@ -28,10 +28,10 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     started = time.perf_counter()
     from tasks.core.training import train
-    from tasks.io.registry import log_training
     from tasks.settings import Settings
     from tasks.sim.writer import write_recordings
     from tasks.stages.data import load_frame
+    from tasks.stages.train import log_training
 
     imports_s = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as tmp:

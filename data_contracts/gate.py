@@ -1,4 +1,7 @@
-"""The gate the flows call: a batch that breaks its contract is set aside and never admitted.
+"""The gate every entry point passes: a batch that breaks its contract is set aside, never admitted.
+
+The stages call :func:`admit_inputs` (train) and :func:`admit_recordings` (backfill), so the
+CLI, the Prefect flows and the quickstart admit data the same way.
 
 A set-aside batch lands in ``<quarantine_dir>/<UTC stamp>-<kind>-<name>/`` with its
 ``report.json`` (the per-expectation summary). Recordings are judged one file at a time, so one
@@ -22,10 +25,11 @@ from pathlib import Path
 import pandas as pd
 
 from data_contracts.frames import read_raw_batch, read_table
-from data_contracts.suites import ContractOptions
+from data_contracts.suites import ContractOptions, options_for
 from data_contracts.validate import ValidationReport, validate_frame, validate_raw_batch
 from tasks.io.archive import CONTROL_KEY
-from tasks.io.recordings import expand_inputs
+from tasks.io.recordings import expand_inputs, is_recording
+from tasks.settings import Settings
 
 log = logging.getLogger("cryptovol.contracts")
 
@@ -126,3 +130,37 @@ def admit_table(
     location = quarantine(items, report, quarantine_dir, move=move)
     log.warning("%s table %s set aside in %s", kind, ", ".join(map(str, items)), location)
     return TableAdmission(report, location=location)
+
+
+class NothingAdmitted(ValueError):
+    """No input passed its data contract (each failing one is in the quarantine folder)."""
+
+
+def admit_recordings(settings: Settings, paths: Iterable[str | Path]) -> list[str]:
+    """The recordings that pass the raw contract; failing ones are set aside with their report."""
+    admission = check_and_admit(paths, settings.quarantine_dir, options_for(settings.products))
+    return [str(p) for p in admission.admitted]
+
+
+def admit_inputs(settings: Settings, paths: Iterable[str | Path]) -> list[str]:
+    """The inputs that pass their contract: recordings the raw one, Parquet the features one.
+
+    A failing batch is set aside in the quarantine folder with its report and never returned;
+    raises :class:`NothingAdmitted` when nothing passes.
+    """
+    paths = [str(p) for p in paths]
+    recordings = [
+        p for p in paths if is_recording(Path(p)) or (Path(p).is_dir() and expand_inputs([p]))
+    ]
+    tables = [p for p in paths if p not in recordings]
+    admitted = admit_recordings(settings, recordings) if recordings else []
+    options = options_for(settings.products)
+    for table in tables:
+        result = admit_table("features", [table], settings.quarantine_dir, options)
+        if result.location is None:
+            admitted.append(table)
+    if not admitted:
+        raise NothingAdmitted(
+            f"no input in {paths} passed its data contract; reports in {settings.quarantine_dir}"
+        )
+    return admitted

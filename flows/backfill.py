@@ -4,27 +4,23 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 
-from flows.contracts import admit_recordings_task
 from tasks.settings import get_settings
-from tasks.stages import backfill as backfill_tasks
+from tasks.stages.backfill import run_backfill
 
 
-@task(name="backfill-features")
-def backfill_task(inputs: list[str], out: str) -> dict:
-    return backfill_tasks.backfill(inputs, out).as_dict()
+@task(name="check-contracts-and-backfill")
+def backfill_task(inputs: list[str] | None, out: str | None) -> dict:
+    return run_backfill(get_settings(), inputs, out).as_dict()
 
 
 @flow(name="backfill")
 def backfill(inputs: list[str] | None = None, out: str | None = None) -> dict:
-    """Backfill ``inputs`` (default: the raw archive) into ``out`` (default: the feature store)."""
-    settings = get_settings()
-    inputs = inputs or [str(settings.archive_dir)]
-    out = out or str(backfill_tasks.feature_store(settings))
-    admitted = admit_recordings_task(inputs)
-    if not admitted:
-        raise RuntimeError(f"no recording in {inputs} passed the raw data contract")
-    stats = backfill_task(admitted, out)
+    """Backfill ``inputs`` (default: the raw archive) into ``out`` (default: the feature store).
+
+    Recordings that break the raw contract are set aside in the quarantine folder first.
+    """
+    stats = backfill_task(inputs, out)
     get_run_logger().info("backfill summary: %s", stats)
     if not stats["rows"]:
-        raise RuntimeError(f"backfill of {inputs} produced no rows")
+        raise RuntimeError(f"backfill of {inputs or 'the raw archive'} produced no rows")
     return stats

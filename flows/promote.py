@@ -5,8 +5,8 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 
 from tasks.io.registry import RegistryError
-from tasks.io.registry import promote as promote_version
 from tasks.settings import get_settings
+from tasks.stages.promote import promote as promote_version
 
 
 @task(name="move-champion-alias")

@@ -6,7 +6,6 @@ from prefect import flow, get_run_logger, task
 
 from tasks.core.gates import GateConfig
 from tasks.settings import get_settings
-from tasks.stages.backfill import feature_store
 from tasks.stages.validate import validate_challenger
 
 
@@ -27,7 +26,7 @@ def validate(
     ``gates`` overrides thresholds of :class:`tasks.core.gates.GateConfig`
     (e.g. ``{"margin": 0.05}``).
     """
-    paths = data or [str(feature_store(get_settings()))]
+    paths = data or [str(get_settings().feature_store_dir)]
     outcome = validate_task(paths, window_s, gates)
     get_run_logger().info(
         "challenger v%s: %s (%s)",

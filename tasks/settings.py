@@ -56,9 +56,31 @@ class Settings(BaseSettings):
     )
     registered_model: str = "volatility-spike"
 
+    # Derived folders under data_dir: the one home of each path.
     @property
     def archive_dir(self) -> Path:
+        """Raw archive written by capture (gzip NDJSON per product, hour and connection)."""
         return self.data_dir / "archive"
+
+    @property
+    def feature_store_dir(self) -> Path:
+        """Backfilled features and labels, partitioned by product and date."""
+        return self.data_dir / "features"
+
+    @property
+    def backfill_cache_dir(self) -> Path:
+        """Backfills of recordings given to train/evaluate/validate, keyed by the files."""
+        return self.data_dir / "cache" / "backfill"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Batches that failed their data contract, each with its report."""
+        return self.data_dir / "quarantine"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Validation and drift reports."""
+        return self.data_dir / "reports"
 
     @property
     def tracking_uri(self) -> str:

@@ -7,18 +7,19 @@ import json
 import logging
 
 from tasks.core.features import EngineConfig
-from tasks.stages.backfill import backfill
 
 log = logging.getLogger("cryptovol.backfill")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = EngineConfig()
-    parser.add_argument("inputs", nargs="+", help="recordings (.ndjson[.gz]) or directories")
+    parser.add_argument(
+        "inputs", nargs="*", help="recordings (.ndjson[.gz]) or directories (default: the archive)"
+    )
     parser.add_argument(
         "--out",
-        required=True,
-        help="a .parquet file, or a directory for a data set partitioned by product_id and date",
+        help="a .parquet file, or a directory for a data set partitioned by product_id and date "
+        "(default: the feature store)",
     )
     parser.add_argument(
         "--late-tolerance-s",
@@ -32,13 +33,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.max_gap_s,
         help="feature windows restart after a longer gap (default %(default)s)",
     )
+    parser.add_argument(
+        "--skip-contracts",
+        action="store_true",
+        help="backfill without checking the recordings against the raw contract (says so)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from data_contracts.gate import NothingAdmitted
+    from tasks.settings import get_settings
+    from tasks.stages.backfill import run_backfill
+
     config = EngineConfig(late_tolerance_s=args.late_tolerance_s, max_gap_s=args.max_gap_s)
+    if args.skip_contracts:
+        print("data contracts skipped (--skip-contracts): the recordings are not checked")
     try:
-        stats = backfill(args.inputs, args.out, config)
-    except FileNotFoundError as exc:
+        stats = run_backfill(
+            get_settings(),
+            args.inputs or None,
+            args.out,
+            config,
+            check_contracts=not args.skip_contracts,
+        )
+    except (FileNotFoundError, NothingAdmitted) as exc:
         log.error("%s", exc)
         return 2
     print(json.dumps(stats.as_dict(), indent=2))

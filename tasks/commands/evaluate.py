@@ -19,8 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tasks.core.scoring import format_metric as fmt
     from tasks.io.registry import model_uri
-    from tasks.stages.validate import evaluate_model
+    from tasks.stages.evaluate import evaluate_model
 
     settings = get_settings()
     uri = args.model_uri or model_uri(settings, "ml", "champion")
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{uri} ({out['model_kind']}), label {out['label']}")
     print(
         f"  {out['rows']} rows, {out['start']} to {out['end']}, spike rate "
-        f"{_fmt(out['positive_rate'])}"
+        f"{fmt(out['positive_rate'])}"
     )
     if out.get("rows_in_training_span"):
         print(f"  warning: {out['rows_in_training_span']} rows lie in the model's training span")
@@ -41,12 +42,8 @@ def run(args: argparse.Namespace) -> int:
     lines += [(f"file {k}", v) for k, v in out["per_file"].items()]
     for name, m in lines:
         print(
-            f"  {name[:40]:<40} {_fmt(m['pr_auc']):>8} {_fmt(m['baseline_pr_auc']):>8} "
-            f"{_fmt(m['persistence_pr_auc']):>8} {_fmt(m['roc_auc']):>8} "
-            f"{_fmt(m['positive_rate'], 3):>7}"
+            f"  {name[:40]:<40} {fmt(m['pr_auc']):>8} {fmt(m['baseline_pr_auc']):>8} "
+            f"{fmt(m['persistence_pr_auc']):>8} {fmt(m['roc_auc']):>8} "
+            f"{fmt(m['positive_rate'], 3):>7}"
         )
     return 0
-
-
-def _fmt(value, digits: int = 4) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"

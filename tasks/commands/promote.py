@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tasks.io.registry import RegistryError, promote
+    from tasks.io.registry import RegistryError
+    from tasks.stages.promote import promote
 
     settings = get_settings()
     out: dict = {}

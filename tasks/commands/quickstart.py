@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from infra.quickstart import QuickstartOptions, run_quickstart
 from tasks.settings import get_settings
+from tasks.stack.quickstart import QuickstartOptions, run_quickstart
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

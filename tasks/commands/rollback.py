@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tasks.io.registry import RegistryError, rollback
+    from tasks.io.registry import RegistryError
+    from tasks.stages.promote import rollback
 
     settings = get_settings()
     try:

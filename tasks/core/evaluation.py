@@ -22,7 +22,18 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
+from tasks.core.features import WINDOWS_S
+
 EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+
+
+def embargo_for(horizon_s: float) -> float:
+    """The one embargo rule: the longest feature window plus the label horizon, in seconds.
+
+    No row a model learns from may have a label window, or feed a feature window, that overlaps
+    a row it is judged on.
+    """
+    return float(max(WINDOWS_S) + horizon_s)
 
 
 def epoch_seconds(ts: pd.Series) -> np.ndarray:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from tasks.core.scoring import format_metric as fmt
+
 
 @dataclass(frozen=True)
 class GateConfig:
@@ -86,10 +88,6 @@ class GateDecision:
         }
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
 def decide(figures: GateFigures, config: GateConfig | None = None) -> GateDecision:
     """Every gate evaluated (none short-circuits), so the report shows all reasons at once."""
     config = config or GateConfig()
@@ -120,7 +118,7 @@ def decide(figures: GateFigures, config: GateConfig | None = None) -> GateDecisi
             GateCheck(
                 "vs_champion",
                 ok,
-                f"challenger PR-AUC {_fmt(challenger)} vs champion {_fmt(f.champion_pr_auc)} "
+                f"challenger PR-AUC {fmt(challenger)} vs champion {fmt(f.champion_pr_auc)} "
                 f"(margin {config.margin})",
             )
         )
@@ -132,8 +130,8 @@ def decide(figures: GateFigures, config: GateConfig | None = None) -> GateDecisi
         GateCheck(
             "vs_baselines",
             ok,
-            f"challenger PR-AUC {_fmt(challenger)} vs z-score {_fmt(f.zscore_pr_auc)}, "
-            f"persistence {_fmt(f.persistence_pr_auc)}",
+            f"challenger PR-AUC {fmt(challenger)} vs z-score {fmt(f.zscore_pr_auc)}, "
+            f"persistence {fmt(f.persistence_pr_auc)}",
         )
     )
 
@@ -150,8 +148,8 @@ def decide(figures: GateFigures, config: GateConfig | None = None) -> GateDecisi
         GateCheck(
             "calibration",
             calibrated,
-            f"ECE {_fmt(f.challenger_ece)} (max {config.max_ece}); mean probability / spike rate "
-            f"{_fmt(ratio)} (within x{config.max_rate_ratio})",
+            f"ECE {fmt(f.challenger_ece)} (max {config.max_ece}); mean probability / spike rate "
+            f"{fmt(ratio)} (within x{config.max_rate_ratio})",
         )
     )
 
@@ -160,7 +158,7 @@ def decide(figures: GateFigures, config: GateConfig | None = None) -> GateDecisi
         GateCheck(
             "latency",
             fast,
-            f"p95 {_fmt(f.latency_p95_ms)} ms per row (budget {config.latency_budget_ms} ms)",
+            f"p95 {fmt(f.latency_p95_ms)} ms per row (budget {config.latency_budget_ms} ms)",
         )
     )
     return GateDecision(all(c.passed for c in checks), tuple(checks), figures, config)
@@ -180,6 +178,6 @@ def markdown_report(decision: GateDecision, title: str = "Validation") -> str:
         lines.append(f"| {check.name} | {'yes' if check.passed else 'NO'} | {check.detail} |")
     lines += ["", "| figure | value |", "| --- | --- |"]
     for name, value in asdict(decision.figures).items():
-        shown = _fmt(value) if isinstance(value, float) else value
+        shown = fmt(value) if isinstance(value, float) else value
         lines.append(f"| {name} | {shown} |")
     return "\n".join(lines) + "\n"

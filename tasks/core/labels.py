@@ -191,6 +191,12 @@ class LabelSpec:
         label[np.isnan(fwd) | np.isnan(threshold)] = np.nan
         return pd.Series(label, index=frame.index, name="label")
 
+    def labelled(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """The rows that have a label, and their labels (the one labelled-rows filter)."""
+        y = self.apply(frame)
+        keep = y.notna().to_numpy()
+        return frame[keep], y.to_numpy(dtype=np.float64)[keep]
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

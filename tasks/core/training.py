@@ -33,6 +33,7 @@ from tasks.core.evaluation import (
     SplitPlan,
     choose_threshold,
     classifier_metrics,
+    embargo_for,
     epoch_seconds,
     is_degenerate,
     probability_metrics,
@@ -40,7 +41,7 @@ from tasks.core.evaluation import (
     summarize_folds,
     walk_forward_splits,
 )
-from tasks.core.features import FEATURE_SET_VERSION, WINDOWS_S
+from tasks.core.features import FEATURE_SET_VERSION
 from tasks.core.labels import LabelSpec
 from tasks.core.models import (
     BASELINES,
@@ -87,7 +88,7 @@ class TrainConfig:
     def embargo(self) -> float:
         if self.embargo_s is not None:
             return float(self.embargo_s)
-        return float(max(WINDOWS_S) + self.horizon_s)
+        return embargo_for(self.horizon_s)
 
     def label_spec(self) -> LabelSpec:
         return LabelSpec(
@@ -227,12 +228,6 @@ def _fit_label(spec: LabelSpec, train_rows: pd.DataFrame, window_s: float | None
     return spec.fit(train_rows[seconds > seconds.max() - window_s])
 
 
-def _labelled(spec: LabelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    y = spec.apply(frame)
-    keep = y.notna().to_numpy()
-    return frame[keep], y.to_numpy(dtype=float)[keep]
-
-
 def _shuffled(y: np.ndarray, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(y)
 
@@ -336,8 +331,8 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
         train_rows = labelable.iloc[fold.train]
         spec = _fit_label(base_spec, train_rows, config.tau_window_s)
         fold_taus.append(spec.tau)
-        train_part, y_train = _labelled(spec, _subsample(train_rows, config.train_step_s))
-        valid_part, y_valid = _labelled(spec, labelable.iloc[fold.valid])
+        train_part, y_train = spec.labelled(_subsample(train_rows, config.train_step_s))
+        valid_part, y_valid = spec.labelled(labelable.iloc[fold.valid])
         if config.shuffle_labels:
             y_train = _shuffled(y_train, config.seed + fold.index)
         if is_degenerate(y_train):
@@ -391,7 +386,7 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
     t_final = time.perf_counter()
     dev_rows = labelable.iloc[plan.dev]
     final_spec = _fit_label(base_spec, dev_rows, config.tau_window_s)
-    dev_part, y_dev = _labelled(final_spec, _subsample(dev_rows, config.train_step_s))
+    dev_part, y_dev = final_spec.labelled(_subsample(dev_rows, config.train_step_s))
     if is_degenerate(y_dev):
         raise TrainingError(
             f"the {len(y_dev)} training rows hold {int(y_dev.sum())} spikes under the label "
@@ -408,7 +403,7 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
         estimator = fitted[selected]
     timings["final_fit"] = time.perf_counter() - t_final
 
-    test_part, y_test = _labelled(final_spec, labelable.iloc[plan.test])
+    test_part, y_test = final_spec.labelled(labelable.iloc[plan.test])
     label = final_spec.to_dict()
     span = {
         "train_start": pd.Timestamp(dev_rows["ts"].min()).isoformat(),

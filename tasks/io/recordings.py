@@ -33,13 +33,18 @@ class RecordedEnvelope:
     envelope: Envelope
 
 
+def is_recording(path: Path) -> bool:
+    """A recording by its name: ``*.ndjson`` or ``*.ndjson.gz``."""
+    return path.name.endswith((".ndjson", ".ndjson.gz"))
+
+
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     """Files as given; directories expand to their ``*.ndjson`` and ``*.ndjson.gz``, sorted."""
     paths: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = [p for p in path.rglob("*") if p.name.endswith((".ndjson", ".ndjson.gz"))]
+            found = [p for p in path.rglob("*") if is_recording(p)]
             paths.extend(sorted(found))
         elif path.exists():
             paths.append(path)

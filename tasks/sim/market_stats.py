@@ -30,7 +30,7 @@ class SecondGrid:
     imbalance: np.ndarray  # (bid qty - ask qty) / (bid qty + ask qty) at the second's end
 
 
-def second_grid(ticks: Iterable[Tick], max_gap_s: float = 30.0) -> SecondGrid:
+def statistics_grid(ticks: Iterable[Tick], max_gap_s: float = 30.0) -> SecondGrid:
     """The one-second grid of the ticks of a single product, in the order given (time order)."""
     rows = [
         (t.ts, t.source, t.best_bid, t.best_ask, t.best_bid_quantity, t.best_ask_quantity)
@@ -188,4 +188,4 @@ def facts_by_product(ticks: Iterable[Tick]) -> dict[str, dict[str, float]]:
     by_product: dict[str, list[Tick]] = {}
     for tick in ticks:
         by_product.setdefault(tick.product_id, []).append(tick)
-    return {p: stylized_facts(second_grid(t)) for p, t in sorted(by_product.items())}
+    return {p: stylized_facts(statistics_grid(t)) for p, t in sorted(by_product.items())}

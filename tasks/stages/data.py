@@ -18,8 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.core.features import FEATURE_SET_VERSION
+from tasks.io.feature_store import load_dataset
 from tasks.io.recordings import expand_inputs
-from tasks.stages.backfill import backfill, load_dataset
+from tasks.stages.backfill import backfill
 
 log = logging.getLogger("cryptovol.dataload")
 

@@ -1,8 +1,4 @@
-"""Evaluate any registered model on any data; validate the challenger against the champion.
-
-``evaluate_model``: a model URI and data paths in; PR-AUC beside the z-score and persistence
-baselines on the same rows, with the model's own stored label (tau included), overall, per
-product and per file.
+"""The ``validate`` stage: the challenger against the champion on data neither has seen.
 
 ``validate_challenger``: challenger and champion scored on the same most recent window that
 neither was trained on (rows from the later of their ``train_end`` plus the embargo on), the data
@@ -26,92 +22,19 @@ import numpy as np
 import pandas as pd
 
 from tasks.core.evaluation import (
-    epoch_seconds,
+    embargo_for,
     expected_calibration_error,
     ranking_metrics,
 )
-from tasks.core.features import WINDOWS_S
 from tasks.core.gates import GateConfig, GateDecision, GateFigures, decide, markdown_report
 from tasks.core.labels import LabelSpec
 from tasks.core.models import feature_matrix, ranking_baselines
-from tasks.io import plots, registry
+from tasks.core.scoring import time_span, unseen_window
+from tasks.io import model_store, plots, registry
 from tasks.settings import Settings
 from tasks.stages.data import load_frame
 
 log = logging.getLogger("cryptovol.validation")
-
-
-def _cache_dir(settings: Settings) -> Path:
-    return settings.data_dir / "cache" / "backfill"
-
-
-def _score(model, predictor, frame: pd.DataFrame) -> np.ndarray:
-    """Scores through the pyfunc interface, exactly as served (schema enforced)."""
-    out = model.predict(feature_matrix(frame, predictor.feature_names))
-    return np.asarray(out["score"] if isinstance(out, pd.DataFrame) else out, dtype=float).ravel()
-
-
-def _labelled(frame: pd.DataFrame, label: dict) -> tuple[pd.DataFrame, np.ndarray]:
-    y = LabelSpec.from_dict(label).apply(frame)
-    keep = y.notna().to_numpy()
-    return frame[keep], y.to_numpy(dtype=float)[keep]
-
-
-def _span(frame: pd.DataFrame) -> dict:
-    if frame.empty:
-        return {"start": None, "end": None}
-    return {
-        "start": pd.Timestamp(frame["ts"].min()).isoformat(),
-        "end": pd.Timestamp(frame["ts"].max()).isoformat(),
-    }
-
-
-def _scored_metrics(y: np.ndarray, scores: dict[str, np.ndarray]) -> dict:
-    model = ranking_metrics(y, scores["model"])
-    return {
-        "pr_auc": model["pr_auc"],
-        "baseline_pr_auc": ranking_metrics(y, scores["zscore"])["pr_auc"],
-        "persistence_pr_auc": ranking_metrics(y, scores["persistence"])["pr_auc"],
-        "roc_auc": model["roc_auc"],
-        "positive_rate": model["positive_rate"],
-        "positives": model["positives"],
-        "rows": model["rows"],
-        "degenerate": model["degenerate"],
-    }
-
-
-def evaluate_model(settings: Settings, model_uri: str, data_paths: list[str]) -> dict:
-    """PR-AUC of the model and both baselines on the same labelled rows, overall and by group."""
-    registry.connect(settings)
-    model = registry.load_model(model_uri)
-    predictor = registry.predictor_of(model)
-    frame, load_info = load_frame(data_paths, _cache_dir(settings))
-    rows, y = _labelled(frame, predictor.label)
-    scores = {"model": _score(model, predictor, rows), **ranking_baselines(rows)}
-    out = {
-        "model_uri": model_uri,
-        "model_kind": predictor.kind,
-        "label": predictor.label,
-        "threshold": predictor.threshold,
-        **_scored_metrics(y, scores),
-        **_span(rows),
-    }
-    train_start, train_end = predictor.info.get("train_start"), predictor.info.get("train_end")
-    if train_start and train_end and len(rows):
-        ts = rows["ts"]
-        inside = (ts >= pd.Timestamp(train_start)) & (ts <= pd.Timestamp(train_end))
-        out["rows_in_training_span"] = int(inside.sum())
-    for key, column in (("per_product", "product_id"), ("per_file", "source")):
-        groups = {}
-        for name, positions in rows.groupby(column, sort=True).indices.items():
-            part = {k: v[positions] for k, v in scores.items()}
-            groups[str(name)] = {
-                **_scored_metrics(y[positions], part),
-                **_span(rows.iloc[positions]),
-            }
-        out[key] = groups
-    out["data"] = load_info.to_dict()
-    return out
 
 
 # ------------------------------------------------------------------------------- validation
@@ -163,19 +86,6 @@ def _contracts(frame: pd.DataFrame) -> tuple[bool, tuple[str, ...]]:
     return report.success, tuple(f"{o.expectation}({o.column or 'table'})" for o in report.failures)
 
 
-def _window(frame: pd.DataFrame, train_ends: list[str], embargo_s: float, window_s: float | None):
-    """Rows starting ``embargo_s`` after the latest training end, the last ``window_s`` of them."""
-    seconds = epoch_seconds(frame["ts"]) if len(frame) else np.array([])
-    if train_ends:
-        keep = seconds >= max(pd.Timestamp(t).timestamp() for t in train_ends) + embargo_s
-    else:
-        log.warning("neither model records its training span: validating on all rows")
-        keep = np.ones(len(seconds), dtype=bool)
-    if window_s is not None and keep.any():
-        keep &= seconds >= seconds.max() - window_s
-    return frame[keep]
-
-
 def _measure(
     rows: pd.DataFrame,
     y: np.ndarray,
@@ -187,10 +97,10 @@ def _measure(
     """Every scorer on the same rows; the challenger's calibration and latency."""
     scores: dict[str, np.ndarray] = {}
     if len(y):
-        scores["challenger"] = _score(*challenger, rows)
+        scores["challenger"] = model_store.pyfunc_scores(*challenger, rows)
         scores.update(ranking_baselines(rows))
         if champion is not None:
-            scores["champion"] = _score(*champion, rows)
+            scores["champion"] = model_store.pyfunc_scores(*champion, rows)
     pr_auc = {k: ranking_metrics(y, v)["pr_auc"] for k, v in scores.items()}
     figures = GateFigures(
         rows=len(y),
@@ -263,15 +173,17 @@ def validate_challenger(
     models = {}
     for role, version in (("challenger", challenger_version), ("champion", champion_version)):
         if version is not None:
-            model = registry.load_model(f"models:/{name}/{version}")
-            models[role] = (model, registry.predictor_of(model))
+            model = model_store.load_model(f"models:/{name}/{version}")
+            models[role] = (model, model_store.predictor_of(model))
 
     label = models["challenger"][1].label  # both are judged against the challenger's label
-    embargo = float(max(WINDOWS_S) + int(label.get("horizon_s", 60)))
+    embargo = embargo_for(int(label.get("horizon_s", 60)))
     train_ends = [p.info["train_end"] for _, p in models.values() if p.info.get("train_end")]
-    frame, _ = load_frame(data_paths, _cache_dir(settings))
-    window = _window(frame, train_ends, embargo, window_s)
-    rows, y = _labelled(window, label)
+    if not train_ends:
+        log.warning("neither model records its training span: validating on all rows")
+    frame, _ = load_frame(data_paths, settings.backfill_cache_dir)
+    window = unseen_window(frame, train_ends, embargo, window_s)
+    rows, y = LabelSpec.from_dict(label).labelled(window)
     contracts = _contracts(window) if check_contracts and len(window) else (None, ())
     gate_figures, scores = _measure(
         rows, y, models["challenger"], models.get("champion"), latency_rows, contracts
@@ -279,7 +191,7 @@ def validate_challenger(
     decision = decide(gate_figures, gate_config or GateConfig())
 
     after = max(train_ends, key=pd.Timestamp) if train_ends else None
-    window_info = {**_span(rows), "embargo_s": embargo, "after": after, "rows": len(y)}
+    window_info = {**time_span(rows), "embargo_s": embargo, "after": after, "rows": len(y)}
     figures = decision.to_dict()["figures"]
     if "champion" in models and len(rows):
         figures["champion_latency_p95_ms"] = _latency_p95_ms(
@@ -299,7 +211,7 @@ def validate_challenger(
     run_id = _log_decision(settings, client, logged, report, y, scores)
     registry.record_validation(settings, challenger_version, decision.to_dict(), run_id)
 
-    report_dir = report_dir or settings.data_dir / "reports"
+    report_dir = report_dir or settings.reports_dir
     report_dir.mkdir(parents=True, exist_ok=True)
     base = report_dir / f"validation-v{challenger_version}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     paths = {"markdown": str(base.with_suffix(".md")), "json": str(base.with_suffix(".json"))}

@@ -18,7 +18,8 @@ from data_contracts.validate import validate_frame, validate_raw_batch
 from tasks.cli import main as cli
 from tasks.core.features import FEATURE_NAMES
 from tasks.core.labels import LabelSpec
-from tasks.stages.backfill import backfill, load_dataset
+from tasks.io.feature_store import load_dataset
+from tasks.stages.backfill import backfill
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,9 @@ import pytest
 
 from data_contracts.gate import Admission, check_and_admit
 from tasks.core.messages import MessageError, to_tick
+from tasks.io.feature_store import load_dataset
 from tasks.io.recordings import BadLine, open_text, read_ticks
-from tasks.stages.backfill import BackfillStats, backfill, load_dataset, load_ticks
+from tasks.stages.backfill import BackfillStats, backfill, load_ticks
 
 TARGET = 120  # the corrupted envelope: a ticker in the middle of the recording
 CLEAN = "BTC-USD_clean.ndjson"

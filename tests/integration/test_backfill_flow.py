@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tasks.core.timeutil import format_ts
-from tasks.stages.backfill import load_dataset
+from tasks.io.feature_store import load_dataset
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from infra.local import (
+from tasks.io.broker import free_port
+from tasks.sim.writer import write_recordings
+from tasks.stack.servers import (
     PROJECT_DIR,
     start_mlflow_server,
     start_prefect_server,
     start_prefect_worker,
 )
-from tasks.io.broker import free_port
-from tasks.sim.writer import write_recordings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,10 +16,12 @@ import pytest
 
 from tasks import cli
 from tasks.core.gates import GateConfig
-from tasks.io import registry
+from tasks.io import model_store, registry
 from tasks.settings import Settings, get_settings
 from tasks.sim.writer import write_recordings
-from tasks.stages.validate import evaluate_model, validate_challenger
+from tasks.stages import promote
+from tasks.stages.evaluate import evaluate_model
+from tasks.stages.validate import validate_challenger
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -79,13 +81,13 @@ def test_life_cycle(settings, recordings, capsys, tmp_path):
     assert (tmp_path / "store" / "mlartifacts").is_dir(), "artifacts live beside the SQLite store"
 
     # the registered model returns probabilities for rows with only some features
-    model = registry.load_model("models:/volatility-spike@challenger")
+    model = model_store.load_model("models:/volatility-spike@challenger")
     rows = pd.DataFrame([{"ret_mean": 0.05, "ret_std": 0.01, "n": 50.0}])
     scores = model.predict(rows)["score"].to_numpy()
     assert scores.shape == (1,) and 0.0 <= scores[0] <= 1.0
     meta = model.metadata.metadata
     assert meta["label"]["tau"] > 0 and meta["threshold"] == metrics["threshold"]
-    baseline = registry.load_model(registry.model_uri(settings, "baseline", "challenger"))
+    baseline = model_store.load_model(registry.model_uri(settings, "baseline", "challenger"))
     assert 0.0 <= baseline.predict(rows)["score"].iloc[0] <= 1.0
 
     evaluated = evaluate_model(settings, "models:/volatility-spike@challenger", [recordings])
@@ -102,7 +104,7 @@ def test_life_cycle(settings, recordings, capsys, tmp_path):
     report = json.loads(Path(first.report_paths["json"]).read_text())
     assert report["decision"] == "pass" and report["figures"]["latency_p95_ms"] > 0
     assert registry.version_tags(client, name, "1")[registry.PASS_TAG] == "pass"
-    change = registry.promote(settings, who="tester", why="first model")
+    change = promote.promote(settings, who="tester", why="first model")
     assert (change.action, change.champion, change.previous) == ("promote", "1", None)
     assert registry.alias_version(client, name, "champion") == "1"
     assert registry.alias_version(client, baseline_name, "champion") == "1"
@@ -121,10 +123,10 @@ def test_life_cycle(settings, recordings, capsys, tmp_path):
     )
     assert len(runs) == 1
     with pytest.raises(registry.RegistryError, match=r"validation\.decision=fail"):
-        registry.promote(settings)
+        promote.promote(settings)
     assert registry.alias_version(client, name, "champion") == "1"
 
-    forced = registry.promote(settings, "2", force=True, who="tester", why="drill")
+    forced = promote.promote(settings, "2", force=True, who="tester", why="drill")
     assert (forced.champion, forced.previous, forced.baseline_champion) == ("2", "1", "2")
     tags = registry.version_tags(client, name, "2")
     assert tags["previous_champion"] == "1" and tags["promoted_by"] == "tester"
@@ -140,7 +142,7 @@ def test_life_cycle(settings, recordings, capsys, tmp_path):
 
     # someone moves the alias by hand in the MLflow UI; rollback returns to the recorded champion
     client.set_registered_model_alias(name, "champion", "2")
-    again = registry.rollback(settings, who="tester")
+    again = promote.rollback(settings, who="tester")
     assert (again.champion, again.previous) == ("1", "2")
 
     capsys.readouterr()

@@ -14,10 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.cli import main as cli
+from tasks.core.dataset import SCHEMA
 from tasks.core.features import FEATURE_NAMES, FEATURE_SET_VERSION
 from tasks.core.labels import forward_realized_vol, second_grid
 from tasks.core.timeutil import format_ts
-from tasks.stages.backfill import SCHEMA, backfill, batch_features, load_dataset
+from tasks.io.feature_store import load_dataset
+from tasks.stages.backfill import backfill, batch_features
 
 T0 = 1_764_999_000.0  # 2025-12-06 05:30 UTC
 

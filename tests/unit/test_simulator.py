@@ -16,7 +16,7 @@ import pytest
 from tasks.cli import main as cli_main
 from tasks.core.messages import Tick, parse_envelope, ticks_from_envelope, to_tick
 from tasks.io.recordings import BadLine, expand_inputs, read_ticks
-from tasks.sim.market_stats import abs_return_acf, facts_by_product, second_grid
+from tasks.sim.market_stats import abs_return_acf, facts_by_product, statistics_grid
 from tasks.sim.simulator import DEFAULT_START, MarketSimulator, ModelParams, simulate_envelopes
 from tasks.sim.writer import recording_name, write_recordings
 
@@ -146,7 +146,7 @@ def test_simulate_command_writes_and_reports(tmp_path, capsys):
 
 def test_volatility_clusters_up_to_a_minute(hour_by_product):
     for product, ticks in hour_by_product.items():
-        acf = abs_return_acf(second_grid(ticks), range(1, 61))
+        acf = abs_return_acf(statistics_grid(ticks), range(1, 61))
         decades = [np.mean([acf[lag] for lag in range(d, d + 10)]) for d in range(1, 61, 10)]
         assert min(decades) > 0.05, (product, decades)
 

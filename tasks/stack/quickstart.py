@@ -168,12 +168,12 @@ def run_quickstart(settings: Settings, options: QuickstartOptions) -> Quickstart
     from tasks.services.replay import run_replay
     from tasks.sim.exchange import ExchangeServer, ExchangeThread, simulator_ticks
     from tasks.sim.writer import write_recordings
-    from tasks.stages.backfill import backfill
+    from tasks.stages.backfill import run_backfill
 
     report = QuickstartReport()
     data_dir = settings.data_dir
     history_dir = data_dir / "simulated"
-    features_dir = data_dir / "features"
+    features_dir = settings.feature_store_dir
     history_end = SIM_START + options.history_minutes * 60
 
     with embedded_broker(settings, options.broker_port) as kafka:
@@ -210,7 +210,7 @@ def run_quickstart(settings: Settings, options: QuickstartOptions) -> Quickstart
 
     report.stage(
         "backfill",
-        lambda: backfill([history_dir, settings.archive_dir], features_dir).as_dict(),
+        lambda: run_backfill(settings, [history_dir, settings.archive_dir], features_dir).as_dict(),
     )
     report.stage("contracts", lambda: _check_features(features_dir))
     if options.train:
@@ -230,7 +230,7 @@ def _sim_summary(summary: Any) -> dict[str, Any]:
 
 def _check_features(features_dir: Path) -> dict[str, Any]:
     from data_contracts.validate import validate_frame
-    from tasks.stages.backfill import load_dataset
+    from tasks.io.feature_store import load_dataset
 
     outcome = validate_frame("features", load_dataset(features_dir), sources=[str(features_dir)])
     if not outcome.success:
@@ -240,7 +240,9 @@ def _check_features(features_dir: Path) -> dict[str, Any]:
 
 def _train_stages(settings: Settings, features_dir: Path, report: QuickstartReport) -> None:
     """Train a challenger, gate it on the recent window it did not see, promote it if it passes."""
-    from tasks.io.registry import RegistryError, describe_aliases, promote, train_and_register
+    from tasks.io.registry import RegistryError, describe_aliases
+    from tasks.stages.promote import promote
+    from tasks.stages.train import train_and_register
     from tasks.stages.validate import validate_challenger
 
     data = [str(features_dir)]

@@ -1,0 +1,159 @@
+"""The ``promote`` and ``rollback`` stages: move the ``champion`` alias, forward through the gates
+or back to the previous champion, recording who, when and why as tags on the versions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from tasks.io.registry import (
+    CHALLENGER,
+    CHAMPION,
+    PASS_TAG,
+    RegistryError,
+    alias_version,
+    champion_history,
+    connect,
+    model_name,
+    now_iso,
+    set_champion_history,
+    tag_version,
+    version_tags,
+    who_or_user,
+)
+from tasks.settings import Settings
+
+log = logging.getLogger("cryptovol.promote")
+
+
+@dataclass(frozen=True)
+class AliasChange:
+    action: str  # "promote" | "rollback" | "none"
+    champion: str | None
+    previous: str | None
+    baseline_champion: str | None
+    who: str
+    why: str
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def _move_baseline(client: MlflowClient, settings: Settings, ml_version: str) -> str | None:
+    baseline_version = version_tags(client, model_name(settings), ml_version).get(
+        "baseline_version"
+    )
+    if baseline_version:
+        client.set_registered_model_alias(
+            model_name(settings, "baseline"), CHAMPION, baseline_version
+        )
+    return baseline_version
+
+
+def promote(
+    settings: Settings,
+    version: str | int | None = None,
+    *,
+    force: bool = False,
+    who: str | None = None,
+    why: str | None = None,
+) -> AliasChange:
+    """Move ``champion`` to ``version`` (default: the challenger) if its gate decision passed.
+
+    Without ``force`` the version must carry ``validation.decision=pass``. The previous champion
+    is remembered (``previous_champion`` tag and the model's champion history).
+    """
+    client = connect(settings)
+    name = model_name(settings)
+    if version is None:
+        version = alias_version(client, name, CHALLENGER)
+        if version is None:
+            raise RegistryError(
+                f"{name} has no {CHALLENGER!r} alias: train first or name a version"
+            )
+    version = str(version)
+    try:
+        tags = version_tags(client, name, version)
+    except MlflowException as exc:
+        raise RegistryError(f"{name} has no version {version}") from exc
+    decision = tags.get(PASS_TAG)
+    if decision != "pass" and not force:
+        raise RegistryError(
+            f"{name} version {version} has {PASS_TAG}={decision or 'none'}: validate it first "
+            f"(its gates must pass) or promote with --force"
+        )
+    who = who_or_user(who)
+    current = alias_version(client, name, CHAMPION)
+    if current == version:
+        return AliasChange("none", version, current, None, who, "already champion")
+    why = why or ("validation passed" if decision == "pass" else f"forced ({PASS_TAG}={decision})")
+    history = champion_history(client, name)
+    if current and (not history or history[-1] != current):
+        history.append(current)  # the alias was set by hand: remember it too
+    history.append(version)
+    now = now_iso()
+    tag_version(
+        client,
+        name,
+        version,
+        {
+            "promoted_at": now,
+            "promoted_by": who,
+            "promotion_reason": why,
+            "promotion_forced": str(force and decision != "pass").lower(),
+            "previous_champion": current or "",
+        },
+    )
+    if current:
+        tag_version(
+            client, name, current, {"demoted_at": now, "demoted_by": who, "replaced_by": version}
+        )
+    client.set_registered_model_alias(name, CHAMPION, version)
+    set_champion_history(client, name, history)
+    if alias_version(client, name, CHALLENGER) == version:
+        client.delete_registered_model_alias(name, CHALLENGER)
+    baseline = _move_baseline(client, settings, version)
+    log.info("promoted %s version %s (was %s) by %s: %s", name, version, current, who, why)
+    return AliasChange("promote", version, current, baseline, who, why)
+
+
+def rollback(settings: Settings, *, who: str | None = None, why: str | None = None) -> AliasChange:
+    """Move ``champion`` back to the previous champion.
+
+    The previous champion is the top of the champion history, after dropping the current
+    champion from it; when no history exists, the current version's ``previous_champion`` tag.
+    """
+    client = connect(settings)
+    name = model_name(settings)
+    current = alias_version(client, name, CHAMPION)
+    if current is None:
+        raise RegistryError(f"{name} has no {CHAMPION!r} alias: nothing to roll back")
+    history = champion_history(client, name)
+    if history and history[-1] == current:
+        history.pop()
+    target = (
+        history[-1] if history else version_tags(client, name, current).get("previous_champion")
+    )
+    if not target or target == current:
+        raise RegistryError(f"no previous champion of {name} recorded before version {current}")
+    who = who_or_user(who)
+    why = why or "rollback"
+    now = now_iso()
+    tag_version(
+        client,
+        name,
+        current,
+        {"rolled_back_at": now, "rolled_back_by": who, "rollback_reason": why},
+    )
+    tag_version(
+        client, name, target, {"restored_at": now, "restored_by": who, "restore_reason": why}
+    )
+    client.set_registered_model_alias(name, CHAMPION, target)
+    set_champion_history(client, name, history or [target])
+    baseline = _move_baseline(client, settings, target)
+    log.info("rolled %s champion back from %s to %s by %s: %s", name, current, target, who, why)
+    return AliasChange("rollback", target, current, baseline, who, why)
