@@ -497,6 +497,19 @@ class SpikePredictor:
             return np.empty(0)
         return np.asarray(self.estimator.predict_proba(X), dtype=float)
 
+    def predict_array(self, X: np.ndarray) -> np.ndarray:
+        """Spike probabilities of a 2-D float array whose columns are :attr:`feature_names`
+        in order (NaN: missing). The serving path: no column matching by name."""
+        X = np.asarray(X, dtype=float)
+        if X.ndim != 2 or X.shape[1] != len(self.feature_names):
+            raise ValueError(
+                f"expected an array of shape (rows, {len(self.feature_names)}), got {X.shape}"
+            )
+        if len(X) == 0:
+            return np.empty(0)
+        frame = pd.DataFrame(X, columns=list(self.feature_names))
+        return np.asarray(self.estimator.predict_proba(frame), dtype=float)
+
     def flags(self, frame: pd.DataFrame) -> np.ndarray:
         return self.predict_proba(frame) >= self.threshold
 

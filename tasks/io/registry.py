@@ -44,6 +44,10 @@ class RegistryError(RuntimeError):
     """A registry operation cannot be done as asked (no challenger, no gate decision...)."""
 
 
+class RegistryUnavailable(RegistryError):
+    """The MLflow tracking server cannot be reached: not the same as a missing alias or version."""
+
+
 def model_name(settings: Settings, variant: str = "ml") -> str:
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
