@@ -2,11 +2,12 @@
 
 A row maps feature names to numbers; names it leaves out, or gives as null, are missing values
 for the model (never zeros) and are listed in the response. ``product_id`` and ``ts`` may ride
-along as row metadata. Anything else is refused with a 400 whose detail names the row and the
-field (``loc: ["rows", 3, "ret_std"]``): an unknown name, a value that is not a JSON number
-(strings, booleans), a number that is not finite (``Infinity``, ``NaN``, ``1e999``), an empty
-batch or one of more than :data:`MAX_ROWS` rows. Validation happens in pydantic-core before the
-model is touched, so bad input never reaches it (and never gets a 5xx).
+along as row metadata. Anything else is refused with a 400 whose ``error`` names the row and
+the field (``"rows[3].ret_std: not a finite number"``; the list is in ``errors``): an unknown
+name, a value that is not a JSON number (strings, booleans), a number that is not finite
+(``Infinity``, ``NaN``, ``1e999``), an empty batch or one of more than :data:`MAX_ROWS` rows.
+Validation happens in pydantic-core before the model is touched, so bad input never reaches it
+(and never gets a 5xx).
 
 Shared by the BentoML service and the benchmark's FastAPI twin, so both parse the same way.
 """

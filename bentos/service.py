@@ -211,9 +211,12 @@ class PredictMiddleware:
 
 
 def _rewrite_400(body: bytes) -> bytes:
+    """BentoML's 400 (``error``: a count, ``detail``: pydantic's list, which its own OpenAPI
+    document says is a string) as ``error``: the readable message, ``errors``: the list."""
     try:
-        payload = json.loads(body)
-        payload["error"] = readable_error(payload["detail"])
+        detail = json.loads(body)["detail"]
+        errors = [{k: e[k] for k in ("loc", "type", "msg") if k in e} for e in detail]
+        payload = {"error": readable_error(detail), "errors": errors}
     except (ValueError, KeyError, TypeError):  # not pydantic's shape: leave it as it is
         return body
     return json.dumps(payload).encode()
@@ -306,8 +309,15 @@ class VolatilityService:
 
     @http_app.get("/version")
     def version(self) -> dict:
-        """The model served (name, version, run, kind, label, threshold) and the code's SHA."""
-        return {**self.source.current.describe(), "sha": self.code_sha}
+        """The model served (name, version, run, kind, label, threshold), the code's git SHA
+        (``unknown`` outside a checkout) and the bento's tag when serving a built bento."""
+        context = bentoml.server_context
+        built = context.bento_version not in (None, "not available")
+        return {
+            **self.source.current.describe(),
+            "sha": self.code_sha,
+            "bento": f"{context.bento_name}:{context.bento_version}" if built else None,
+        }
 
     @http_app.get("/features")
     def features(self) -> dict:

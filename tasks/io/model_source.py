@@ -19,7 +19,8 @@ Shared by the HTTP service (``bentos/service.py``) and the stream scorer
 Metrics (prefix ``cryptovol_service`` or ``cryptovol_scorer``, label ``variant``):
 ``_model_version``, ``_alias_version`` (0 when the alias points nowhere), ``_registry_up``,
 ``_registry_check_age_seconds`` (set by :meth:`ModelSource.refresh_metrics`, at scrape),
-``_model_reloads_total``, ``_model_reload_failures_total``.
+``_model_reloads_total``, ``_model_reload_failures_total``, and
+``_registry_check_failures_total`` (looks at the registry that found it unreachable).
 """
 
 from __future__ import annotations
@@ -151,6 +152,9 @@ class ModelSourceMetrics:
         self.reload_failures = counter(
             "model_reload_failures", "Versions the alias pointed to that failed to load"
         )
+        self.check_failures = counter(
+            "registry_check_failures", "Registry checks that found the registry unreachable"
+        )
 
 
 def _version_number(version: str | None) -> float:
@@ -189,6 +193,7 @@ class ModelSource:
         self._registry_up = False
         self._reloads = 0
         self._reload_failures = 0
+        self._check_failures = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -259,7 +264,9 @@ class ModelSource:
             log.warning("registry check failed; serving the loaded model: %s", exc)
         self._last_error = str(exc)
         self._registry_up = False
+        self._check_failures += 1
         self.metrics.registry_up.set(0)
+        self.metrics.check_failures.inc()
 
     def _swap(self, model: ServedModel) -> None:
         self._current = model
@@ -373,5 +380,6 @@ class ModelSource:
             "registry_poll_s": self.poll_s,
             "reloads": self._reloads,
             "reload_failures": self._reload_failures,
+            "registry_check_failures": self._check_failures,
             "last_error": self._last_error,
         }

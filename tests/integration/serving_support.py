@@ -3,6 +3,7 @@ processes on free loopback ports, and a small concurrent load."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tasks.core.training import TrainConfig
 from tasks.io.broker import free_port
@@ -117,6 +119,34 @@ def wait_ready(server: BentoServer, timeout: float = 180.0) -> BentoServer:
         server.stop()
         raise RuntimeError(f"bentoml serve did not come up: {exc}\n{server.log()[-3000:]}") from exc
     return server
+
+
+def get(server, path: str) -> httpx.Response:
+    return httpx.get(f"{server.url}{path}", timeout=30)
+
+
+def predict(server, body) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(
+        f"{server.url}/predict",
+        content=content,
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+
+
+def metrics(server) -> dict[str, list]:
+    """Samples by metric family name."""
+    text = get(server, "/metrics").text
+    return {f.name: f.samples for f in text_string_to_metric_families(text)}
+
+
+def sample(families: dict, name: str, **labels) -> float | None:
+    for family in families.values():
+        for s in family:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return None
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.1):

@@ -4,14 +4,11 @@ input, the baseline variant, and the champion moved by hand under load."""
 
 from __future__ import annotations
 
-import json
 import math
 
-import httpx
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from serving_support import EXAMPLE_ROW, POLL_S, Load, wait_for
+from serving_support import EXAMPLE_ROW, POLL_S, Load, get, metrics, predict, sample, wait_for
 
 from bentos.schema import MAX_ROWS
 from tasks.core.features import FEATURE_NAMES
@@ -19,34 +16,6 @@ from tasks.core.predictions import SCORE_BUCKETS, feature_array
 from tasks.io import model_store, registry
 
 pytestmark = pytest.mark.integration
-
-
-def get(server, path: str) -> httpx.Response:
-    return httpx.get(f"{server.url}{path}", timeout=30)
-
-
-def predict(server, body) -> httpx.Response:
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return httpx.post(
-        f"{server.url}/predict",
-        content=content,
-        headers={"content-type": "application/json"},
-        timeout=30,
-    )
-
-
-def metrics(server) -> dict[str, list]:
-    """Samples by metric family name."""
-    text = get(server, "/metrics").text
-    return {f.name: f.samples for f in text_string_to_metric_families(text)}
-
-
-def sample(families: dict, name: str, **labels) -> float | None:
-    for family in families.values():
-        for s in family:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return s.value
-    return None
 
 
 def champion(serving_stack) -> str:
