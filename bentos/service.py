@@ -61,7 +61,12 @@ from pydantic import ValidationError
 from bentos.schema import MAX_ROWS, PredictResponse, Rows
 from tasks.core.feature_catalog import catalog
 from tasks.core.predictions import SCORE_BUCKETS, bucket_counts, feature_array
-from tasks.io.model_source import ModelSource, ModelSourceMetrics, ServedModel
+from tasks.io.model_source import (
+    ModelSource,
+    ModelSourceMetrics,
+    ServedModel,
+    fail_fast_registry,
+)
 from tasks.io.registry import RegistryError, git_sha
 from tasks.settings import get_settings
 
@@ -265,6 +270,7 @@ class VolatilityService:
 
     def __init__(self) -> None:
         settings = get_settings()
+        fail_fast_registry()  # this worker serves: a dead registry must show within a poll
         self.metrics = service_metrics()
         self.source = ModelSource(
             settings,

@@ -37,11 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tasks.io.kafka import BrokerUnavailable
+    from tasks.io.model_source import fail_fast_registry
     from tasks.io.registry import RegistryError
     from tasks.services.scorer import DEFAULT_GROUP, run_scorer
     from tasks.settings import get_settings
 
     settings = get_settings()
+    fail_fast_registry()
     group = args.group or DEFAULT_GROUP
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

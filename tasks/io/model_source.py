@@ -54,9 +54,15 @@ log = logging.getLogger("cryptovol.model_source")
 
 # MLflow error codes that mean "no such model or alias"; any other failure is an unreachable store.
 _MISSING_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
-# A serving process wants a registry call to fail within seconds, not after MLflow's default
-# retries (minutes): a dead server then shows in /health at the next look. Still overridable.
-_FAIL_FAST_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+FAIL_FAST_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+
+
+def fail_fast_registry() -> None:
+    """Make this process's MLflow calls fail within seconds instead of retrying for minutes, so
+    a dead tracking server shows at the next look. For a serving process only (the service's
+    worker, ``cryptovol score``): it sets process-wide MLflow variables, unless already set."""
+    for key, value in FAIL_FAST_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 class NoChampion(RegistryError):
@@ -212,8 +218,6 @@ class ModelSource:
     def _resolve(self) -> AliasTarget | None:
         """Where the alias points now; None when it (or the model) does not exist."""
         if self._client is None:
-            for key, value in _FAIL_FAST_ENV.items():
-                os.environ.setdefault(key, value)
             self._client = connect(self.settings)
         try:
             found = self._client.get_model_version_by_alias(self.name, self.alias)

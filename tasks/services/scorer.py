@@ -50,6 +50,7 @@ DEFAULT_GROUP = "cryptovol-scorer"
 PREFIX = "cryptovol_scorer"
 # librdkafka waits up to 500 ms for a fetch to fill by default: too long for a live stream.
 _CONSUMER_OVERRIDES = {"fetch.wait.max.ms": 20}
+_JOIN_GRACE_S = 30.0  # the idle clock runs before the first assignment only after this long
 
 
 @dataclass
@@ -116,25 +117,37 @@ class Scorer:
         self.poll_timeout_s = poll_timeout_s
         self.metrics = metrics or ScorerMetrics()
         self.stats = ScoreStats()
+        self._assigned_at: float | None = None
         self._consumer = make_consumer(
-            settings, group, [settings.features_topic], **_CONSUMER_OVERRIDES
+            settings,
+            group,
+            [settings.features_topic],
+            on_assign=self._on_assign,
+            **_CONSUMER_OVERRIDES,
         )
         self._producer = make_producer(settings)
+
+    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        # Nothing to rebuild: every batch is committed before the next poll, and a prediction
+        # depends on its feature record alone.
+        self._assigned_at = time.monotonic()
+        log.info("assigned %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
 
     def run(
         self, stop_event: threading.Event | None = None, max_idle_s: float | None = None
     ) -> ScoreStats:
         """Consume until ``stop_event`` is set or no record came for ``max_idle_s`` seconds
-        (counted from the first record, or from the start if none came)."""
+        (the idle clock starts once partitions are assigned: a group join takes seconds)."""
         stop = stop_event or threading.Event()
-        last_input = last_report = time.monotonic()
+        started = last_input = last_report = time.monotonic()
         while not stop.is_set():
             msgs = self._consumer.consume(self.batch_size, self.poll_timeout_s)
             now = time.monotonic()
             self.source.refresh_metrics()
             if not msgs:
-                if max_idle_s is not None and now - last_input >= max_idle_s:
-                    log.info("no input for %.1f s: stopping", now - last_input)
+                idle_since = max(last_input, self._assigned_at or started + _JOIN_GRACE_S)
+                if max_idle_s is not None and now - idle_since >= max_idle_s:
+                    log.info("no input for %.1f s: stopping", now - idle_since)
                     break
                 continue
             last_input = now
