@@ -26,7 +26,8 @@ def simulated(tmp_path_factory) -> Path:
 
 def _crossed_copy(source: Path, target: Path) -> Path:
     """The recording with one ticker's book crossed (bid above ask): the raw contract fails."""
-    lines = gzip.open(source, "rt").read().splitlines()
+    with gzip.open(source, "rt") as fh:
+        lines = fh.read().splitlines()
     for i, line in enumerate(lines):
         envelope = json.loads(line)
         if envelope.get("channel") == "ticker" and i > 100:
@@ -60,9 +61,7 @@ def mixed(simulated, tmp_path) -> tuple[Path, Path]:
 
 
 def _quarantined(settings: Settings) -> list[str]:
-    return sorted(
-        p.name for p in settings.quarantine_dir.glob("*/*") if p.name != "report.json"
-    )
+    return sorted(p.name for p in settings.quarantine_dir.glob("*/*") if p.name != "report.json")
 
 
 def test_train_sets_a_broken_recording_aside(settings, mixed, capsys):
