@@ -43,7 +43,11 @@ INTERPOLATION = re.compile(r"\$\{(\w+)(?::?[-?]([^}]*))?\}")
 
 def _resolve(value) -> str:
     """A value with ``${VAR:-default}`` replaced by its default (or a placeholder)."""
-    return INTERPOLATION.sub(lambda m: (m.group(2) or "x") if "-" in m.group(0) else "x", str(value))
+
+    def default(match: re.Match) -> str:
+        return (match.group(2) or "x") if ":-" in match.group(0) else "x"
+
+    return INTERPOLATION.sub(default, str(value))
 
 
 def _settings_env_names() -> dict[str, str]:
@@ -137,9 +141,10 @@ def test_app_services_reach_the_servers_where_they_listen():
     app = _settings_of(SERVICES["featurizer"])
     for address in app.kafka_bootstrap_servers.split(","):
         host, port = address.split(":")
-        assert host in SERVICES and "PLAINTEXT://:" + port in SERVICES[host]["environment"][
-            "KAFKA_LISTENERS"
-        ]
+        assert (
+            host in SERVICES
+            and "PLAINTEXT://:" + port in SERVICES[host]["environment"]["KAFKA_LISTENERS"]
+        )
     mlflow_command = " ".join(SERVICES["mlflow"]["command"])
     assert f"--port={app.tracking_uri.rsplit(':', 1)[1]}" in mlflow_command
     assert SERVICES["service"]["healthcheck"]["test"][-1].count(str(Settings().service_port))
