@@ -20,6 +20,35 @@ from pathlib import Path
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "coinbase-btc-usd-2025-12"
 
 
+def _single_row_scoring(model_uri: str, frame, n: int = 5000) -> dict:
+    """The registered model as serving loads it (``load_predictor``): load time, then
+    ``predict_array`` on one row at a time (the /predict path's model call), in milliseconds."""
+    import numpy as np
+
+    from tasks.core.models import feature_matrix
+    from tasks.io.model_store import load_predictor
+
+    started = time.perf_counter()
+    predictor = load_predictor(model_uri)
+    load_ms = (time.perf_counter() - started) * 1e3
+    X = feature_matrix(frame, predictor.feature_names).to_numpy()
+    rows = [X[i : i + 1].copy() for i in np.linspace(0, len(X) - 1, n).astype(int)]
+    predictor.predict_array(rows[0])
+    times = []
+    for row in rows:
+        t = time.perf_counter()
+        predictor.predict_array(row)
+        times.append(time.perf_counter() - t)
+    ms = np.asarray(times) * 1e3
+    return {
+        "load_ms": load_ms,
+        "calls": n,
+        "p50": float(np.percentile(ms, 50)),
+        "p99": float(np.percentile(ms, 99)),
+        "max": float(ms.max()),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="*", help="recordings or Parquet (default: ../shared/data)")
@@ -62,6 +91,7 @@ def main() -> int:
             )
             record = log_training(settings, result, example=frame.head(100), data_paths=inputs)
         t4 = time.perf_counter()
+        scoring = None if record is None else _single_row_scoring(record.model_uri, frame)
     summary = result.summary()
     out = {
         "data": source,
@@ -78,6 +108,7 @@ def main() -> int:
             "end_to_end_cached": (t2 - t1) + (t4 - t2),
             "end_to_end_uncached": (t1 - t0) + (t4 - t2),
         },
+        "registered_model_single_row_ms": scoring,
         "backfill_cache_hit_second_time": cached.backfill_cached,
         "selected": result.selected,
         "label": summary["label"],

@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     featurize_metrics_port: int = 9102
     scorer_metrics_port: int = 9103
 
+    # Ports of the local stack's servers (cryptovol up)
+    service_port: int = 3000
+    mlflow_port: int = 5000
+    prefect_port: int = 4200
+    prometheus_port: int = 9090
+    pushgateway_port: int = 9091
+
     # MLflow (empty: a SQLite store under data_dir)
     mlflow_tracking_uri: str = Field(
         "", validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "CRYPTOVOL_MLFLOW_TRACKING_URI")

@@ -12,7 +12,7 @@ window that none of them was trained on (``tasks.stages.validate`` measures them
   baselines by more than ``baseline_gain``;
 - ``calibration``: expected calibration error at most ``max_ece``, and the mean predicted
   probability within a factor ``max_rate_ratio`` of the observed spike rate;
-- ``latency``: p95 single-row scoring time within ``latency_budget_ms``.
+- ``latency``: p95 single-row ``predict_array`` time within ``latency_budget_ms``.
 """
 
 from __future__ import annotations

@@ -17,11 +17,10 @@ from tasks.stages.data import load_frame
 def evaluate_model(settings: Settings, model_uri: str, data_paths: list[str]) -> dict:
     """PR-AUC of the model and both baselines on the same labelled rows, overall and by group."""
     registry.connect(settings)
-    model = model_store.load_model(model_uri)
-    predictor = model_store.predictor_of(model)
+    predictor = model_store.load_predictor(model_uri)
     frame, load_info = load_frame(data_paths, settings.backfill_cache_dir)
     rows, y = LabelSpec.from_dict(predictor.label).labelled(frame)
-    scores = {"model": model_store.pyfunc_scores(model, predictor, rows), **ranking_baselines(rows)}
+    scores = {"model": predictor.predict_proba(rows), **ranking_baselines(rows)}
     out = {
         "model_uri": model_uri,
         "model_kind": predictor.kind,

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -89,6 +90,10 @@ def test_life_cycle(settings, recordings, capsys, tmp_path):
     assert meta["label"]["tau"] > 0 and meta["threshold"] == metrics["threshold"]
     baseline = model_store.load_model(registry.model_uri(settings, "baseline", "challenger"))
     assert 0.0 <= baseline.predict(rows)["score"].iloc[0] <= 1.0
+    # the project's own loader reads the same data and scores the same
+    predictor = model_store.load_predictor("models:/volatility-spike@challenger")
+    assert predictor.threshold == metrics["threshold"] and predictor.label == meta["label"]
+    assert np.array_equal(predictor.predict_proba(rows), scores)
 
     evaluated = evaluate_model(settings, "models:/volatility-spike@challenger", [recordings])
     assert evaluated["rows"] > 1000 and evaluated["label"] == meta["label"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import pickle
 import subprocess
 import sys
 
@@ -17,6 +16,7 @@ from tasks.core.features import FEATURE_NAMES
 from tasks.core.labels import LabelSpec
 from tasks.core.models import (
     CANDIDATES,
+    ModelFormatError,
     PriorShift,
     SpikePredictor,
     XGBoostParams,
@@ -107,8 +107,9 @@ def test_xgboost_stops_early_on_validation_and_trains_fixed_rounds_without(split
     params = XGBoostParams(n_estimators=400, early_stopping_rounds=10)
     stopped = XGBoostSpike(params).fit(X_train, y_train, (X_valid, y_valid))
     assert stopped.early_stopped and 1 <= stopped.best_rounds < 400
+    assert stopped.booster.num_boosted_rounds() == stopped.best_rounds  # only the kept trees
     fixed = XGBoostSpike(XGBoostParams(n_estimators=25)).fit(X_train, y_train, None)
-    assert not fixed.early_stopped and fixed.model.get_booster().num_boosted_rounds() == 25
+    assert not fixed.early_stopped and fixed.booster.num_boosted_rounds() == 25
 
 
 @pytest.mark.parametrize("kind", ["har_logistic", "xgboost", "random_forest", "zscore"])
@@ -140,8 +141,57 @@ def test_predictor_serves_probabilities_and_describes_itself(split):
     meta = json.loads(json.dumps(predictor.metadata()))
     assert meta["feature_names"] == list(FEATURE_NAMES)
     assert meta["label"]["tau"] == 0.01 and meta["threshold"] == 0.3
-    clone = pickle.loads(pickle.dumps(predictor))
-    assert np.array_equal(clone.predict_proba(rows), p)
+
+
+@pytest.mark.parametrize("kind", ["zscore", "persistence", *CANDIDATES])
+def test_a_predictor_is_stored_as_data_and_scores_identically_when_rebuilt(kind, split):
+    X_train, y_train, X_valid, y_valid = split
+    estimator = make_estimator(kind, xgb=XGBoostParams(n_estimators=40, early_stopping_rounds=5))
+    estimator = PriorShift.to_rate(
+        estimator.fit(X_train, y_train, (X_valid, y_valid)), X_valid, 0.1
+    )
+    info = {"train_end": "2026-01-01T00:35:00+00:00", "degraded": False}
+    predictor = SpikePredictor(kind, estimator, LabelSpec(tau=0.01).to_dict(), 0.3, info=info)
+    document, blobs = predictor.to_document()
+    text = json.dumps(document, allow_nan=False)  # plain JSON: no object, no NaN
+    for data in blobs.values():
+        assert not data.startswith(b"\x80"), "a binary part is a pickle"
+    clone = SpikePredictor.from_document(json.loads(text), blobs)
+    assert np.array_equal(clone.predict_proba(X_valid), predictor.predict_proba(X_valid))
+    assert (clone.kind, clone.label, clone.threshold, clone.info) == (
+        kind,
+        predictor.label,
+        0.3,
+        info,
+    )
+    A = X_valid.to_numpy()
+    assert np.array_equal(clone.predict_array(A[:1]), predictor.predict_proba(X_valid.iloc[:1]))
+
+
+def test_a_document_of_an_unknown_format_or_scorer_is_refused_clearly(split):
+    X_train, y_train, _, _ = split
+    predictor = SpikePredictor(
+        "zscore", make_estimator("zscore").fit(X_train, y_train), LabelSpec(tau=1.0).to_dict(), 0.5
+    )
+    document, blobs = predictor.to_document()
+    with pytest.raises(ModelFormatError, match="version 99"):
+        SpikePredictor.from_document({**document, "format_version": 99}, blobs)
+    with pytest.raises(ModelFormatError, match="unknown scorer type 'pickle'"):
+        SpikePredictor.from_document({**document, "scorer": {"type": "pickle"}}, blobs)
+
+
+def test_predict_array_checks_the_shape_and_takes_only_arrays_in_feature_order(split):
+    X_train, y_train, X_valid, _ = split
+    predictor = SpikePredictor(
+        "har_logistic",
+        make_estimator("har_logistic").fit(X_train, y_train),
+        LabelSpec(tau=1.0).to_dict(),
+        0.5,
+    )
+    with pytest.raises(ValueError, match="shape"):
+        predictor.predict_array(np.zeros((1, 3)))
+    shuffled = X_valid[list(reversed(X_valid.columns))]  # by name, any order
+    assert np.array_equal(predictor.predict_proba(shuffled), predictor.predict_proba(X_valid))
 
 
 def test_training_pipeline_end_to_end(dataset):
