@@ -1,5 +1,6 @@
 """Session fixtures shared by the serving tests: one MLflow server with two registered versions,
-and one ``bentoml serve`` per variant for the whole session."""
+one ``bentoml serve`` per variant for the whole session, and a SQLite store for the tests that
+need no server."""
 
 from __future__ import annotations
 
@@ -48,6 +49,21 @@ def serving_stack(tmp_path_factory) -> ServingStack:
         yield ServingStack(registry, settings, recordings, root, (first, second))
     finally:
         registry.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_registry(tmp_path_factory) -> Settings:
+    """Settings on a SQLite store (no server) with two versions of the ML model and of the
+    baseline; version 1 is the champion. Tests that move the alias put it back."""
+    root = tmp_path_factory.mktemp("sqlite-registry")
+    write_recordings(root / "recordings", products=("BTC-USD", "ETH-USD"), seed=5, minutes=40)
+    settings = Settings(
+        data_dir=root / "data", mlflow_tracking_uri=f"sqlite:///{root / 'store' / 'mlflow.db'}"
+    )
+    first = train_version(settings, root / "recordings")
+    train_version(settings, root / "recordings", shuffle_labels=True)
+    promote(settings, first, force=True, who="tests")
+    return settings
 
 
 @pytest.fixture(scope="session")

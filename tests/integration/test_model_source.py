@@ -8,31 +8,18 @@ import time
 
 import pytest
 from prometheus_client import CollectorRegistry
-from serving_support import train_version
 
 from tasks.io import registry
 from tasks.io.model_source import FAIL_FAST_ENV, ModelSource, ModelSourceMetrics, NoChampion
 from tasks.io.registry import RegistryUnavailable
 from tasks.settings import Settings
-from tasks.sim.writer import write_recordings
-from tasks.stages.promote import promote
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Settings:
-    """A SQLite store with two versions of the ML model (and baselines); v1 is champion."""
-    root = tmp_path_factory.mktemp("model-source")
-    recordings = root / "recordings"
-    write_recordings(recordings, products=("BTC-USD",), seed=5, minutes=40)
-    settings = Settings(
-        data_dir=root / "data", mlflow_tracking_uri=f"sqlite:///{root / 'store' / 'mlflow.db'}"
-    )
-    first = train_version(settings, recordings)
-    train_version(settings, recordings, shuffle_labels=True)
-    promote(settings, first, force=True, who="tests")
-    return settings
+@pytest.fixture
+def store(sqlite_registry) -> Settings:
+    return sqlite_registry
 
 
 def value(metrics: ModelSourceMetrics, name: str) -> float:

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from featurize_support import read_topic, write_recording
 from prometheus_client import CollectorRegistry
-from serving_support import train_version
 
 from data_contracts.predictions import PREDICTION_COLUMNS, predictions_frame
 from data_contracts.validate import validate_frame
@@ -23,24 +22,15 @@ from tasks.io import model_store, registry
 from tasks.io.kafka import ensure_topics, make_producer
 from tasks.services.scorer import ScorerMetrics, run_scorer, scorer_topics
 from tasks.settings import Settings
-from tasks.sim.writer import write_recordings
 from tasks.stages.backfill import batch_features
-from tasks.stages.promote import promote
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> str:
-    """The tracking URI of a SQLite store whose champion is a quick HAR model (version 1)."""
-    root = tmp_path_factory.mktemp("scorer-store")
-    write_recordings(root / "recordings", products=("BTC-USD", "ETH-USD"), seed=4, minutes=40)
-    settings = Settings(
-        data_dir=root / "data", mlflow_tracking_uri=f"sqlite:///{root / 'store' / 'mlflow.db'}"
-    )
-    version = train_version(settings, root / "recordings")
-    promote(settings, version, force=True, who="tests")
-    return settings.mlflow_tracking_uri
+@pytest.fixture
+def store(sqlite_registry) -> str:
+    """The tracking URI of a SQLite store whose champion is a quick HAR model."""
+    return sqlite_registry.mlflow_tracking_uri
 
 
 @pytest.fixture
@@ -107,8 +97,9 @@ def test_scores_every_record_once_and_parks_the_rest(settings, tmp_path, caplog)
     assert all(list(p) == list(PREDICTION_COLUMNS) for p in predictions)
 
     # the champion's scores, exactly as its predictor gives them on the same feature values
-    registry.connect(settings)
-    predictor = model_store.load_predictor("models:/volatility-spike/1")
+    client = registry.connect(settings)
+    champion = registry.alias_version(client, "volatility-spike", "champion")
+    predictor = model_store.load_predictor(f"models:/volatility-spike/{champion}")
     by_id = {json.loads(v)["record_id"]: json.loads(v) for v in good}
     rows = [{**by_id[p["record_id"]]["features"]} for p in predictions]
     X, _ = feature_array(rows, predictor.feature_names)
@@ -118,7 +109,7 @@ def test_scores_every_record_once_and_parks_the_rest(settings, tmp_path, caplog)
         assert p["spike"] == (p["score"] >= predictor.threshold)
         assert (p["model_name"], p["model_version"], p["model_variant"]) == (
             "volatility-spike",
-            "1",
+            champion,
             "ml",
         )
         assert p["ts"] == by_id[p["record_id"]]["ts"] and p["latency_ms"] >= 0
@@ -139,7 +130,9 @@ def test_scores_every_record_once_and_parks_the_rest(settings, tmp_path, caplog)
     assert r.get_sample_value("cryptovol_scorer_dlq_total") == len(bad)
     assert r.get_sample_value("cryptovol_scorer_latency_seconds_count") == len(good) + 1
     assert r.get_sample_value("cryptovol_scorer_event_lag_seconds") > 0
-    assert r.get_sample_value("cryptovol_scorer_model_version", {"variant": "ml"}) == 1.0
+    assert r.get_sample_value("cryptovol_scorer_model_version", {"variant": "ml"}) == float(
+        champion
+    )
     assert r.get_sample_value("cryptovol_scorer_registry_up", {"variant": "ml"}) == 1.0
 
     # the dead letters keep their bytes and say why
