@@ -31,6 +31,7 @@ import gzip
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -153,12 +154,18 @@ def tool(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
+# Decided once, before this process pins itself to the client's CPU.
+PIN = len(os.sched_getaffinity(0)) > 1 and os.path.exists("/usr/bin/taskset")
+
+
 def pinned(cmd: list[str]) -> list[str]:
-    return ["taskset", "-c", str(SERVER_CPU), *cmd] if _pinning() else cmd
+    """``cmd`` on the servers' CPU (``taskset``), whatever this process is pinned to."""
+    return ["taskset", "-c", str(SERVER_CPU), *cmd] if PIN else cmd
 
 
-def _pinning() -> bool:
-    return len(os.sched_getaffinity(0)) > 1 and os.path.exists("/usr/bin/taskset")
+def pin_self_to_client_cpu() -> None:
+    if PIN:
+        os.sched_setaffinity(0, {CLIENT_CPU})
 
 
 def wait_ready(port: int, path: str, proc: subprocess.Popen, timeout: float = 180) -> None:
@@ -194,8 +201,6 @@ def serve(cmd: list[str], env: dict, log: Path, port: int, ready: str) -> subpro
 
 
 def stop(proc: subprocess.Popen) -> None:
-    import signal
-
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -350,11 +355,11 @@ def _first_seconds(path: Path, seconds: float, out: Path) -> Path:
 
 
 class _PredictionReader(threading.Thread):
-    """Reads ``ticks.predictions`` from its end; the wall time each record id was read."""
+    """Reads ``ticks.predictions`` as it grows; the wall time each record id was first read."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         super().__init__(daemon=True)
-        from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
         self.consumer = Consumer(
             {
@@ -365,45 +370,70 @@ class _PredictionReader(threading.Thread):
             }
         )
         partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        self.consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in partitions])
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         self.seen: dict[str, float] = {}
         self.stop = threading.Event()
 
     def run(self) -> None:
+        from tasks.io.kafka import poll_batch
+
         while not self.stop.is_set():
-            for msg in self.consumer.consume(500, 0.05):
+            for msg in poll_batch(self.consumer, 500, 0.05):
                 if msg.error() is None:
                     self.seen.setdefault(json.loads(msg.value())["record_id"], time.time())
         self.consumer.close()
 
 
-def _raw_times(bootstrap: str, topic: str, expected: int) -> dict[str, float]:
-    """record id -> Kafka timestamp (s) of every tick on the raw topic."""
+def _produced_at(bootstrap: str, topic: str) -> dict[str, float]:
+    """record id -> Kafka timestamp (s, set when the record was produced) on ``topic``."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    from tasks.core.messages import RawTick
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex})
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    times, idle = {}, time.monotonic()
-    while len(times) < expected and time.monotonic() - idle < 5:
+    times: dict[str, float] = {}
+    idle = time.monotonic()
+    while time.monotonic() - idle < 3:
         for msg in consumer.consume(1000, 0.2):
             if msg.error() is None:
-                times[RawTick.from_bytes(msg.value()).record_id] = msg.timestamp()[1] / 1000
+                value = json.loads(msg.value())
+                record_id = value.get("record_id") or _raw_id(value)
+                times.setdefault(record_id, msg.timestamp()[1] / 1000)
                 idle = time.monotonic()
     consumer.close()
     return times
 
 
+def _raw_id(value: dict) -> str:
+    from tasks.core.messages import RawTick
+
+    return RawTick.from_record(value).record_id
+
+
+def _percentiles(ms: np.ndarray) -> dict:
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "max_ms": round(float(ms.max()), 1),
+    }
+
+
 def end_to_end(uri: str, recordings: list[Path], workdir: Path, live_seconds: float) -> dict:
+    """Replay at the recording's pace and at full speed through broker, featurizer and scorer.
+
+    Per tick: ``e2e`` = read from ``ticks.predictions`` minus produced onto ``ticks.raw``; the
+    hops from the Kafka timestamps: featurizer (raw -> features produced), scorer (features ->
+    prediction produced), and the prediction's way to a reader."""
+    import signal
+
     from tasks.io.broker import start_broker, stop_broker
     from tasks.io.kafka import ensure_topics
+    from tasks.services.scorer import scorer_topics
     from tasks.settings import Settings
 
     port = free_port()
     broker = start_broker("127.0.0.1", port, log_path=workdir / "broker.log")
-    if _pinning():
+    if PIN:
         os.sched_setaffinity(broker.pid, {SERVER_CPU})
     suffix = uuid.uuid4().hex[:8]
     settings = Settings(
@@ -415,41 +445,41 @@ def end_to_end(uri: str, recordings: list[Path], workdir: Path, live_seconds: fl
         features_dlq_topic=f"bench.features.dlq.{suffix}",
     )
     ensure_topics(settings)
+    ensure_topics(settings, scorer_topics(settings))
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "MLFLOW_TRACKING_URI": uri,
         "CRYPTOVOL_DATA_DIR": str(workdir / "data"),
-        **{
-            f"CRYPTOVOL_{k.upper()}": getattr(settings, k)
-            for k in ("raw_topic", "features_topic", "predictions_topic", "dlq_topic")
-        },
+        "CRYPTOVOL_RAW_TOPIC": settings.raw_topic,
+        "CRYPTOVOL_FEATURES_TOPIC": settings.features_topic,
+        "CRYPTOVOL_PREDICTIONS_TOPIC": settings.predictions_topic,
+        "CRYPTOVOL_DLQ_TOPIC": settings.dlq_topic,
         "CRYPTOVOL_FEATURES_DLQ_TOPIC": settings.features_dlq_topic,
     }
     stream = []
-    log = workdir / "stream.log"
-    for command in ("featurize", "score"):
-        with log.open("ab") as out:
+    with (workdir / "stream.log").open("ab") as log:
+        for command in ("featurize", "score"):
             stream.append(
                 subprocess.Popen(
                     pinned([tool("cryptovol"), command, "--metrics-port", "0"]),
                     env=env,
-                    stdout=out,
+                    stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
             )
+    reader = _PredictionReader(settings.kafka_bootstrap_servers, settings.predictions_topic)
+    reader.start()
     results = {}
     try:
         runs = [
             ("warmup", [_first_seconds(recordings[0], 20, workdir / "warmup.ndjson")], "max"),
             ("live", [_first_seconds(recordings[1], live_seconds, workdir / "live.ndjson")], "1"),
-            ("max_speed", [str(p) for p in recordings[2:6]], "max"),
+            ("max_speed", recordings[2:6], "max"),
         ]
         for name, files, speed in runs:
-            reader = _PredictionReader(settings.kafka_bootstrap_servers, settings.predictions_topic)
-            reader.start()
-            before = time.monotonic()
+            started, before = time.time(), len(reader.seen)
             replay = subprocess.run(
                 [tool("cryptovol"), "replay", *map(str, files), "--speed", speed],
                 env=env,
@@ -459,26 +489,31 @@ def end_to_end(uri: str, recordings: list[Path], workdir: Path, live_seconds: fl
             )
             ticks = json.loads(replay.stdout)["tickers"]
             deadline = time.monotonic() + 120
-            while len(reader.seen) < ticks and time.monotonic() < deadline:
-                time.sleep(0.2)
-            elapsed = time.monotonic() - before
-            reader.stop.set()
-            reader.join()
+            while len(reader.seen) - before < ticks and time.monotonic() < deadline:
+                time.sleep(0.1)  # until every tick's prediction is in
             if name == "warmup":  # groups joined, model loaded: the pipeline is hot
                 continue
-            raw = _raw_times(settings.kafka_bootstrap_servers, settings.raw_topic, 10**9)
-            ms = np.array([(t - raw[i]) * 1000 for i, t in reader.seen.items() if i in raw])
+            raw = _produced_at(settings.kafka_bootstrap_servers, settings.raw_topic)
+            features = _produced_at(settings.kafka_bootstrap_servers, settings.features_topic)
+            predicted = _produced_at(settings.kafka_bootstrap_servers, settings.predictions_topic)
+            ids = [i for i, t in raw.items() if t >= started and i in reader.seen]
+            e2e = np.array([(reader.seen[i] - raw[i]) * 1000 for i in ids])
+            hops = {
+                "featurizer": [(features[i] - raw[i]) * 1000 for i in ids],
+                "scorer": [(predicted[i] - features[i]) * 1000 for i in ids],
+                "to_reader": [(reader.seen[i] - predicted[i]) * 1000 for i in ids],
+            }
             results[name] = {
                 "ticks": ticks,
-                "predicted": len(reader.seen),
-                "p50_ms": round(float(np.percentile(ms, 50)), 1),
-                "p99_ms": round(float(np.percentile(ms, 99)), 1),
-                "max_ms": round(float(ms.max()), 1),
-                "ticks_per_s": round(ticks / elapsed, 1),
+                "predicted": len(ids),
+                **_percentiles(e2e),
+                "ticks_per_s": round(len(ids) / (max(reader.seen[i] for i in ids) - started), 1),
+                "hops_p50_ms": {k: round(float(np.median(v)), 1) for k, v in hops.items()},
+                "hops_p99_ms": {k: round(float(np.percentile(v, 99)), 1) for k, v in hops.items()},
             }
     finally:
-        import signal
-
+        reader.stop.set()
+        reader.join()
         for proc in stream:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGINT)
@@ -499,7 +534,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each timed load")
     parser.add_argument("--live-seconds", type=float, default=90.0, help="live-pace replay")
     parser.add_argument("--ablation", action="store_true", help="BentoML setting by setting")
-    parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--skip-e2e", action="store_true", help="no end-to-end stream run")
+    parser.add_argument("--skip-http", action="store_true", help="no HTTP benchmark")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     load_before = os.getloadavg()
@@ -507,11 +543,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         uri, record, rows, recordings = train_champion(workdir)
-        if _pinning():
-            os.sched_setaffinity(0, {CLIENT_CPU})
+        pin_self_to_client_cpu()
         out["pinning"] = (
-            f"servers on CPU {SERVER_CPU}, load generator on CPU {CLIENT_CPU}"
-            if _pinning()
+            f"servers on CPU {SERVER_CPU}, load generator on CPU {CLIENT_CPU} (taskset)"
+            if PIN
             else "none (one CPU)"
         )
         out["model"] = {
@@ -534,7 +569,7 @@ def main() -> None:
             "fastapi": ([tool("uvicorn"), "benchmarks.fastapi_app:app", "--no-access-log"], "/"),
         }
         http: dict = {}
-        for name, (cmd, ready) in servers.items():
+        for name, (cmd, ready) in ({} if args.skip_http else servers).items():
             port = free_port()
             cmd = [*cmd, "--host", "127.0.0.1", "--port", str(port)]
             proc = serve(cmd, env, workdir / f"{name}.log", port, ready)
@@ -542,10 +577,12 @@ def main() -> None:
                 http[name] = http_figures(port, one_row, big, args.seconds)
             finally:
                 stop(proc)
-        http["bentoml_over_fastapi_c32"] = round(
-            http["bentoml"]["c32"]["requests_per_s"] / http["fastapi"]["c32"]["requests_per_s"], 2
-        )
-        out["http"] = http
+        if http:
+            http["bentoml_over_fastapi_c32"] = round(
+                http["bentoml"]["c32"]["requests_per_s"] / http["fastapi"]["c32"]["requests_per_s"],
+                2,
+            )
+            out["http"] = http
         if args.ablation:
             out["ablation"] = ablation(env, workdir, one_row, big, args.seconds)
         if not args.skip_e2e:

@@ -53,7 +53,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from tasks.core.features import EngineConfig, FeatureEngine, FeatureRow, restart_lookback_s
 from tasks.core.messages import MessageError, RawTick, to_tick
-from tasks.io.kafka import ensure_topics, make_consumer, make_producer, require_broker
+from tasks.io.kafka import (
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    poll_batch,
+    require_broker,
+)
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -458,7 +464,7 @@ class Featurizer:
         last_report = started
         while not stop.is_set():
             generation = self._generation
-            msgs = self._consumer.consume(self.batch_size, self.poll_timeout_s)
+            msgs = poll_batch(self._consumer, self.batch_size, self.poll_timeout_s)
             now = time.monotonic()
             if self._generation != generation:
                 if msgs:

@@ -39,7 +39,13 @@ from tasks.core.predictions import (
     prediction_record,
 )
 from tasks.io.delivery import Outgoing, deliver_all
-from tasks.io.kafka import ensure_topics, make_consumer, make_producer, require_broker
+from tasks.io.kafka import (
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    poll_batch,
+    require_broker,
+)
 from tasks.io.model_source import ModelSource, ModelSourceMetrics, ServedModel
 from tasks.settings import Settings
 
@@ -48,8 +54,6 @@ alerts = logging.getLogger("cryptovol.alerts")
 
 DEFAULT_GROUP = "cryptovol-scorer"
 PREFIX = "cryptovol_scorer"
-# librdkafka waits up to 500 ms for a fetch to fill by default: too long for a live stream.
-_CONSUMER_OVERRIDES = {"fetch.wait.max.ms": 20}
 _JOIN_GRACE_S = 30.0  # the idle clock runs before the first assignment only after this long
 
 
@@ -123,7 +127,6 @@ class Scorer:
             group,
             [settings.features_topic],
             on_assign=self._on_assign,
-            **_CONSUMER_OVERRIDES,
         )
         self._producer = make_producer(settings)
 
@@ -141,7 +144,7 @@ class Scorer:
         stop = stop_event or threading.Event()
         started = last_input = last_report = time.monotonic()
         while not stop.is_set():
-            msgs = self._consumer.consume(self.batch_size, self.poll_timeout_s)
+            msgs = poll_batch(self._consumer, self.batch_size, self.poll_timeout_s)
             now = time.monotonic()
             self.source.refresh_metrics()
             if not msgs:
