@@ -104,7 +104,9 @@ def test_scores_every_record_once_and_parks_the_rest(settings, tmp_path, caplog)
     rows = [{**by_id[p["record_id"]]["features"]} for p in predictions]
     X, _ = feature_array(rows, predictor.feature_names)
     expected = predictor.predict_array(X)
-    np.testing.assert_array_equal([p["score"] for p in predictions], expected)
+    # equal up to the last bit a matrix product may give another batch size (the stream's batches
+    # are whatever a poll returned)
+    np.testing.assert_allclose([p["score"] for p in predictions], expected, rtol=1e-12, atol=0)
     for p in predictions:
         assert p["spike"] == (p["score"] >= predictor.threshold)
         assert (p["model_name"], p["model_version"], p["model_variant"]) == (
