@@ -8,6 +8,8 @@ process, the load generator (a keep-alive asyncio HTTP/1.1 client), runs pinned 
 - ``c32``: 32 connections sending one-row requests back to back: requests/s, p50, p99;
 - ``rows1000``: 1,000-row requests on 2 connections: rows/s;
 
+each three times, the median trial reported (with every trial's rate);
+
 for ``bentoml serve bentos.service:VolatilityService`` and for ``benchmarks/fastapi_app.py``
 (the same schema, scoring function and model under plain FastAPI/uvicorn). The model alone
 (``predict_array``) is timed too, so the cost of each layer shows.
@@ -20,7 +22,7 @@ replay produced it), at the recording's own pace (``--live-seconds`` of it) and 
 ``--ablation`` also serves the model under BentoML from its defaults to this project's settings,
 one setting at a time. Prints one JSON object.
 
-    uv run python benchmarks/bench_serve.py [--seconds 8] [--live-seconds 90] [--ablation]
+    uv run python benchmarks/bench_serve.py [--seconds 5] [--live-seconds 60] [--ablation]
 """
 
 from __future__ import annotations
@@ -135,14 +137,24 @@ def load(port: int, raw: bytes, clients: int, *, seconds=None, count=None) -> di
     }
 
 
-def http_figures(port: int, one_row: bytes, big: bytes, seconds: float) -> dict:
-    """The three loads on a server; bodies are JSON ``{"rows": [...]}``."""
+def _median_of(trials: list[dict]) -> dict:
+    """The trial with the median requests/s (its own percentiles), and every trial's rate:
+    other people's processes share the machine, and one trial can catch their burst."""
+    ordered = sorted(trials, key=lambda t: t["requests_per_s"])
+    return {
+        **ordered[len(ordered) // 2],
+        "trials_requests_per_s": [t["requests_per_s"] for t in trials],
+    }
+
+
+def http_figures(port: int, one_row: bytes, big: bytes, seconds: float, trials: int = 3) -> dict:
+    """The three loads on a server, each ``trials`` times; bodies are ``{"rows": [...]}``."""
     one_row, big = post(port, "/predict", one_row), post(port, "/predict", big)
     load(port, one_row, 1, count=300)  # warm-up
     load(port, one_row, 32, seconds=2)
-    sequential = load(port, one_row, 1, count=1000)
-    c32 = load(port, one_row, 32, seconds=seconds)
-    rows = load(port, big, 2, seconds=seconds / 2)
+    sequential = _median_of([load(port, one_row, 1, count=1000) for _ in range(trials)])
+    c32 = _median_of([load(port, one_row, 32, seconds=seconds) for _ in range(trials)])
+    rows = _median_of([load(port, big, 2, seconds=seconds / 2) for _ in range(trials)])
     rows["rows_per_s"] = round(rows["requests_per_s"] * 1000)
     return {"sequential": sequential, "c32": c32, "rows1000": rows}
 
@@ -531,8 +543,8 @@ def end_to_end(uri: str, recordings: list[Path], workdir: Path, live_seconds: fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="length of each timed load")
-    parser.add_argument("--live-seconds", type=float, default=90.0, help="live-pace replay")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each timed load")
+    parser.add_argument("--live-seconds", type=float, default=60.0, help="live-pace replay")
     parser.add_argument("--ablation", action="store_true", help="BentoML setting by setting")
     parser.add_argument("--skip-e2e", action="store_true", help="no end-to-end stream run")
     parser.add_argument("--skip-http", action="store_true", help="no HTTP benchmark")
