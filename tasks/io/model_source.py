@@ -69,6 +69,10 @@ class NoChampion(RegistryError):
     """The alias to serve does not exist (yet): there is nothing to serve."""
 
 
+class ModelLoadError(RegistryError):
+    """The version the alias points to could not be loaded."""
+
+
 def no_champion_message(uri: str) -> str:
     return (
         f"{uri} does not exist, so there is no model to serve. Train and promote one first: "
@@ -279,7 +283,8 @@ class ModelSource:
     def load(self) -> ServedModel:
         """Resolve the alias and load its version; the first thing a server does.
 
-        Raises :class:`NoChampion` (with how to make one) or :class:`RegistryUnavailable`.
+        Raises :class:`NoChampion` (with how to make one), :class:`RegistryUnavailable` or
+        :class:`ModelLoadError`.
         """
         try:
             target = self._resolve()
@@ -289,7 +294,13 @@ class ModelSource:
         self._checked(target)
         if target is None:
             raise NoChampion(no_champion_message(self.uri))
-        model = self._load_version(target)
+        try:
+            model = self._load_version(target)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{self.name} version {target.version} (the {self.alias}) could not be loaded: "
+                f"{exc!r}"
+            ) from exc
         self._swap(model)
         log.info("serving %s version %s (%s)", self.name, model.version, model.predictor.kind)
         return model

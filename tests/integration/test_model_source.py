@@ -10,7 +10,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tasks.io import registry
-from tasks.io.model_source import FAIL_FAST_ENV, ModelSource, ModelSourceMetrics, NoChampion
+from tasks.io.model_source import (
+    FAIL_FAST_ENV,
+    ModelLoadError,
+    ModelSource,
+    ModelSourceMetrics,
+    NoChampion,
+)
 from tasks.io.registry import RegistryUnavailable
 from tasks.settings import Settings
 
@@ -71,6 +77,11 @@ def test_follows_the_alias_and_survives_bad_versions(store):
 
 def _refuse(uri: str):
     raise OSError(f"artifact of {uri} is gone")
+
+
+def test_a_model_that_cannot_be_loaded_at_start_says_which(store):
+    with pytest.raises(ModelLoadError, match=r"volatility-spike version 1 .* could not be loaded"):
+        ModelSource(store, loader=_refuse).load()
 
 
 def test_baseline_variant(store):
