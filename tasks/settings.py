@@ -45,17 +45,18 @@ class Settings(BaseSettings):
     # Storage
     data_dir: Path = Path(".cryptovol")
 
-    # Metrics
-    metrics_host: str = "127.0.0.1"
-    capture_metrics_port: int = 9101
-    featurize_metrics_port: int = 9102
-
     # Monitoring (monitoring/prometheus/alerts.yml uses the same limits; a test keeps them equal)
     pushgateway_url: str = "http://127.0.0.1:9091"  # empty: figures are not pushed
     drift_share_limit: float = 0.5  # share of drifted features that counts as drift
     drift_checks_to_retrain: int = 2  # consecutive checks over the limit that start a retraining
     live_min_positives: int = 20  # spikes a window needs before its PR-AUC is compared
     monitor_minutes: float = 60.0  # the latest features a drift check judges
+    reports_port: int = 8090  # `cryptovol reports` serves reports_dir on metrics_host here
+
+    # Metrics
+    metrics_host: str = "127.0.0.1"
+    capture_metrics_port: int = 9101
+    featurize_metrics_port: int = 9102
 
     # MLflow (empty: a SQLite store under data_dir)
     mlflow_tracking_uri: str = Field(

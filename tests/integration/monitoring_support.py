@@ -1,0 +1,175 @@
+"""Monitoring test helpers: a real Prometheus and Pushgateway on free ports with temporary storage,
+and the project's own processes (`cryptovol exchange`, `capture`, `featurize`) for them to scrape."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from monitoring import servers
+from tasks.io.broker import free_port
+from tasks.stack.servers import PROJECT_DIR, Service, wait_http
+from tasks.settings import Settings
+
+
+def require_monitoring_tools() -> None:
+    for name in ("prometheus", "prometheus-pushgateway"):
+        try:
+            servers.binary(name)
+        except servers.ToolMissing as exc:
+            pytest.skip(str(exc))
+
+
+def wait_until(condition: Callable[[], object], timeout: float, step: float = 0.25):
+    """The first truthy value of ``condition()`` within ``timeout`` seconds, else None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process these settings."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "CRYPTOVOL_RAW_TOPIC": settings.raw_topic,
+        "CRYPTOVOL_FEATURES_TOPIC": settings.features_topic,
+        "CRYPTOVOL_PREDICTIONS_TOPIC": settings.predictions_topic,
+        "CRYPTOVOL_DLQ_TOPIC": settings.dlq_topic,
+        "CRYPTOVOL_DATA_DIR": str(settings.data_dir),
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "CRYPTOVOL_PUSHGATEWAY_URL": settings.pushgateway_url,
+    }
+
+
+def start_cli(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Service:
+    """``cryptovol <args>`` as a child process in its own session (stopped with SIGINT first)."""
+    log_path = log_dir / f"{name}.log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tasks.cli", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            cwd=PROJECT_DIR,
+            start_new_session=True,
+        )
+    return Service(name, proc, "", log_path)
+
+
+@dataclass
+class PrometheusStack:
+    prometheus_url: str
+    pushgateway_url: str
+    services: list[Service] = field(default_factory=list)
+
+    def query(self, expr: str) -> list[dict]:
+        return servers.query(self.prometheus_url, expr)
+
+    def value(self, expr: str) -> float | None:
+        """The first finite value an instant query returns, or None."""
+        for sample in self.query(expr):
+            value = float(sample["value"][1])
+            if math.isfinite(value):
+                return value
+        return None
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+
+
+def start_prometheus_stack(
+    workdir: Path, targets: dict[str, str | None], *, interval_s: float = 1.0
+) -> PrometheusStack:
+    """A Pushgateway and a Prometheus scraping ``targets`` (job -> host:port, None: not scraped)
+    plus the Pushgateway and itself, every ``interval_s``, with the project's alert rules."""
+    require_monitoring_tools()
+    started: list[Service] = []
+    try:
+        push_port = free_port()
+        started.append(servers.start_pushgateway(push_port, workdir / "pushgateway.log"))
+        prom_port = free_port()
+        config = servers.render_config(
+            workdir / "prometheus.yml",
+            {
+                **targets,
+                "prometheus": f"127.0.0.1:{prom_port}",
+                "pushgateway": f"127.0.0.1:{push_port}",
+            },
+            interval_s=interval_s,
+        )
+        started.append(
+            servers.start_prometheus(
+                config, prom_port, workdir / "tsdb", workdir / "prometheus.log"
+            )
+        )
+    except Exception:
+        for service in reversed(started):
+            service.stop()
+        raise
+    return PrometheusStack(started[1].url, started[0].url, started)
+
+
+def start_feed(settings: Settings, workdir: Path) -> tuple[list[Service], dict[str, int]]:
+    """The simulated exchange, capture from it and the featurizer, as `cryptovol` processes with
+    their metrics on free ports. Returns the services and job -> metrics port."""
+    env = settings_env(settings)
+    exchange_port, capture_port, featurize_port = free_port(), free_port(), free_port()
+    services = []
+    try:
+        services.append(
+            start_cli(
+                "exchange",
+                ["exchange", "--port", str(exchange_port), "--seed", "5"],
+                env,
+                workdir,
+            )
+        )
+        services.append(
+            start_cli(
+                "featurizer",
+                ["featurize", "--group", f"monitor-{featurize_port}"],
+                {**env, "CRYPTOVOL_FEATURIZE_METRICS_PORT": str(featurize_port)},
+                workdir,
+            )
+        )
+        wait_for_port(exchange_port, services[0])
+        services.append(
+            start_cli(
+                "capture",
+                ["capture", "--url", f"ws://127.0.0.1:{exchange_port}"],
+                {**env, "CRYPTOVOL_CAPTURE_METRICS_PORT": str(capture_port)},
+                workdir,
+            )
+        )
+        wait_http(f"http://127.0.0.1:{capture_port}/metrics", 30, services[2].proc)
+        wait_http(f"http://127.0.0.1:{featurize_port}/metrics", 30, services[1].proc)
+    except Exception:
+        for service in reversed(services):
+            service.stop()
+        raise
+    return services, {"capture": capture_port, "featurizer": featurize_port}
+
+
+def wait_for_port(port: int, service: Service, timeout: float = 30.0) -> None:
+    from tasks.io.broker import port_open
+
+    deadline = time.monotonic() + timeout
+    while not port_open("127.0.0.1", port):
+        if service.proc.poll() is not None:
+            raise RuntimeError(f"{service.name} exited; see {service.log_path}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{service.name} did not listen on {port}")
+        time.sleep(0.1)
