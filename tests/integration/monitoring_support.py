@@ -1,5 +1,6 @@
-"""Monitoring test helpers: a real Prometheus and Pushgateway on free ports with temporary storage,
-and the project's own processes (`cryptovol exchange`, `capture`, `featurize`) for them to scrape."""
+"""Monitoring test helpers: a real Prometheus and Pushgateway on free ports with temporary
+storage, and the project's own processes (`cryptovol exchange`, `capture`, `featurize`) for them
+to scrape."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import pytest
 
 from monitoring import servers
 from tasks.io.broker import free_port
-from tasks.stack.servers import PROJECT_DIR, Service, wait_http
 from tasks.settings import Settings
+from tasks.stack.servers import PROJECT_DIR, Service, wait_http
 
 
 def require_monitoring_tools() -> None:
