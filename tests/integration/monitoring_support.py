@@ -18,6 +18,7 @@ import pytest
 from monitoring import servers
 from tasks.io.broker import free_port
 from tasks.settings import Settings
+from tasks.sim.simulator import ModelParams
 from tasks.stack.servers import PROJECT_DIR, Service, wait_http
 
 
@@ -174,3 +175,29 @@ def wait_for_port(port: int, service: Service, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{service.name} did not listen on {port}")
         time.sleep(0.1)
+
+
+# A simulated market far wilder than the calibrated one: bursts ten times as often, larger and
+# uncapped (volatility regimes the default simulator and the real recordings never reach).
+WILD_MARKET = ModelParams(burst_rate_per_s=1 / 30, burst_amplitude=1.5, burst_ceiling=3.0)
+
+
+def model_store_settings(root: Path, **overrides) -> Settings:
+    """Settings with a data folder and a SQLite MLflow store under ``root``, nothing pushed."""
+    return Settings(
+        data_dir=root / "data",
+        mlflow_tracking_uri=f"sqlite:///{root / 'store' / 'mlflow.db'}",
+        pushgateway_url="",
+        **overrides,
+    )
+
+
+def train_champion(settings: Settings, data: list[str]) -> str:
+    """Train on ``data`` (contracts skipped: the data is the project's own) and promote the
+    result to champion; returns its version."""
+    from tasks.stages.promote import promote
+    from tasks.stages.train import train_and_register
+
+    trained = train_and_register(settings, data, check_contracts=False)
+    promote(settings, trained["version"], force=True, who="test", why="monitoring test")
+    return trained["version"]

@@ -1,0 +1,205 @@
+"""One drift check, the stage behind ``cryptovol drift`` and the ``monitor`` flow.
+
+1. The judged model (the champion unless told otherwise) and its reference: the training sample
+   stored with its run, or a data set given instead.
+2. The current rows: a backfilled data set or recordings, or the latest ``minutes`` of
+   ``ticks.features`` put on the label grid.
+3. Both scored by the judged model (prediction drift), then the Evidently report and its figures.
+4. The report written to the report folder with the check's summary on top, the history and the
+   index updated, the check logged to MLflow, its figures pushed to the Pushgateway.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from monitoring import drift, export, pages, report_store, tracking
+from tasks.core.features import FEATURE_NAMES
+from tasks.core.live_quality import on_label_grid
+from tasks.io import model_store, reference, registry, streams
+from tasks.settings import Settings
+
+log = logging.getLogger("cryptovol.monitor")
+
+CURRENT_ROWS = 50_000  # a larger current window is sampled (seeded) for the report
+
+
+class NoCurrentData(LookupError):
+    """Nothing to judge: the window or data set holds no feature rows."""
+
+
+@dataclass
+class CheckResult:
+    entry: dict  # the history entry (figures, spans, decision)
+    report: Path
+    index: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            **self.entry,
+            "report_path": str(self.report),
+            "index": str(self.index),
+            "timings": self.timings,
+        }
+
+
+def _span(frame: pd.DataFrame, source: str) -> dict:
+    if frame.empty:
+        return {"source": source, "rows": 0, "start": None, "end": None}
+    ts = pd.to_datetime(frame["ts"], utc=True)
+    return {
+        "source": source,
+        "rows": len(frame),
+        "start": ts.min().isoformat(),
+        "end": ts.max().isoformat(),
+    }
+
+
+def _load_data(settings: Settings, paths: list[str]) -> pd.DataFrame:
+    from tasks.stages.data import load_frame
+
+    frame, _ = load_frame(paths, settings.backfill_cache_dir)
+    return frame
+
+
+def current_from_stream(settings: Settings, minutes: float, now: float) -> pd.DataFrame:
+    """The last ``minutes`` of event time of what ``ticks.features`` received in the last
+    ``minutes`` of wall clock, one row per product and grid second."""
+    values = streams.read_window(settings, settings.features_topic, now - minutes * 60)
+    records, malformed = streams.feature_records(values)
+    if malformed:
+        log.warning("%d malformed records on %s skipped", malformed, settings.features_topic)
+    if records.empty:
+        return records
+    newest = records["ts"].max()
+    recent = records[records["ts"] >= newest - pd.Timedelta(minutes=minutes)]
+    return on_label_grid(recent)
+
+
+def _sample(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
+    if len(frame) <= rows:
+        return frame
+    picked = np.sort(np.random.default_rng(0).choice(len(frame), size=rows, replace=False))
+    return frame.iloc[picked].reset_index(drop=True)
+
+
+def run_check(
+    settings: Settings,
+    *,
+    current: list[str] | None = None,
+    minutes: float | None = None,
+    reference_data: list[str] | None = None,
+    model_uri: str | None = None,
+    push: bool = True,
+    log_to_mlflow: bool = True,
+    now: datetime | None = None,
+) -> CheckResult:
+    """Judge the current features against the model's training sample; write, log, push."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    now = now or datetime.now(UTC)
+    notes: list[str] = []
+
+    uri = model_uri or registry.model_uri(settings)
+    model: reference.ModelRef | None
+    try:
+        model = reference.resolve_model(settings, uri)
+    except LookupError:
+        if not reference_data:
+            raise
+        model = None
+        notes.append(f"no model at {uri}: prediction drift not measured")
+    if reference_data:
+        ref = reference.training_sample(_load_data(settings, reference_data), None)
+        ref_source = ", ".join(map(str, reference_data))[:300]
+    else:
+        ref = reference.load_reference(settings, model)
+        ref_source = f"training sample of {model.name} v{model.version}"
+
+    if current:
+        cur = _load_data(settings, current)
+        cur_source = ", ".join(map(str, current))[:300]
+    else:
+        minutes = minutes or settings.monitor_minutes
+        cur = current_from_stream(settings, minutes, now.timestamp())
+        cur_source = f"{settings.features_topic}, last {minutes:g} min"
+    if cur.empty:
+        raise NoCurrentData(f"no feature rows in {cur_source}")
+    if len(cur) > CURRENT_ROWS:
+        notes.append(f"current: a sample of {CURRENT_ROWS} of its {len(cur)} rows compared")
+    cur_span = _span(cur, cur_source)
+    cur = _sample(cur, CURRENT_ROWS)
+    timings["load_s"] = time.perf_counter() - started
+
+    if model is not None:
+        predictor = model_store.load_predictor(model.uri)
+        ref = ref.assign(**{drift.SCORE_COLUMN: predictor.predict_proba(ref)})
+        cur = cur.assign(**{drift.SCORE_COLUMN: predictor.predict_proba(cur)})
+    scored_at = time.perf_counter()
+    timings["score_s"] = scored_at - started - timings["load_s"]
+
+    snapshot = drift.run_report(ref, cur, FEATURE_NAMES, drift_share=settings.drift_share_limit)
+    figures = drift.snapshot_figures(snapshot)
+    summary = drift.summarize(figures, FEATURE_NAMES)
+    reported_at = time.perf_counter()
+    timings["evidently_s"] = reported_at - scored_at
+
+    folder = report_store.drift_dir(settings.reports_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = report_store.report_name(folder, now)
+    entry = {
+        "time": now.isoformat(timespec="seconds"),
+        "report": name,
+        "model": None
+        if model is None
+        else {"name": model.name, "version": model.version, "run_id": model.run_id},
+        "reference": _span(ref, ref_source),
+        "current": cur_span,
+        "drift": summary.to_dict(),
+        "limit": settings.drift_share_limit,
+        "live": None,
+        "retrain": {"triggered": False, "why": "retraining not evaluated by this command"},
+        "notes": notes + list(summary.notes),
+    }
+    report = report_store.save_report(snapshot, folder, name, pages.summary_section(entry))
+    if log_to_mlflow:
+        entry["mlflow_run_id"] = tracking.log_check(settings, entry, report, figures)
+    entry["pushed"] = False
+    history = report_store.read_history(folder)
+    if push and settings.pushgateway_url:
+        retrains = [e for e in history if (e.get("retrain") or {}).get("triggered")]
+        try:
+            export.push(
+                settings.pushgateway_url,
+                export.monitor_metrics(
+                    entry,
+                    retrains=len(retrains),
+                    last_retrain=retrains[-1]["time"] if retrains else None,
+                ),
+            )
+            entry["pushed"] = True
+        except OSError as exc:
+            log.warning("figures not pushed to %s: %s", settings.pushgateway_url, exc)
+            entry["notes"].append(f"figures not pushed: {exc}")
+    report_store.append_history(folder, entry)
+    report_store.prune(folder, keep_days=settings.reports_keep_days, now=now)
+    index = report_store.write_index(folder, limit=settings.drift_share_limit)
+    timings["write_s"] = time.perf_counter() - reported_at
+    timings["total_s"] = time.perf_counter() - started
+    log.info(
+        "drift share %.2f (%d of %d features) against %s; report %s",
+        summary.share,
+        summary.drifted,
+        len(summary.features),
+        ref_source,
+        report,
+    )
+    return CheckResult(entry, report, index, timings)

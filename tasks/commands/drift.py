@@ -1,0 +1,73 @@
+"""``cryptovol drift``: judge the current features against a model's training sample, now."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tasks.settings import get_settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    current = parser.add_mutually_exclusive_group()
+    current.add_argument(
+        "--current",
+        nargs="+",
+        metavar="PATH",
+        help="a backfilled data set (Parquet) or recordings to judge",
+    )
+    current.add_argument(
+        "--minutes",
+        type=float,
+        help="judge the last N minutes of ticks.features (default: CRYPTOVOL_MONITOR_MINUTES, 60)",
+    )
+    reference = parser.add_mutually_exclusive_group()
+    reference.add_argument(
+        "--reference",
+        nargs="+",
+        metavar="PATH",
+        help="a data set to compare with instead of the model's training sample",
+    )
+    reference.add_argument(
+        "--model-uri",
+        help="the model judged, e.g. models:/volatility-spike/3 (default: the champion)",
+    )
+    parser.add_argument("--no-push", action="store_true", help="do not push to the Pushgateway")
+    parser.add_argument("--json", action="store_true", help="print the check as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from monitoring.check import NoCurrentData, run_check
+    from tasks.io.kafka import BrokerUnavailable
+    from tasks.io.reference import ReferenceMissing
+
+    try:
+        result = run_check(
+            get_settings(),
+            current=args.current,
+            minutes=args.minutes,
+            reference_data=args.reference,
+            model_uri=args.model_uri,
+            push=not args.no_push,
+        )
+    except (NoCurrentData, ReferenceMissing, LookupError, BrokerUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+        return 0
+    entry = result.entry
+    drift = entry["drift"]
+    top = ", ".join(f["feature"] for f in sorted(drift["features"], key=lambda f: -f["score"])[:3])
+    print(
+        f"drift share {drift['share']:.2f} ({drift['drifted']} of {len(drift['features'])} "
+        f"features; limit {entry['limit']:g}); most moved: {top}"
+    )
+    print(f"current:   {entry['current']['source']}, {entry['current']['rows']} rows")
+    print(f"reference: {entry['reference']['source']}, {entry['reference']['rows']} rows")
+    for note in entry["notes"]:
+        print(f"note: {note}")
+    print(f"report: {result.report}")
+    print(f"index:  {result.index}")
+    return 0
