@@ -33,8 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model-uri",
         help="the model judged, e.g. models:/volatility-spike/3 (default: the champion)",
     )
+    parser.add_argument(
+        "--no-live",
+        action="store_true",
+        help="skip live model quality (ticks.predictions joined with labels from ticks.raw)",
+    )
     parser.add_argument("--no-push", action="store_true", help="do not push to the Pushgateway")
     parser.add_argument("--json", action="store_true", help="print the check as JSON")
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
             minutes=args.minutes,
             reference_data=args.reference,
             model_uri=args.model_uri,
+            live=not args.no_live,
             push=not args.no_push,
         )
     except (NoCurrentData, ReferenceMissing, LookupError, BrokerUnavailable) as exc:
@@ -66,6 +76,12 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"current:   {entry['current']['source']}, {entry['current']['rows']} rows")
     print(f"reference: {entry['reference']['source']}, {entry['reference']['rows']} rows")
+    for window, figures in (entry["live"] or {}).items():
+        print(
+            f"live {window}: PR-AUC {_fmt(figures['pr_auc'])} (persistence "
+            f"{_fmt(figures['persistence_pr_auc'])}, z-score {_fmt(figures['zscore_pr_auc'])}) "
+            f"on {figures['rows']} rows, {figures['positives']} spikes"
+        )
     for note in entry["notes"]:
         print(f"note: {note}")
     print(f"report: {result.report}")

@@ -68,8 +68,8 @@ def test_the_training_sample_is_stored_with_the_version(store):
 
 def test_a_wild_market_drifts_and_data_like_training_does_not(store):
     settings, data, version = store
-    wild = run_check(settings, current=[data["wild"]], push=False)
-    like = run_check(settings, current=[data["like"]], push=False)
+    wild = run_check(settings, current=[data["wild"]], live=False, push=False)
+    like = run_check(settings, current=[data["like"]], live=False, push=False)
     assert wild.entry["drift"]["share"] > settings.drift_share_limit
     assert wild.entry["drift"]["prediction"]["drifted"]  # the scores moved too
     assert like.entry["drift"]["share"] < settings.drift_share_limit
@@ -128,7 +128,7 @@ def test_figures_reach_a_real_pushgateway(store, tmp_path):
     gateway = start_pushgateway(free_port(), tmp_path / "pushgateway.log")
     try:
         pushed = settings.model_copy(update={"pushgateway_url": gateway.url})
-        result = run_check(pushed, current=[data["like"]], log_to_mlflow=False)
+        result = run_check(pushed, current=[data["like"]], live=False, log_to_mlflow=False)
         assert result.entry["pushed"]
         text = urllib.request.urlopen(f"{gateway.url}/metrics", timeout=5).read().decode()
     finally:
@@ -151,7 +151,7 @@ def test_drift_and_reports_commands(store, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CRYPTOVOL_PUSHGATEWAY_URL", "")
     get_settings.cache_clear()
     try:
-        assert cli.main(["drift", "--current", data["like"], "--no-push"]) == 0
+        assert cli.main(["drift", "--current", data["like"], "--no-push", "--no-live"]) == 0
         out = capsys.readouterr().out
         assert "drift share" in out and "report: " in out
         assert (
