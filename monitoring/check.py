@@ -5,14 +5,18 @@
 2. The current rows: a backfilled data set or recordings, or the latest ``minutes`` of
    ``ticks.features`` put on the label grid.
 3. Both scored by the judged model (prediction drift), then the Evidently report and its figures.
-4. The report written to the report folder with the check's summary on top, the history and the
-   index updated, the check logged to MLflow, its figures pushed to the Pushgateway.
+4. Live model quality: the served predictions judged against what happened since.
+5. The figures pushed to the Pushgateway; retraining decided on (:mod:`monitoring.policy`) and,
+   when due and allowed, started (:mod:`monitoring.retrain`).
+6. The report written to the report folder with the check's summary on top, the history and the
+   index updated, the check logged to MLflow.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from monitoring import drift, export, pages, report_store, tracking
+from monitoring import drift, export, pages, policy, report_store, tracking
 from monitoring.live import stream_quality
 from tasks.core.features import FEATURE_NAMES
 from tasks.core.live_quality import on_label_grid
@@ -93,6 +97,23 @@ def _sample(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
     return frame.iloc[picked].reset_index(drop=True)
 
 
+def _push(settings: Settings, entry: dict, history: list[dict]) -> bool:
+    """Push the check's figures; a Pushgateway that does not answer is noted, not fatal."""
+    if not settings.pushgateway_url:
+        return False
+    retrains = [e["time"] for e in [*history, entry] if (e.get("retrain") or {}).get("triggered")]
+    registry_ = export.monitor_metrics(
+        entry, retrains=len(retrains), last_retrain=retrains[-1] if retrains else None
+    )
+    try:
+        export.push(settings.pushgateway_url, registry_)
+    except OSError as exc:
+        log.warning("figures not pushed to %s: %s", settings.pushgateway_url, exc)
+        entry["notes"].append(f"figures not pushed: {exc}")
+        return False
+    return True
+
+
 def run_check(
     settings: Settings,
     *,
@@ -104,11 +125,14 @@ def run_check(
     live_raw: list[str] | None = None,
     push: bool = True,
     log_to_mlflow: bool = True,
+    retrain: Callable[[str], dict] | None = None,
     now: datetime | None = None,
 ) -> CheckResult:
     """Judge the current features against the model's training sample, and the served
     predictions against what happened (``live``; raw ticks from ``ticks.raw`` or ``live_raw``
-    files); write the report, log it, push the figures."""
+    files); push the figures; decide on retraining (:mod:`monitoring.policy`) and, when it is
+    due, call ``retrain(why)`` (without it the decision is only recorded); write the report,
+    the history and the index; log the check to MLflow."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     now = now or datetime.now(UTC)
@@ -182,33 +206,27 @@ def run_check(
         "drift": summary.to_dict(),
         "limit": settings.drift_share_limit,
         "live": live_figures,
-        "retrain": {"triggered": False, "why": "retraining not evaluated by this command"},
         "notes": notes + list(summary.notes),
     }
+    history = report_store.read_history(folder)
+    decision = policy.decide(history, entry, policy.RetrainPolicy.of(settings))
+    entry["retrain"] = {"triggered": decision.due and retrain is not None, "why": decision.why}
+    if decision.due and retrain is None:
+        entry["retrain"]["why"] += " (due; not started by this check)"
+    entry["pushed"] = _push(settings, entry, history) if push else False
+
+    if entry["retrain"]["triggered"]:
+        log.warning("retraining: %s", decision.why)
+        retrain_started = time.perf_counter()
+        entry["retrain"]["outcome"] = retrain(decision.why)
+        timings["retrain_s"] = time.perf_counter() - retrain_started
     report = report_store.save_report(snapshot, folder, name, pages.summary_section(entry))
     if log_to_mlflow:
         entry["mlflow_run_id"] = tracking.log_check(settings, entry, report, figures)
-    entry["pushed"] = False
-    history = report_store.read_history(folder)
-    if push and settings.pushgateway_url:
-        retrains = [e for e in history if (e.get("retrain") or {}).get("triggered")]
-        try:
-            export.push(
-                settings.pushgateway_url,
-                export.monitor_metrics(
-                    entry,
-                    retrains=len(retrains),
-                    last_retrain=retrains[-1]["time"] if retrains else None,
-                ),
-            )
-            entry["pushed"] = True
-        except OSError as exc:
-            log.warning("figures not pushed to %s: %s", settings.pushgateway_url, exc)
-            entry["notes"].append(f"figures not pushed: {exc}")
     report_store.append_history(folder, entry)
     report_store.prune(folder, keep_days=settings.reports_keep_days, now=now)
     index = report_store.write_index(folder, limit=settings.drift_share_limit)
-    timings["write_s"] = time.perf_counter() - reported_at
+    timings["write_s"] = time.perf_counter() - reported_at - timings.get("retrain_s", 0.0)
     timings["total_s"] = time.perf_counter() - started
     log.info(
         "drift share %.2f (%d of %d features) against %s; report %s",

@@ -39,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip live model quality (ticks.predictions joined with labels from ticks.raw)",
     )
     parser.add_argument("--no-push", action="store_true", help="do not push to the Pushgateway")
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="start train, validate and promote when the check makes retraining due "
+        "(through the deployments with PREFECT_API_URL set, else in this process)",
+    )
     parser.add_argument("--json", action="store_true", help="print the check as JSON")
 
 
@@ -48,18 +54,21 @@ def _fmt(value: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from monitoring.check import NoCurrentData, run_check
+    from monitoring.retrain import start_retraining
     from tasks.io.kafka import BrokerUnavailable
     from tasks.io.reference import ReferenceMissing
 
+    settings = get_settings()
     try:
         result = run_check(
-            get_settings(),
+            settings,
             current=args.current,
             minutes=args.minutes,
             reference_data=args.reference,
             model_uri=args.model_uri,
             live=not args.no_live,
             push=not args.no_push,
+            retrain=(lambda why: start_retraining(settings, why)) if args.retrain else None,
         )
     except (NoCurrentData, ReferenceMissing, LookupError, BrokerUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -82,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
             f"{_fmt(figures['persistence_pr_auc'])}, z-score {_fmt(figures['zscore_pr_auc'])}) "
             f"on {figures['rows']} rows, {figures['positives']} spikes"
         )
+    started = "started: " if entry["retrain"]["triggered"] else ""
+    print(f"retraining: {started}{entry['retrain']['why']}")
     for note in entry["notes"]:
         print(f"note: {note}")
     print(f"report: {result.report}")
