@@ -61,9 +61,9 @@ def test_the_champion_below_persistence_twice_retrains():
     assert run(below) == [False, True]
     history = [below[0]]
     history[0]["retrain"] = {"triggered": False}
-    assert "live PR-AUC below persistence for 2 consecutive checks (1h: 0.250 < 0.300)" == (
+    assert (
         decide(history, check(0.1, live=live(0.25, 0.3)), POLICY).why
-    )
+    ) == "live PR-AUC below persistence for 2 consecutive checks (1h: 0.250 < 0.300)"
 
 
 def test_few_spikes_or_no_pr_auc_say_nothing_about_the_champion():
