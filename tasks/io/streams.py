@@ -6,7 +6,8 @@ began, so a live stream does not keep the read going. Partitions are assigned di
 join, nothing committed) and positioned with ``offsets_for_times``; the embedded broker answers
 that with the start of the log, so there the whole log is read and filtered. A partition ends at
 its first record stamped after the read began, or after ``idle_s`` without a record (the embedded
-broker's high watermarks cannot tell where the end is).
+broker's high watermarks cannot tell where the end is; on loopback a fetch with data pending
+returns at once, so a second of silence means the end).
 
 Records are deduplicated by id (delivery is at least once); malformed ones are counted and skipped,
 never fatal: the monitor reads what the stream produced, good and bad.
@@ -46,7 +47,7 @@ def read_window(
     topic: str,
     since: float,
     *,
-    idle_s: float = 2.0,
+    idle_s: float = 1.0,
     timeout_s: float = 300.0,
 ) -> list[bytes]:
     """Values of ``topic`` (every partition) stamped from ``since`` (epoch s) until the read."""

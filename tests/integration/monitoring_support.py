@@ -8,6 +8,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,10 +21,37 @@ import pandas as pd
 import pytest
 
 from monitoring import servers
+from monitoring.grafana.dashboards import DASHBOARDS, dashboard_json, panel_queries
 from tasks.io.broker import free_port
 from tasks.settings import Settings
 from tasks.sim.simulator import ModelParams
 from tasks.stack.servers import PROJECT_DIR, Service, wait_http
+
+# Which process exports a metric, by its name's prefix (docs/metrics.md)
+SOURCES = {
+    "cryptovol_capture_": "capture",
+    "cryptovol_featurize_": "featurizer",
+    "cryptovol_service_": "service",
+    "cryptovol_scorer_": "scorer",
+    "cryptovol_drift_": "monitor",
+    "cryptovol_live_": "monitor",
+    "cryptovol_retrain_": "monitor",
+}
+# Every target of every Grafana panel: (dashboard, panel title, refId, PromQL)
+TARGETS = [
+    pytest.param(key, title, ref, expr, id=f"{key}/{title}/{ref}")
+    for key in DASHBOARDS
+    for title, ref, expr in panel_queries(dashboard_json(key))
+]
+
+
+def source_of(expr: str) -> str:
+    """The one process whose metrics a query reads."""
+    names = re.findall(r"cryptovol_[a-z0-9_]+", expr)
+    assert names, f"query without a cryptovol metric: {expr}"
+    sources = {s for name in names for prefix, s in SOURCES.items() if name.startswith(prefix)}
+    assert len(sources) == 1, f"{expr} mixes metrics of {sources}"
+    return sources.pop()
 
 
 def require_monitoring_tools() -> None:

@@ -66,6 +66,12 @@ def test_the_champion_below_persistence_twice_retrains():
     ) == "live PR-AUC below persistence for 2 consecutive checks (1h: 0.250 < 0.300)"
 
 
+def test_a_bad_quarter_of_an_hour_is_not_a_bad_champion():
+    noisy = {"15m": live(0.1, 0.3)["1h"], "1h": live(0.4, 0.3)["1h"]}
+    assert run([check(0.1, live=noisy) for _ in range(3)]) == [False] * 3
+    assert run([check(0.1, live={"24h": live(0.2, 0.3)["1h"]}) for _ in range(2)]) == [False, True]
+
+
 def test_few_spikes_or_no_pr_auc_say_nothing_about_the_champion():
     assert run([check(0.1, live=live(0.2, 0.3, positives=5)) for _ in range(3)]) == [False] * 3
     no_spike = {"1h": {"pr_auc": None, "persistence_pr_auc": None, "positives": 0}}
