@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-
 LIVE_WINDOWS = ("1h", "24h")  # the alert LivePrAucBelowPersistence watches the same windows
 
 
