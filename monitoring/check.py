@@ -79,7 +79,7 @@ def _load_data(settings: Settings, paths: list[str]) -> pd.DataFrame:
 def current_from_stream(settings: Settings, minutes: float, now: float) -> pd.DataFrame:
     """The last ``minutes`` of event time of what ``ticks.features`` received in the last
     ``minutes`` of wall clock, one row per product and grid second."""
-    values = streams.read_window(settings, settings.features_topic, now - minutes * 60)
+    values = streams.iter_window(settings, settings.features_topic, now - minutes * 60)
     records, malformed = streams.feature_records(values)
     if malformed:
         log.warning("%d malformed records on %s skipped", malformed, settings.features_topic)

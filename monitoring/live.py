@@ -48,7 +48,7 @@ def stream_quality(
     """Figures per window (None when no prediction has a known label yet) and notes."""
     notes: list[str] = []
     since = now - max(windows_s.values()) - MARGIN_S
-    values = streams.read_window(settings, settings.predictions_topic, since)
+    values = streams.iter_window(settings, settings.predictions_topic, since)
     predictions, bad = streams.prediction_records(values)
     if bad:
         notes.append(f"{bad} malformed records on {settings.predictions_topic} skipped")
@@ -58,7 +58,7 @@ def stream_quality(
         ticks = _ticks_from_files(raw)
     else:
         lookback = restart_lookback_s(EngineConfig())
-        raw_values = streams.read_window(settings, settings.raw_topic, since - lookback)
+        raw_values = streams.iter_window(settings, settings.raw_topic, since - lookback)
         ticks, bad = streams.raw_ticks(raw_values)
         if bad:
             notes.append(f"{bad} malformed records on {settings.raw_topic} skipped")

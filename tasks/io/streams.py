@@ -19,6 +19,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ from tasks.settings import Settings
 
 log = logging.getLogger("cryptovol.streams")
 
+_CHUNK = 65_536  # feature rows per array while reading
 PREDICTION_COLUMNS = (
     "record_id",
     "product_id",
@@ -42,19 +44,20 @@ PREDICTION_COLUMNS = (
 )
 
 
-def read_window(
+def iter_window(
     settings: Settings,
     topic: str,
     since: float,
     *,
     idle_s: float = 1.0,
-    timeout_s: float = 300.0,
-) -> list[bytes]:
-    """Values of ``topic`` (every partition) stamped from ``since`` (epoch s) until the read."""
+    timeout_s: float = 600.0,
+) -> Iterator[bytes]:
+    """Values of ``topic`` (every partition) stamped from ``since`` (epoch s) until the read
+    began, as they arrive (nothing is held: a day of records is a gigabyte of JSON)."""
     admin = require_broker(settings)
     metadata = admin.list_topics(topic, timeout=settings.kafka_connect_timeout_s).topics.get(topic)
     if metadata is None or metadata.error is not None or not metadata.partitions:
-        return []
+        return
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
@@ -65,7 +68,6 @@ def read_window(
     )
     started_ms = int(time.time() * 1000)
     since_ms = int(since * 1000)
-    values: list[bytes] = []
     try:
         wanted = [TopicPartition(topic, p, since_ms) for p in sorted(metadata.partitions)]
         try:
@@ -81,54 +83,64 @@ def read_window(
         while open_partitions and time.monotonic() - last < idle_s:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"reading {topic} took over {timeout_s:.0f} s")
-            msg = consumer.poll(0.2)
-            if msg is None:
-                continue
-            if msg.error() is not None:
-                log.warning("reading %s: %s", topic, msg.error())
-                continue
-            last = time.monotonic()
-            kind, stamp = msg.timestamp()
-            if kind != TIMESTAMP_NOT_AVAILABLE and stamp >= started_ms:
-                open_partitions.discard(msg.partition())
-                consumer.incremental_unassign([TopicPartition(topic, msg.partition())])
-                continue
-            if kind == TIMESTAMP_NOT_AVAILABLE or stamp >= since_ms:
-                value = msg.value()
-                if value is not None:
-                    values.append(value)
+            for msg in consumer.consume(1000, timeout=0.2):
+                if msg.error() is not None:
+                    log.warning("reading %s: %s", topic, msg.error())
+                    continue
+                last = time.monotonic()
+                if msg.partition() not in open_partitions:
+                    continue
+                kind, stamp = msg.timestamp()
+                if kind != TIMESTAMP_NOT_AVAILABLE and stamp >= started_ms:
+                    open_partitions.discard(msg.partition())
+                    consumer.incremental_unassign([TopicPartition(topic, msg.partition())])
+                    continue
+                if kind == TIMESTAMP_NOT_AVAILABLE or stamp >= since_ms:
+                    value = msg.value()
+                    if value is not None:
+                        yield value
     finally:
         consumer.close()
-    return values
 
 
-def feature_records(values: list[bytes]) -> tuple[pd.DataFrame, int]:
+def feature_records(values: Iterable[bytes]) -> tuple[pd.DataFrame, int]:
     """``ticks.features`` values as rows (``product_id``, ``ts`` as UTC datetimes, ``record_id``
     and every feature, NaN where null), unique by record id, in time order per product; and the
-    number of malformed records skipped."""
-    rows, malformed, seen = [], 0, set()
+    number of malformed records skipped. Features are gathered in float arrays, not objects."""
+    products, times, ids, chunks = [], [], [], []
+    chunk = np.empty((_CHUNK, len(FEATURE_NAMES)))
+    filled, malformed, seen = 0, 0, set()
     for value in values:
         try:
             record = json.loads(value)
             record_id = record["record_id"]
             features = record["features"]
-            row = (record["product_id"], float(record["event_ts"]), record_id)
+            head = (str(record["product_id"]), float(record["event_ts"]))
             numbers = [features.get(name) for name in FEATURE_NAMES]
-            numbers = [np.nan if v is None else float(v) for v in numbers]
+            chunk[filled] = [np.nan if v is None else v for v in numbers]
         except (ValueError, KeyError, TypeError, AttributeError):
             malformed += 1
             continue
         if record_id in seen:
             continue
         seen.add(record_id)
-        rows.append((*row, *numbers))
-    frame = pd.DataFrame(rows, columns=["product_id", "event_ts", "record_id", *FEATURE_NAMES])
-    frame = frame.sort_values(["product_id", "event_ts"], kind="stable", ignore_index=True)
-    frame.insert(1, "ts", pd.to_datetime(frame.pop("event_ts"), unit="s", utc=True))
+        products.append(head[0])
+        times.append(head[1])
+        ids.append(record_id)
+        filled += 1
+        if filled == _CHUNK:
+            chunks.append(chunk)
+            chunk, filled = np.empty((_CHUNK, len(FEATURE_NAMES))), 0
+    chunks.append(chunk[:filled])
+    frame = pd.DataFrame(np.concatenate(chunks), columns=list(FEATURE_NAMES))
+    frame.insert(0, "record_id", ids)
+    frame.insert(0, "ts", pd.to_datetime(np.asarray(times, dtype=float), unit="s", utc=True))
+    frame.insert(0, "product_id", products)
+    frame = frame.sort_values(["product_id", "ts"], kind="stable", ignore_index=True)
     return frame, malformed
 
 
-def prediction_records(values: list[bytes]) -> tuple[pd.DataFrame, int]:
+def prediction_records(values: Iterable[bytes]) -> tuple[pd.DataFrame, int]:
     """``ticks.predictions`` values as rows of :data:`PREDICTION_COLUMNS` (the first of each
     record id kept) and the number of malformed records skipped."""
     rows, malformed, seen = [], 0, set()
@@ -157,7 +169,7 @@ def prediction_records(values: list[bytes]) -> tuple[pd.DataFrame, int]:
     return frame, malformed
 
 
-def raw_ticks(values: list[bytes]) -> tuple[list[Tick], int]:
+def raw_ticks(values: Iterable[bytes]) -> tuple[list[Tick], int]:
     """``ticks.raw`` values as ticks, and the number of malformed records skipped."""
     ticks, malformed = [], 0
     for value in values:

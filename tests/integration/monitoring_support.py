@@ -269,7 +269,7 @@ def score_features(settings: Settings, workdir: Path) -> None:
 
     model = resolve_model(settings, registry.model_uri(settings))
     predictor = model_store.load_predictor(model.uri)
-    values = streams.read_window(settings, settings.features_topic, 0.0, idle_s=1.0)
+    values = list(streams.iter_window(settings, settings.features_topic, 0.0))
     records = [json.loads(v) for v in values]
     features = pd.DataFrame(
         [[r["features"].get(n) for n in FEATURE_NAMES] for r in records],
