@@ -48,6 +48,11 @@ def settings(tmp_path, monkeypatch) -> Settings:
     get_settings.cache_clear()
 
 
+def _any_parquet(settings: Settings) -> Path:
+    """A backfilled feature file of the recordings (the cache train and validate filled)."""
+    return next(settings.backfill_cache_dir.glob("*.parquet"))
+
+
 def _train_cli(capsys, recordings: str, *extra: str) -> dict:
     capsys.readouterr()
     assert cli.main(["train", "--data", recordings, "--json", *extra]) == 0
@@ -130,6 +135,22 @@ def test_life_cycle(settings, recordings, capsys, tmp_path):
     with pytest.raises(registry.RegistryError, match=r"validation\.decision=fail"):
         promote.promote(settings)
     assert registry.alias_version(client, name, "champion") == "1"
+
+    # a challenger that ranks no better than persistence: the z-score baseline, registered as
+    # the ML model (against the absolute label, recent volatility relative to its trailing level
+    # says less than its level)
+    zscore = model_store.load_predictor(registry.model_uri(settings, "baseline", "champion"))
+    with mlflow.start_run(experiment_id=registry.experiment_id(settings, client)) as run:
+        info = model_store.log_model("model", zscore, pd.read_parquet(_any_parquet(settings)))
+    below = registry.register_version(client, info, name, run.info.run_id)
+    client.set_registered_model_alias(name, "challenger", below)
+    refused_below = validate_challenger(settings, [recordings])
+    figures = refused_below.figures
+    assert not refused_below.decision.passed
+    assert "vs_baselines" in {c.name for c in refused_below.decision.failed}
+    assert figures["challenger_pr_auc"] <= figures["persistence_pr_auc"]
+    assert {c.name for c in refused_below.decision.checks} >= {"within_sessions", "vs_baselines"}
+    client.set_registered_model_alias(name, "challenger", "2")
 
     forced = promote.promote(settings, "2", force=True, who="tester", why="drill")
     assert (forced.champion, forced.previous, forced.baseline_champion) == ("2", "1", "2")
