@@ -29,7 +29,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # Whether a model beats persistence on 80 simulated minutes depends on the seed (short data):
 # the first promotion only needs a scored, recorded decision; the gates' thresholds are
 # unit-tested, and the degraded challenger below faces the default gates.
-SCORED_ONLY = GateConfig(baseline_gain=-1.0, max_ece=1.0, max_rate_ratio=1e9, min_positives=1)
+SCORED_ONLY = GateConfig(
+    baseline_gain=-1.0, session_margin=1.0, max_ece=1.0, max_rate_ratio=1e9, min_positives=1
+)
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +106,9 @@ def test_life_cycle(settings, recordings, capsys, tmp_path):
     assert evaluated["rows"] > 1000 and evaluated["label"] == meta["label"]
     assert set(evaluated["per_product"]) == {"BTC-USD", "ETH-USD"}
     assert evaluated["per_file"] and evaluated["rows_in_training_span"] > 0
+    sessions = evaluated["sessions"]
+    assert sessions["pooled"]["rows"] == evaluated["rows"]
+    assert sessions["pooled"]["pr_auc"]["model"] == pytest.approx(evaluated["pr_auc"])
     for key in ("pr_auc", "baseline_pr_auc", "persistence_pr_auc", "roc_auc", "positive_rate"):
         assert evaluated[key] is not None, key
 
