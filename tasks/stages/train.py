@@ -15,7 +15,7 @@ import pandas as pd
 
 from tasks.core.scoring import format_metric as fmt
 from tasks.core.scoring import missing_input_table, session_table
-from tasks.io import plots
+from tasks.io import model_cards, plots
 from tasks.io.model_store import log_model
 from tasks.io.registry import (
     CHALLENGER,
@@ -296,6 +296,7 @@ def log_training(
     if alias:
         client.set_registered_model_alias(model_name(settings, "ml"), alias, version)
         client.set_registered_model_alias(model_name(settings, "baseline"), alias, baseline_version)
+    model_cards.refresh(client, settings, {"ml": [version], "baseline": [baseline_version]})
     log.info(
         "registered %s version %s (%s), alias %s",
         model_name(settings),

@@ -38,7 +38,7 @@ from tasks.core.gates import (
 from tasks.core.labels import LabelSpec
 from tasks.core.models import SpikePredictor, feature_matrix, ranking_baselines
 from tasks.core.scoring import time_span, unseen_window
-from tasks.io import model_store, plots, registry
+from tasks.io import model_cards, model_store, plots, registry
 from tasks.settings import Settings
 from tasks.stages.data import load_frame
 
@@ -222,6 +222,7 @@ def validate_challenger(
     }
     run_id = _log_decision(settings, client, logged, report, y, scores)
     registry.record_validation(settings, challenger_version, decision.to_dict(), run_id)
+    model_cards.refresh(client, settings, {"ml": [challenger_version]})
 
     report_dir = report_dir or settings.reports_dir
     report_dir.mkdir(parents=True, exist_ok=True)

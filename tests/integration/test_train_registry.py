@@ -171,6 +171,17 @@ def test_life_cycle(settings, recordings, capsys, tmp_path):
     assert registry.alias_version(client, baseline_name, "champion") == "1"
     assert registry.version_tags(client, name, "2")["rollback_reason"] == "bad model"
 
+    # the registry UI's descriptions say what each version is and what was decided about it
+    first_card = client.get_model_version(name, "1").description
+    assert "Test part PR-AUC: model" in first_card and "persistence" in first_card
+    assert "Validation: **pass**" in first_card and "Restored as champion" in first_card
+    assert f"{float(meta['label']['tau']):.3f}" in first_card
+    second_card = client.get_model_version(name, "2").description
+    assert "Degraded on purpose" in second_card and "Validation: **fail**" in second_card
+    assert "Rolled back" in second_card and "bad model" in second_card
+    assert "Champion: version 1" in client.get_registered_model(name).description
+    assert "MODEL_VARIANT=baseline" in client.get_registered_model(baseline_name).description
+
     # someone moves the alias by hand in the MLflow UI; rollback returns to the recorded champion
     client.set_registered_model_alias(name, "champion", "2")
     again = promote.rollback(settings, who="tester")
