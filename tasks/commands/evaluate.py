@@ -18,6 +18,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def _flat(figures: dict) -> dict:
+    """A session's figures in the shape of the overall ones."""
+    pr = figures["pr_auc"]
+    return {
+        "pr_auc": pr["model"],
+        "baseline_pr_auc": pr["zscore"],
+        "persistence_pr_auc": pr["persistence"],
+        "roc_auc": None,
+        "positive_rate": figures["positive_rate"],
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     from tasks.core.scoring import format_metric as fmt
     from tasks.io.registry import model_uri
@@ -38,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  warning: {out['rows_in_training_span']} rows lie in the model's training span")
     print(f"  {'':<40} {'PR-AUC':>8} {'z-score':>8} {'persist':>8} {'ROC-AUC':>8} {'rate':>7}")
     lines = [("all", out)]
+    lines += [
+        (f"session {f['session']} ({f['start'][:16]})", _flat(f))
+        for f in out["sessions"]["sessions"]
+    ]
     lines += [(f"product {k}", v) for k, v in out["per_product"].items()]
     lines += [(f"file {k}", v) for k, v in out["per_file"].items()]
     for name, m in lines:
@@ -45,5 +61,14 @@ def run(args: argparse.Namespace) -> int:
             f"  {name[:40]:<40} {fmt(m['pr_auc']):>8} {fmt(m['baseline_pr_auc']):>8} "
             f"{fmt(m['persistence_pr_auc']):>8} {fmt(m['roc_auc']):>8} "
             f"{fmt(m['positive_rate'], 3):>7}"
+        )
+    pooled = out["sessions"]["pooled"]
+    if pooled and pooled.get("interval"):
+        interval = pooled["interval"]
+        print(
+            "  90 % block-bootstrap intervals (all rows): "
+            + ", ".join(
+                f"{k} [{v[0]:.3f}, {v[1]:.3f}]" for k, v in interval.items() if v[0] is not None
+            )
         )
     return 0
