@@ -65,7 +65,6 @@ class Settings(BaseSettings):
     mlflow_port: int = 5000
     prefect_port: int = 4200
     prometheus_port: int = 9090
-    pushgateway_port: int = 9091
 
     # MLflow (empty: a SQLite store under data_dir)
     mlflow_tracking_uri: str = Field(
