@@ -47,6 +47,8 @@ def port_problem(host: str, port: int) -> str | None:
         return f"port {port} is out of range (1-65535)"
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            # as servers do: a port whose last connections linger in TIME_WAIT is free
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, port))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:

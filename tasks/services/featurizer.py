@@ -220,6 +220,74 @@ class _Out:
     event_ts: float = 0.0
 
 
+class RecordHandler:
+    """What becomes of one raw record: a feature record, a dead letter, or nothing (a duplicate
+    or a tick too late, counted). It touches no Kafka client, so it can be exercised alone; any
+    exception raised while handling a record makes that record a dead letter."""
+
+    def __init__(
+        self, settings: Settings, group: str, stats: FeaturizeStats, metrics: FeaturizeMetrics
+    ) -> None:
+        self.settings = settings
+        self.group = group
+        self.stats = stats
+        self.metrics = metrics
+
+    def process(
+        self, msg: Message, engine: FeatureEngine, polled_at: float, outs: list[_Out]
+    ) -> None:
+        value = msg.value()
+        stats = self.stats
+        try:
+            if value is None:
+                raise MessageError("empty record")
+            tick = to_tick(RawTick.from_bytes(value))
+        except MessageError as exc:
+            outs.append(self.dead_letter(msg, str(exc), polled_at))
+            return
+        except Exception as exc:  # anything else wrong with this record is its own problem
+            stats.errors += 1
+            self.metrics.errors.labels("decode").inc()
+            outs.append(self.dead_letter(msg, f"unreadable record: {exc!r}", polled_at))
+            return
+        duplicates, late = engine.stats.duplicates, engine.stats.late_dropped
+        try:
+            row = engine.process(tick)
+            payload = (
+                None
+                if row is None
+                else json.dumps(row.to_record(), separators=(",", ":"), allow_nan=False).encode()
+            )
+        except Exception as exc:  # an engine bug must not stop the stream: park the record
+            log.exception("engine failed on %s", tick.record_id)
+            stats.errors += 1
+            self.metrics.errors.labels("engine").inc()
+            outs.append(self.dead_letter(msg, f"engine error: {exc!r}", polled_at))
+            return
+        if row is None:
+            if engine.stats.duplicates != duplicates:
+                stats.duplicates += 1
+                self.metrics.duplicates.inc()
+            elif engine.stats.late_dropped != late:
+                stats.late_dropped += 1
+                self.metrics.late_dropped.inc()
+            return
+        key = row.product_id.encode()
+        outs.append(
+            _Out(self.settings.features_topic, key, payload, None, "feature", polled_at, row.ts)
+        )
+
+    def dead_letter(self, msg: Message, error: str, polled_at: float) -> _Out:
+        headers = [
+            ("error", error[:_MAX_ERROR_HEADER].encode("utf-8", "backslashreplace")),
+            ("source_topic", msg.topic().encode()),
+            ("source_partition", str(msg.partition()).encode()),
+            ("source_offset", str(msg.offset()).encode()),
+            ("featurizer_group", self.group.encode()),
+        ]
+        return _Out(self.settings.dlq_topic, msg.key(), msg.value(), headers, "dlq", polled_at)
+
+
 class Featurizer:
     """The consumer loop; use :func:`run_featurizer` unless you need the pieces."""
 
@@ -250,6 +318,7 @@ class Featurizer:
         self.warmup_records = warmup_records
         self.metrics = metrics or FeaturizeMetrics()
         self.stats = FeaturizeStats()
+        self._records = RecordHandler(settings, group, self.stats, self.metrics)
         self._partitions: dict[int, _Partition] = {}
         self._assigned_at: float | None = None
         self._generation = 0  # bumped by every assignment change
@@ -353,59 +422,6 @@ class Featurizer:
             self._consumer.seek(TopicPartition(topic, partition, state.start))
 
     # -- processing --------------------------------------------------------------------------
-
-    def _process(self, msg: Message, state: _Partition, polled_at: float, outs: list[_Out]) -> None:
-        value = msg.value()
-        stats = self.stats
-        try:
-            if value is None:
-                raise MessageError("empty record")
-            tick = to_tick(RawTick.from_bytes(value))
-        except MessageError as exc:
-            outs.append(self._dead_letter(msg, str(exc), polled_at))
-            return
-        except Exception as exc:  # anything else wrong with this record is its own problem
-            stats.errors += 1
-            self.metrics.errors.labels("decode").inc()
-            outs.append(self._dead_letter(msg, f"unreadable record: {exc!r}", polled_at))
-            return
-        engine = state.engine
-        duplicates, late = engine.stats.duplicates, engine.stats.late_dropped
-        try:
-            row = engine.process(tick)
-            payload = (
-                None
-                if row is None
-                else json.dumps(row.to_record(), separators=(",", ":"), allow_nan=False).encode()
-            )
-        except Exception as exc:  # an engine bug must not stop the stream: park the record
-            log.exception("engine failed on %s", tick.record_id)
-            stats.errors += 1
-            self.metrics.errors.labels("engine").inc()
-            outs.append(self._dead_letter(msg, f"engine error: {exc!r}", polled_at))
-            return
-        if row is None:
-            if engine.stats.duplicates != duplicates:
-                stats.duplicates += 1
-                self.metrics.duplicates.inc()
-            elif engine.stats.late_dropped != late:
-                stats.late_dropped += 1
-                self.metrics.late_dropped.inc()
-            return
-        key = row.product_id.encode()
-        outs.append(
-            _Out(self.settings.features_topic, key, payload, None, "feature", polled_at, row.ts)
-        )
-
-    def _dead_letter(self, msg: Message, error: str, polled_at: float) -> _Out:
-        headers = [
-            ("error", error[:_MAX_ERROR_HEADER].encode("utf-8", "backslashreplace")),
-            ("source_topic", msg.topic().encode()),
-            ("source_partition", str(msg.partition()).encode()),
-            ("source_offset", str(msg.offset()).encode()),
-            ("featurizer_group", self.group.encode()),
-        ]
-        return _Out(self.settings.dlq_topic, msg.key(), msg.value(), headers, "dlq", polled_at)
 
     def _warm(self, msg: Message, state: _Partition) -> None:
         self.stats.warmup_ticks += 1
@@ -612,7 +628,7 @@ class Featurizer:
                 )
             self.stats.ticks_in += 1
             self.metrics.ticks_in.inc()
-            self._process(msg, state, polled_at, outs)
+            self._records.process(msg, state.engine, polled_at, outs)
             offsets[partition] = offset + 1
         if not offsets:
             return

@@ -146,6 +146,8 @@ def run_replay(
         raise NothingToReplay(
             f"no recordings (*.ndjson, *.ndjson.gz) in {', '.join(map(str, inputs))}"
         )
+    if all(path.stat().st_size == 0 for path in files):
+        raise NothingToReplay(f"every recording is empty: {', '.join(map(str, files))}")
     ensure_topics(settings)
     publisher = open_publisher(settings)
     pacer = _Pacer(speed, publisher)
