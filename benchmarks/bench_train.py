@@ -2,10 +2,11 @@
 
 Times each stage separately: the backfill (uncached, then the cached load), the walk-forward
 training of every candidate, and the MLflow logging and registration into a temporary SQLite
-store. Prints one JSON object with the timings and the figures: the test part's PR-AUC of the
-model beside the z-score and persistence baselines on the same rows, the spike rate, and the
-fold-by-fold validation PR-AUC of every candidate. Without ../shared/data it uses 150 simulated
-minutes instead (and says so).
+store, then loads the registered model as serving does and times single-row scoring. Prints one
+JSON object with the timings and the figures: leave-one-session-out PR-AUC of every scorer, pooled
+and per session with block-bootstrap intervals, the missing-input report, the test part's PR-AUC
+of the model beside the z-score and persistence baselines on the same rows, and the fold-by-fold
+walk-forward PR-AUC. Without ../shared/data it uses 150 simulated minutes instead (and says so).
 """
 
 from __future__ import annotations
@@ -20,14 +21,63 @@ from pathlib import Path
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "coinbase-btc-usd-2025-12"
 
 
+def _single_row_scoring(model_uri: str, frame, n: int = 5000) -> dict:
+    """The registered model as serving loads it (``load_predictor``): load time, then
+    ``predict_array`` on one row at a time (the /predict path's model call), in milliseconds."""
+    import numpy as np
+
+    from tasks.core.models import feature_matrix
+    from tasks.io.model_store import load_predictor
+
+    started = time.perf_counter()
+    predictor = load_predictor(model_uri)
+    load_ms = (time.perf_counter() - started) * 1e3
+    X = feature_matrix(frame, predictor.feature_names).to_numpy()
+    rows = [X[i : i + 1].copy() for i in np.linspace(0, len(X) - 1, n).astype(int)]
+    predictor.predict_array(rows[0])
+    times = []
+    for row in rows:
+        t = time.perf_counter()
+        predictor.predict_array(row)
+        times.append(time.perf_counter() - t)
+    ms = np.asarray(times) * 1e3
+    return {
+        "load_ms": load_ms,
+        "calls": n,
+        "p50": float(np.percentile(ms, 50)),
+        "p99": float(np.percentile(ms, 99)),
+        "max": float(ms.max()),
+    }
+
+
+def _sessions(sessions: dict) -> dict:
+    """Per session and pooled: rows, spike rate, spikes, bursts, PR-AUC and intervals."""
+    keep = ("rows", "positive_rate", "positives", "episodes", "enough", "start", "end", "tau")
+    out = {}
+    for figures in [*sessions.get("sessions", []), sessions.get("pooled")]:
+        if figures is None:
+            continue
+        name = f"session {figures['session']}" if "session" in figures else "pooled"
+        out[name] = {k: figures[k] for k in keep if k in figures}
+        out[name]["pr_auc"] = figures["pr_auc"]
+        out[name]["interval"] = figures.get("interval")
+        out[name]["minus_persistence"] = figures.get("minus_persistence")
+        out[name]["minus_zscore"] = figures.get("minus_zscore")
+    out["selected"] = sessions.get("selected")
+    out["selection"] = sessions.get("selection")
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="*", help="recordings or Parquet (default: ../shared/data)")
     parser.add_argument("--no-mlflow", action="store_true", help="skip logging and registration")
+    parser.add_argument("--label-mode", choices=("absolute", "relative"), default="absolute")
+    parser.add_argument("--k", type=float, default=1.5, help="relative label: multiple of trail")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     started = time.perf_counter()
-    from tasks.core.training import train
+    from tasks.core.training import TrainConfig, train
     from tasks.settings import Settings
     from tasks.sim.writer import write_recordings
     from tasks.stages.data import load_frame
@@ -52,7 +102,10 @@ def main() -> int:
         t1 = time.perf_counter()
         frame, cached = load_frame(inputs, cache)
         t2 = time.perf_counter()
-        result = train(frame)
+        config = TrainConfig()
+        if args.label_mode == "relative":
+            config = TrainConfig(label_mode="relative", k=args.k)
+        result = train(frame, config)
         t3 = time.perf_counter()
         record = None
         if not args.no_mlflow:
@@ -62,6 +115,7 @@ def main() -> int:
             )
             record = log_training(settings, result, example=frame.head(100), data_paths=inputs)
         t4 = time.perf_counter()
+        scoring = None if record is None else _single_row_scoring(record.model_uri, frame)
     summary = result.summary()
     out = {
         "data": source,
@@ -78,9 +132,12 @@ def main() -> int:
             "end_to_end_cached": (t2 - t1) + (t4 - t2),
             "end_to_end_uncached": (t1 - t0) + (t4 - t2),
         },
+        "registered_model_single_row_ms": scoring,
         "backfill_cache_hit_second_time": cached.backfill_cached,
         "selected": result.selected,
         "label": summary["label"],
+        "leave_one_session_out": _sessions(summary["sessions"]),
+        "missing_inputs": summary["sessions"].get("missing_inputs"),
         "test": summary["test"],
         "validation": summary["validation"],
         "notes": summary["notes"],

@@ -13,6 +13,9 @@ import sys
 
 COMMANDS: dict[str, str] = {
     "quickstart": "Run the local loop end to end on embedded services",
+    "up": "Start the whole local stack (broker, MLflow, Prefect, stream, service, Prometheus)",
+    "down": "Stop the local stack started by `up`",
+    "status": "Show each part of the local stack, its URL and its health",
     "broker": "Run the embedded Kafka-protocol broker in the foreground",
     "capture": "Capture the exchange's ticker feed into Kafka and the raw archive",
     "replay": "Replay recordings onto ticks.raw",

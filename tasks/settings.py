@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     capture_metrics_port: int = 9101
     featurize_metrics_port: int = 9102
+    scorer_metrics_port: int = 9103
+
+    # Ports of the local stack's servers (cryptovol up)
+    service_port: int = 3000
+    mlflow_port: int = 5000
+    prefect_port: int = 4200
+    prometheus_port: int = 9090
+    pushgateway_port: int = 9091
 
     # MLflow (empty: a SQLite store under data_dir)
     mlflow_tracking_uri: str = Field(

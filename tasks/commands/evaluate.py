@@ -20,6 +20,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def _flat(figures: dict) -> dict:
+    """A session's figures in the shape of the overall ones."""
+    pr = figures["pr_auc"]
+    return {
+        "pr_auc": pr["model"],
+        "baseline_pr_auc": pr["zscore"],
+        "persistence_pr_auc": pr["persistence"],
+        "roc_auc": None,
+        "positive_rate": figures["positive_rate"],
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
 
@@ -37,11 +49,8 @@ def run(args: argparse.Namespace) -> int:
     except RegistryError as exc:
         return _fail(str(exc), 1)
     except MlflowException as exc:
-        if (
-            is_missing(exc)
-            or "No such artifact" in exc.message
-            or "artifact repository" in (exc.message)
-        ):
+        nothing_there = ("No such artifact", "artifact repository")
+        if is_missing(exc) or any(text in exc.message for text in nothing_there):
             return _fail(f"no model at {uri}: {exc.message[:300]}", 2)
         return _fail(str(registry_error(exc, settings.tracking_uri, f"loading {uri}")), 1)
     except (FileNotFoundError, ValueError) as exc:  # data that gives no labelled rows, etc.
@@ -58,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  warning: {out['rows_in_training_span']} rows lie in the model's training span")
     print(f"  {'':<40} {'PR-AUC':>8} {'z-score':>8} {'persist':>8} {'ROC-AUC':>8} {'rate':>7}")
     lines = [("all", out)]
+    lines += [
+        (f"session {f['session']} ({f['start'][:16]})", _flat(f))
+        for f in out["sessions"]["sessions"]
+    ]
     lines += [(f"product {k}", v) for k, v in out["per_product"].items()]
     lines += [(f"file {k}", v) for k, v in out["per_file"].items()]
     for name, m in lines:
@@ -65,6 +78,15 @@ def run(args: argparse.Namespace) -> int:
             f"  {name[:40]:<40} {fmt(m['pr_auc']):>8} {fmt(m['baseline_pr_auc']):>8} "
             f"{fmt(m['persistence_pr_auc']):>8} {fmt(m['roc_auc']):>8} "
             f"{fmt(m['positive_rate'], 3):>7}"
+        )
+    pooled = out["sessions"]["pooled"]
+    if pooled and pooled.get("interval"):
+        interval = pooled["interval"]
+        print(
+            "  90 % block-bootstrap intervals (all rows): "
+            + ", ".join(
+                f"{k} [{v[0]:.3f}, {v[1]:.3f}]" for k, v in interval.items() if v[0] is not None
+            )
         )
     return 0
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
+from pathlib import Path
 
 from tasks.settings import get_settings
 from tasks.stack.quickstart import QuickstartOptions, run_quickstart
@@ -23,6 +26,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker-port", type=int, default=defaults.broker_port)
     parser.add_argument("--no-train", action="store_true", help="stop after the data stages")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+    parser.add_argument(
+        "--verbose-console",
+        action="store_true",
+        help="also show the libraries' log lines on the console (they always go to the log file)",
+    )
+
+
+def _log_to_file(path: Path, *, verbose: bool) -> Path:
+    """Every log line and warning to ``path``; the console keeps only the progress lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    console = [h for h in root.handlers if isinstance(h, logging.StreamHandler)]
+    if not verbose:
+        for handler in console:
+            root.removeHandler(handler)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +59,14 @@ def run(args: argparse.Namespace) -> int:
         train=not args.no_train,
     )
     settings = get_settings()
-    report = run_quickstart(settings, options)
+    log_path = _log_to_file(settings.data_dir / "quickstart.log", verbose=args.verbose_console)
+    console = sys.stderr if args.json else sys.stdout  # --json keeps stdout for the report
+
+    def progress(line: str) -> None:
+        print(line, file=console, flush=True)
+
+    progress(f"cryptovol quickstart: the local loop end to end (library output: {log_path})")
+    report = run_quickstart(settings, options, progress=progress)
     if args.json:
         full = {"stages": report.stages, "seconds": report.seconds}
         print(json.dumps(full, indent=2, default=str))

@@ -1,8 +1,8 @@
-"""Spike scorers: two baselines, the candidate models, and the predictor that gets served. Pure.
+"""Spike scorers: the baselines, the candidate models, and the predictor that gets served. Pure.
 
-Every scorer takes a frame of feature rows (columns by name, in any order) and returns one spike
-probability per row. Missing inputs are NaN and every scorer copes with them, so a row with only a
-few features still gets a score.
+Every scorer (:class:`tasks.core.scorer.Scorer`) returns one spike probability per row, from a
+frame of feature rows (columns by name, in any order) or from a float array in its feature order
+(the serving path). Missing inputs are NaN and every scorer copes with them.
 
 Baselines, each a function of one feature row, so they can be served too:
 
@@ -17,76 +17,95 @@ Baselines, each a function of one feature row, so they can be served too:
 Each baseline is turned into a probability by a one-feature logistic regression on training rows;
 that keeps its ranking (PR-AUC) unchanged.
 
-Candidates: a HAR-style logistic regression on log volatilities of several horizons (plus log
-spread and tick intensity), XGBoost on all features, a Random Forest, and the mean of the
-HAR and XGBoost probabilities (``stack``).
+Candidates (:data:`CANDIDATES`): the HAR logistic classifier and the HAR-RV regression
+(:mod:`tasks.core.linear_models`), and ``stack``, the mean of their probabilities. XGBoost and a
+Random Forest (:mod:`tasks.core.tree_models`) can still be asked for, but are no default
+candidates: left out of one session, neither ranked as well as persistence on ../shared/data,
+and the forest scores a row in about 4 ms, over the serving budget.
+
+Fitted parameters are data: :meth:`SpikePredictor.to_document` gives a JSON-able document (the
+coefficients, medians, floors... of every scorer, the feature order, label and threshold) and
+named binary parts in their library's own format (XGBoost UBJSON, skops for scikit-learn
+forests); :meth:`SpikePredictor.from_document` rebuilds the predictor from them. No pickle.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from tasks.core.features import FEATURE_NAMES, FEATURE_SET_VERSION
+from tasks.core.linear_models import HAR_COLUMNS, HarLogistic, HarRvRegression
+from tasks.core.scorer import (
+    ModelFormatError,
+    Scorer,
+    column,
+    feature_matrix,
+    log_or_nan,
+    logit,
+    sigmoid,
+)
+from tasks.core.tree_models import RandomForestSpike, XGBoostParams, XGBoostSpike
 
-EPS = 1e-9
+__all__ = [
+    "BASELINES",
+    "CANDIDATES",
+    "HAR_COLUMNS",
+    "INPUT_FAMILIES",
+    "HarLogistic",
+    "HarRvRegression",
+    "MeanStack",
+    "ModelFormatError",
+    "PersistenceBaseline",
+    "PriorShift",
+    "RandomForestSpike",
+    "Scorer",
+    "SpikePredictor",
+    "XGBoostParams",
+    "XGBoostSpike",
+    "ZScoreBaseline",
+    "feature_matrix",
+    "make_estimator",
+    "ranking_baselines",
+]
+
 PERSISTENCE_COLUMN = "realized_vol_60"
 ZSCORE_COLUMN = "vol_ratio_60_300"
-HAR_COLUMNS: tuple[str, ...] = (
-    "realized_vol_1s_60",
-    "realized_vol_1s_300",
-    "realized_vol_30",
-    "realized_vol_60",
-    "realized_vol_300",
-    "spread_bps_mean_60",
-    "tick_intensity_60",
-    "tick_intensity_300",
-    "range_bps_60",
-)
 BASELINES = ("zscore", "persistence")
-CANDIDATES = ("har_logistic", "xgboost", "random_forest", "stack")
+CANDIDATES = ("har_logistic", "har_rv", "stack")
+OPTIONAL_CANDIDATES = ("xgboost", "random_forest")
+STACK_MEMBERS = ("har_logistic", "har_rv")
+DOCUMENT_FORMAT = "cryptovol-predictor"
+DOCUMENT_VERSION = 1
 
-
-class Estimator(Protocol):
-    """What a candidate implements; ``X`` has the predictor's feature columns."""
-
-    def fit(
-        self, X: pd.DataFrame, y: np.ndarray, eval_set: tuple[pd.DataFrame, np.ndarray] | None
-    ) -> Estimator: ...
-
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray: ...
-
-    def importance(self) -> dict[str, float]: ...
-
-
-def feature_matrix(frame: pd.DataFrame, names: Sequence[str] = FEATURE_NAMES) -> pd.DataFrame:
-    """The feature columns in order, as float; missing columns become NaN, extra ones go."""
-    X = frame.reindex(columns=list(names))
-    return X.apply(pd.to_numeric, errors="coerce").astype(float)
-
-
-def _log(values: pd.Series | np.ndarray) -> np.ndarray:
-    arr = np.asarray(values, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.log(np.clip(arr, 0.0, None) + EPS)
-    out[~np.isfinite(arr)] = np.nan
-    return out
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p))
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+# Features that go missing together, by the input they come from: a feed without best bid/ask
+# quantities has no imbalance, a recording without the book no spread, a restart no 300 s history.
+INPUT_FAMILIES: dict[str, tuple[str, ...]] = {
+    "tick_volatility": (
+        "realized_vol_30",
+        "realized_vol_60",
+        "realized_vol_300",
+        "ret_std",
+        "ret_mean",
+    ),
+    "grid_volatility": (
+        "realized_vol_1s_60",
+        "realized_vol_1s_300",
+        "vol_ratio_30_300",
+        "vol_ratio_60_300",
+    ),
+    "range": ("range_bps_30", "range_bps_60", "range_bps_300"),
+    "spread": ("spread_bps_mean_30", "spread_bps_mean_60", "spread_bps_mean_300", "spread_bps"),
+    "imbalance": ("imbalance_mean_30", "imbalance_mean_60", "imbalance_mean_300", "imbalance"),
+    "tick_intensity": ("tick_intensity_30", "tick_intensity_60", "tick_intensity_300", "n"),
+    "history_300s": tuple(n for n in FEATURE_NAMES if n.endswith("_300")),
+}
 
 
 class _LogisticOnScore:
@@ -97,9 +116,9 @@ class _LogisticOnScore:
     stays the baseline's own and the probability is about the training spike rate.
     """
 
-    def __init__(self) -> None:
-        self.coef = 0.0
-        self.intercept = 0.0
+    def __init__(self, coef: float = 0.0, intercept: float = 0.0) -> None:
+        self.coef = coef
+        self.intercept = intercept
 
     def fit(self, score: np.ndarray, y: np.ndarray) -> _LogisticOnScore:
         rate = float(np.clip(np.mean(y), 1e-4, 1 - 1e-4)) if len(y) else 0.5
@@ -115,59 +134,89 @@ class _LogisticOnScore:
         return self
 
     def __call__(self, score: np.ndarray) -> np.ndarray:
-        return _sigmoid(self.intercept + self.coef * score)
+        return sigmoid(self.intercept + self.coef * score)
 
 
-class _OneColumnBaseline:
+class _OneColumnBaseline(Scorer):
     """A score from one feature column, turned into a probability by a monotone calibration."""
 
-    column: str
+    column: ClassVar[str]
 
     def __init__(self) -> None:
         self.calibration = _LogisticOnScore()
 
-    def score(self, X: pd.DataFrame) -> np.ndarray:
+    def score_array(self, A: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def _finite_logs(self, X: pd.DataFrame) -> np.ndarray:
-        raw = _log(X[self.column]) if self.column in X else np.full(len(X), np.nan)
+    def score(self, X: pd.DataFrame) -> np.ndarray:
+        """The uncalibrated score of a frame (its ranking is the baseline's)."""
+        return self.score_array(feature_matrix(X, self.feature_names).to_numpy())
+
+    def _fit_logs(self, X: pd.DataFrame) -> np.ndarray:
+        self.feature_names = tuple(X.columns)
+        raw = log_or_nan(column(X.to_numpy(float), self.feature_names, self.column))
         return raw[np.isfinite(raw)]
 
     def _calibrate(self, X: pd.DataFrame, y) -> None:
         self.calibration.fit(self.score(X), np.asarray(y, dtype=float))
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self.calibration(self.score(X))
+    def predict_array(self, A: np.ndarray) -> np.ndarray:
+        return self.calibration(self.score_array(A))
 
     def importance(self) -> dict[str, float]:
         return {self.column: 1.0}
+
+    def _params(self, **fitted: float) -> dict:
+        return {
+            "type": self.type_name,
+            "feature_names": list(self.feature_names),
+            "column": self.column,
+            **{k: float(v) for k, v in fitted.items()},
+            "calibration": {"coef": self.calibration.coef, "intercept": self.calibration.intercept},
+        }
+
+    def _load_common(self, params: dict) -> None:
+        if params["column"] != self.column:
+            raise ModelFormatError(f"{self.type_name} scores {self.column}, not {params['column']}")
+        self.feature_names = tuple(params["feature_names"])
+        self.calibration = _LogisticOnScore(**params["calibration"])
 
 
 class PersistenceBaseline(_OneColumnBaseline):
     """Score: log of the current 60 s realized volatility (missing -> the training median)."""
 
+    type_name = "persistence"
     column = PERSISTENCE_COLUMN
 
     def __init__(self) -> None:
         super().__init__()
         self.fill = 0.0
 
-    def score(self, X: pd.DataFrame) -> np.ndarray:
-        if self.column not in X:
-            return np.full(len(X), self.fill)
-        s = _log(X[self.column])
+    def score_array(self, A: np.ndarray) -> np.ndarray:
+        s = log_or_nan(column(A, self.feature_names, self.column))
         return np.where(np.isnan(s), self.fill, s)
 
-    def fit(self, X, y, eval_set=None) -> PersistenceBaseline:
-        finite = self._finite_logs(X)
+    def fit(self, X, y, eval_set=None, target=None) -> PersistenceBaseline:
+        finite = self._fit_logs(X)
         self.fill = float(np.median(finite)) if len(finite) else 0.0
         self._calibrate(X, y)
         return self
+
+    def to_params(self, blobs: dict[str, bytes]) -> dict:
+        return self._params(fill=self.fill)
+
+    @classmethod
+    def from_params(cls, params: dict, blobs: Mapping[str, bytes]) -> PersistenceBaseline:
+        out = cls()
+        out._load_common(params)
+        out.fill = float(params["fill"])
+        return out
 
 
 class ZScoreBaseline(_OneColumnBaseline):
     """Score: z-score of log(60 s vs 300 s per-second volatility); missing -> 0 (at its level)."""
 
+    type_name = "zscore"
     column = ZSCORE_COLUMN
 
     def __init__(self) -> None:
@@ -175,224 +224,47 @@ class ZScoreBaseline(_OneColumnBaseline):
         self.mu = 0.0
         self.sd = 1.0
 
-    def score(self, X: pd.DataFrame) -> np.ndarray:
-        if self.column not in X:
-            return np.zeros(len(X))
-        z = (_log(X[self.column]) - self.mu) / self.sd
+    def score_array(self, A: np.ndarray) -> np.ndarray:
+        z = (log_or_nan(column(A, self.feature_names, self.column)) - self.mu) / self.sd
         return np.where(np.isnan(z), 0.0, z)
 
-    def fit(self, X, y, eval_set=None) -> ZScoreBaseline:
-        finite = self._finite_logs(X)
+    def fit(self, X, y, eval_set=None, target=None) -> ZScoreBaseline:
+        finite = self._fit_logs(X)
         if len(finite) > 1:
             self.mu = float(finite.mean())
             self.sd = float(finite.std()) or 1.0
         self._calibrate(X, y)
         return self
 
+    def to_params(self, blobs: dict[str, bytes]) -> dict:
+        return self._params(mu=self.mu, sd=self.sd)
 
-class HarLogistic:
-    """Logistic regression on standardized log volatilities of several horizons (HAR-style).
-
-    Each column is floored at 1 % of its training median before the log, so a calm minute
-    (zero volatility: no price change) is very low but no outlier. Missing values are imputed
-    with training medians, and a missing indicator per column joins the inputs, so a row without
-    history is told apart from an average one.
-    """
-
-    def __init__(self, columns: Sequence[str] = HAR_COLUMNS, C: float = 1.0) -> None:
-        self.columns = tuple(columns)
-        self.C = C
-        self.floors = np.full(len(self.columns), EPS)
-        self.medians = np.zeros(len(self.columns))
-        self.means = np.zeros(2 * len(self.columns))
-        self.stds = np.ones(2 * len(self.columns))
-        self.model: LogisticRegression | None = None
-        self._constant: float | None = None
-
-    def _logs(self, X: pd.DataFrame) -> np.ndarray:
-        raw = np.column_stack(
-            [X[c].to_numpy(float) if c in X else np.full(len(X), np.nan) for c in self.columns]
-        )
-        with np.errstate(invalid="ignore"):
-            return np.log(np.maximum(raw, self.floors))  # maximum keeps NaN as NaN
-
-    def _inputs(self, X: pd.DataFrame) -> np.ndarray:
-        logs = self._logs(X)
-        missing = np.isnan(logs)
-        filled = np.where(missing, self.medians, logs)
-        return np.hstack([filled, missing.astype(float)])
-
-    def fit(self, X, y, eval_set=None) -> HarLogistic:
-        y = np.asarray(y, dtype=float)
-        for i, column in enumerate(self.columns):
-            values = X[column].to_numpy(float) if column in X else np.array([])
-            positive = values[np.isfinite(values) & (values > 0)]
-            self.floors[i] = 0.01 * float(np.median(positive)) if len(positive) else EPS
-        logs = self._logs(X)
-        with np.errstate(all="ignore"):
-            medians = np.nanmedian(logs, axis=0) if len(logs) else np.zeros(len(self.columns))
-        self.medians = np.where(np.isnan(medians), 0.0, medians)
-        Z = self._inputs(X)
-        self.means = Z.mean(axis=0)
-        self.stds = np.where(Z.std(axis=0) > 0, Z.std(axis=0), 1.0)
-        if len(np.unique(y)) < 2:
-            self._constant = float(np.mean(y)) if len(y) else 0.5
-            return self
-        self._constant = None
-        self.model = LogisticRegression(C=self.C, max_iter=1000)
-        self.model.fit((Z - self.means) / self.stds, y)
-        return self
-
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        if self._constant is not None:
-            return np.full(len(X), self._constant)
-        Z = (self._inputs(X) - self.means) / self.stds
-        return self.model.predict_proba(Z)[:, 1]
-
-    def importance(self) -> dict[str, float]:
-        if self.model is None:
-            return {}
-        coefs = self.model.coef_[0]
-        names = [f"log_{c}" for c in self.columns] + [f"missing_{c}" for c in self.columns]
-        return {n: float(abs(w)) for n, w in zip(names, coefs, strict=True) if w != 0.0}
+    @classmethod
+    def from_params(cls, params: dict, blobs: Mapping[str, bytes]) -> ZScoreBaseline:
+        out = cls()
+        out._load_common(params)
+        out.mu, out.sd = float(params["mu"]), float(params["sd"])
+        return out
 
 
-@dataclass
-class XGBoostParams:
-    n_estimators: int = 600
-    learning_rate: float = 0.05
-    max_depth: int = 3
-    min_child_weight: float = 20.0
-    subsample: float = 0.8
-    colsample_bytree: float = 0.8
-    reg_lambda: float = 5.0
-    early_stopping_rounds: int = 50
-    # one thread: on a busy 2-core machine two OpenMP threads ran 6-15x slower (spin waits)
-    n_jobs: int = 1
+class MeanStack(Scorer):
+    """The mean of its members' probabilities (members share the feature order)."""
 
+    type_name = "mean"
 
-def _single_class_rate(y: np.ndarray) -> float | None:
-    """The constant a tree model predicts when its labels hold one class (it cannot be fit)."""
-    if len(np.unique(y)) >= 2:
-        return None
-    return float(np.mean(y)) if len(y) else 0.5
-
-
-class XGBoostSpike:
-    """Gradient-boosted trees (hist, NaN native). Early stopping only on a validation part.
-
-    Without ``eval_set`` it trains ``n_estimators`` rounds: the final model gets the number of
-    rounds early stopping chose on the validation folds, never one chosen on the test part.
-    """
-
-    def __init__(self, params: XGBoostParams | None = None, seed: int = 0) -> None:
-        self.params = params or XGBoostParams()
-        self.seed = seed
-        self.model = None
-        self.best_rounds: int | None = None
-        self.early_stopped = False
-        self.columns: list[str] = []
-        self._constant: float | None = None
-
-    def fit(self, X, y, eval_set=None) -> XGBoostSpike:
-        from xgboost import XGBClassifier
-
-        y = np.asarray(y, dtype=float)
-        self.columns = list(X.columns)
-        self._constant = _single_class_rate(y)
-        if self._constant is not None:
-            return self
-        p = self.params
-        early = eval_set is not None and len(np.unique(eval_set[1])) == 2
-        self.early_stopped = early
-        self.model = XGBClassifier(
-            n_estimators=p.n_estimators,
-            learning_rate=p.learning_rate,
-            max_depth=p.max_depth,
-            min_child_weight=p.min_child_weight,
-            subsample=p.subsample,
-            colsample_bytree=p.colsample_bytree,
-            reg_lambda=p.reg_lambda,
-            tree_method="hist",
-            n_jobs=p.n_jobs,
-            random_state=self.seed,
-            eval_metric="aucpr",
-            early_stopping_rounds=p.early_stopping_rounds if early else None,
-        )
-        if early:
-            Xv, yv = eval_set
-            self.model.fit(X.to_numpy(float), y, eval_set=[(Xv.to_numpy(float), yv)], verbose=False)
-            self.best_rounds = int(self.model.best_iteration) + 1
-        else:
-            self.model.fit(X.to_numpy(float), y, verbose=False)
-            self.best_rounds = p.n_estimators
-        return self
-
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        if self._constant is not None:
-            return np.full(len(X), self._constant)
-        # after early stopping, xgboost predicts with the best iteration on its own
-        return self.model.predict_proba(X.to_numpy(float))[:, 1]
-
-    def importance(self) -> dict[str, float]:
-        if self.model is None:
-            return {}
-        gains = self.model.get_booster().get_score(importance_type="gain")
-        return {self.columns[int(k[1:])]: float(v) for k, v in gains.items()}
-
-
-class RandomForestSpike:
-    """A shallow Random Forest with wide leaves (scikit-learn handles NaN natively)."""
-
-    def __init__(self, seed: int = 0, n_estimators: int = 100, n_jobs: int = 1) -> None:
-        self.seed = seed
-        self.n_estimators = n_estimators
-        self.n_jobs = n_jobs
-        self.model: RandomForestClassifier | None = None
-        self.columns: list[str] = []
-        self._constant: float | None = None
-
-    def fit(self, X, y, eval_set=None) -> RandomForestSpike:
-        y = np.asarray(y, dtype=float)
-        self.columns = list(X.columns)
-        self._constant = _single_class_rate(y)
-        if self._constant is not None:
-            return self
-        self.model = RandomForestClassifier(
-            n_estimators=self.n_estimators,
-            max_depth=8,
-            min_samples_leaf=50,
-            max_features=0.3,
-            n_jobs=self.n_jobs,
-            random_state=self.seed,
-        )
-        self.model.fit(X.to_numpy(float), y)
-        return self
-
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        if self._constant is not None:
-            return np.full(len(X), self._constant)
-        return self.model.predict_proba(X.to_numpy(float))[:, 1]
-
-    def importance(self) -> dict[str, float]:
-        if self.model is None:
-            return {}
-        return dict(zip(self.columns, map(float, self.model.feature_importances_), strict=True))
-
-
-class MeanStack:
-    """The mean of its members' probabilities."""
-
-    def __init__(self, members: Sequence[Estimator]) -> None:
+    def __init__(self, members: Sequence[Scorer]) -> None:
         self.members = list(members)
+        if self.members:
+            self.feature_names = self.members[0].feature_names
 
-    def fit(self, X, y, eval_set=None) -> MeanStack:
+    def fit(self, X, y, eval_set=None, target=None) -> MeanStack:
+        self.feature_names = tuple(X.columns)
         for member in self.members:
-            member.fit(X, y, eval_set)
+            member.fit(X, y, eval_set, target)
         return self
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return np.mean([m.predict_proba(X) for m in self.members], axis=0)
+    def predict_array(self, A: np.ndarray) -> np.ndarray:
+        return np.mean([m.predict_array(A) for m in self.members], axis=0)
 
     def importance(self) -> dict[str, float]:
         total: dict[str, float] = {}
@@ -403,45 +275,89 @@ class MeanStack:
                 total[name] = total.get(name, 0.0) + value / norm / len(self.members)
         return total
 
+    def to_params(self, blobs: dict[str, bytes]) -> dict:
+        return {"type": self.type_name, "members": [m.to_params(blobs) for m in self.members]}
 
-class PriorShift:
-    """A fitted estimator whose log-odds are moved by a constant (a prior-shift correction).
+    @classmethod
+    def from_params(cls, params: dict, blobs: Mapping[str, bytes]) -> MeanStack:
+        return cls([scorer_from_params(m, blobs) for m in params["members"]])
+
+
+class PriorShift(Scorer):
+    """A fitted scorer whose log-odds are moved by a constant (a prior-shift correction).
 
     Spike rates move with the regime: a model fit on hours where 37 % of rows were spikes says
     so in calm hours too. The shift makes the mean predicted probability on recent training rows
     equal their observed spike rate. Rankings, and so PR-AUC, do not change.
     """
 
-    def __init__(self, base: Estimator, shift: float = 0.0) -> None:
+    type_name = "prior_shift"
+
+    def __init__(self, base: Scorer, shift: float = 0.0) -> None:
         self.base = base
         self.shift = shift
+        self.feature_names = base.feature_names
 
     @classmethod
-    def to_rate(cls, base: Estimator, X: pd.DataFrame, rate: float) -> PriorShift:
+    def to_rate(cls, base: Scorer, X: pd.DataFrame, rate: float) -> PriorShift:
         """The shift that brings the mean probability on ``X`` to ``rate`` (bisection)."""
         if len(X) == 0 or not 0.0 < rate < 1.0:
             return cls(base, 0.0)
-        logits = _logit(base.predict_proba(X))
+        logits = logit(base.predict_proba(X))
         low, high = -20.0, 20.0
         for _ in range(60):
             mid = (low + high) / 2
-            if _sigmoid(logits + mid).mean() < rate:
+            if sigmoid(logits + mid).mean() < rate:
                 low = mid
             else:
                 high = mid
         return cls(base, (low + high) / 2)
 
-    def fit(self, X, y, eval_set=None) -> PriorShift:
-        self.base.fit(X, y, eval_set)
+    def fit(self, X, y, eval_set=None, target=None) -> PriorShift:
+        self.base.fit(X, y, eval_set, target)
+        self.feature_names = self.base.feature_names
         return self
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_array(self, A: np.ndarray) -> np.ndarray:
         if self.shift == 0.0:
-            return self.base.predict_proba(X)
-        return _sigmoid(_logit(self.base.predict_proba(X)) + self.shift)
+            return self.base.predict_array(A)
+        return sigmoid(logit(self.base.predict_array(A)) + self.shift)
 
     def importance(self) -> dict[str, float]:
         return self.base.importance()
+
+    def to_params(self, blobs: dict[str, bytes]) -> dict:
+        return {"type": self.type_name, "shift": self.shift, "base": self.base.to_params(blobs)}
+
+    @classmethod
+    def from_params(cls, params: dict, blobs: Mapping[str, bytes]) -> PriorShift:
+        return cls(scorer_from_params(params["base"], blobs), float(params["shift"]))
+
+
+SCORER_TYPES: dict[str, type[Scorer]] = {
+    cls.type_name: cls
+    for cls in (
+        PersistenceBaseline,
+        ZScoreBaseline,
+        HarLogistic,
+        HarRvRegression,
+        XGBoostSpike,
+        RandomForestSpike,
+        MeanStack,
+        PriorShift,
+    )
+}
+
+
+def scorer_from_params(params: dict, blobs: Mapping[str, bytes]) -> Scorer:
+    """A fitted scorer rebuilt from :meth:`Scorer.to_params` data."""
+    kind = params.get("type")
+    if kind not in SCORER_TYPES:
+        raise ModelFormatError(f"unknown scorer type {kind!r}; known: {sorted(SCORER_TYPES)}")
+    try:
+        return SCORER_TYPES[kind].from_params(params, blobs)
+    except (KeyError, TypeError) as exc:
+        raise ModelFormatError(f"{kind} parameters are incomplete: {exc!r}") from exc
 
 
 def ranking_baselines(frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -452,27 +368,34 @@ def ranking_baselines(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """
     zscore = ZScoreBaseline().score(frame)
     persistence = PersistenceBaseline()
-    raw = _log(frame[persistence.column]) if persistence.column in frame else np.array([])
+    raw = np.asarray(
+        log_or_nan(frame[persistence.column].to_numpy(float)) if persistence.column in frame else []
+    )
     finite = raw[np.isfinite(raw)]
     persistence.fill = float(np.median(finite)) if len(finite) else 0.0
     return {"zscore": zscore, "persistence": persistence.score(frame)}
 
 
-def make_estimator(kind: str, *, seed: int = 0, xgb: XGBoostParams | None = None) -> Estimator:
-    """A fresh, unfitted scorer of the given kind."""
+def make_estimator(
+    kind: str, *, seed: int = 0, xgb: XGBoostParams | None = None, **hyper: float
+) -> Scorer:
+    """A fresh, unfitted scorer of the given kind (``hyper``: ``C`` or ``alpha``)."""
     if kind == "persistence":
         return PersistenceBaseline()
     if kind == "zscore":
         return ZScoreBaseline()
     if kind == "har_logistic":
-        return HarLogistic()
+        return HarLogistic(C=hyper.get("C", 1.0))
+    if kind == "har_rv":
+        return HarRvRegression(alpha=hyper.get("alpha", 30.0))
     if kind == "xgboost":
         return XGBoostSpike(xgb, seed=seed)
     if kind == "random_forest":
         return RandomForestSpike(seed=seed)
     if kind == "stack":
-        return MeanStack([HarLogistic(), XGBoostSpike(xgb, seed=seed)])
-    raise ValueError(f"unknown model kind {kind!r}; known: {(*BASELINES, *CANDIDATES)}")
+        return MeanStack([make_estimator(m, seed=seed, xgb=xgb) for m in STACK_MEMBERS])
+    known = (*BASELINES, *CANDIDATES, *OPTIONAL_CANDIDATES)
+    raise ValueError(f"unknown model kind {kind!r}; known: {known}")
 
 
 @dataclass
@@ -480,26 +403,34 @@ class SpikePredictor:
     """A fitted scorer with everything needed to serve it: feature order, label, threshold.
 
     ``predict_proba`` takes any frame with feature columns by name (missing -> NaN, extra
-    ignored) and returns spike probabilities, never classes.
+    ignored) and returns spike probabilities, never classes; ``predict_array`` takes a float
+    array whose columns are :attr:`feature_names` in order.
     """
 
     kind: str
-    estimator: Any
+    estimator: Scorer
     label: dict
     threshold: float
     feature_names: tuple[str, ...] = FEATURE_NAMES
     feature_set_version: str = FEATURE_SET_VERSION
     info: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.feature_names = tuple(self.feature_names)
+        if tuple(self.estimator.feature_names) != self.feature_names:
+            raise ValueError(
+                f"the {self.kind} scorer reads features {self.estimator.feature_names}, "
+                f"not the predictor's {self.feature_names}"
+            )
+
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        X = feature_matrix(frame, self.feature_names)
-        if X.empty:
+        if len(frame) == 0:
             return np.empty(0)
-        return np.asarray(self.estimator.predict_proba(X), dtype=float)
+        return self.predict_array(feature_matrix(frame, self.feature_names).to_numpy())
 
     def predict_array(self, X: np.ndarray) -> np.ndarray:
         """Spike probabilities of a 2-D float array whose columns are :attr:`feature_names`
-        in order (NaN: missing). The serving path: no column matching by name."""
+        in order (NaN: missing). The serving path: numpy only, no column matching by name."""
         X = np.asarray(X, dtype=float)
         if X.ndim != 2 or X.shape[1] != len(self.feature_names):
             raise ValueError(
@@ -507,8 +438,7 @@ class SpikePredictor:
             )
         if len(X) == 0:
             return np.empty(0)
-        frame = pd.DataFrame(X, columns=list(self.feature_names))
-        return np.asarray(self.estimator.predict_proba(frame), dtype=float)
+        return np.asarray(self.estimator.predict_array(X), dtype=float)
 
     def flags(self, frame: pd.DataFrame) -> np.ndarray:
         return self.predict_proba(frame) >= self.threshold
@@ -523,3 +453,40 @@ class SpikePredictor:
             "threshold": float(self.threshold),
             **self.info,
         }
+
+    def to_document(self) -> tuple[dict, dict[str, bytes]]:
+        """The predictor as data: a JSON-able document and its named binary parts."""
+        blobs: dict[str, bytes] = {}
+        document = {
+            "format": DOCUMENT_FORMAT,
+            "format_version": DOCUMENT_VERSION,
+            "kind": self.kind,
+            "feature_names": list(self.feature_names),
+            "feature_set_version": self.feature_set_version,
+            "label": dict(self.label),
+            "threshold": float(self.threshold),
+            "info": dict(self.info),
+            "scorer": self.estimator.to_params(blobs),
+        }
+        return document, blobs
+
+    @classmethod
+    def from_document(cls, document: dict, blobs: Mapping[str, bytes]) -> SpikePredictor:
+        """The predictor a :meth:`to_document` document describes."""
+        if document.get("format") != DOCUMENT_FORMAT:
+            raise ModelFormatError(f"not a {DOCUMENT_FORMAT} document: {document.get('format')!r}")
+        version = document.get("format_version")
+        if version != DOCUMENT_VERSION:
+            raise ModelFormatError(
+                f"{DOCUMENT_FORMAT} version {version!r} is not readable by this code "
+                f"(it reads version {DOCUMENT_VERSION}): upgrade cryptovol or retrain"
+            )
+        return cls(
+            kind=document["kind"],
+            estimator=scorer_from_params(document["scorer"], blobs),
+            label=dict(document["label"]),
+            threshold=float(document["threshold"]),
+            feature_names=tuple(document["feature_names"]),
+            feature_set_version=document["feature_set_version"],
+            info=dict(document["info"]),
+        )

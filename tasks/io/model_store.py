@@ -1,23 +1,49 @@
-"""Storing and loading models: a :class:`SpikePredictor` as an MLflow pyfunc model.
+"""Storing and loading models: a :class:`SpikePredictor` as data, in an MLflow pyfunc model.
 
-``predict`` of the pyfunc model returns probabilities (a ``score`` column), not classes.
-:func:`load_predictor` is the one way the project loads a model for scoring: the pure predictor,
-unwrapped once, so callers score small numeric arrays without MLflow's schema enforcement.
+A stored model is MLflow's *models from code*: the pyfunc flavor's loader is the source file
+``tasks/io/model_code.py`` (logged with the model) and the fitted parameters are data in the
+model's ``artifacts/predictor/`` folder:
+
+- ``predictor.json``: kind, feature order, feature-set version, label (tau...), threshold, info,
+  and every scorer's parameters (coefficients, medians, floors, means, standard deviations...);
+- the binary parts, each in its library's own format: ``xgboost-<n>.ubj`` (XGBoost UBJSON),
+  ``forest-<n>.skops`` (scikit-learn forests through skops, loaded with a list of trusted types).
+
+Nothing is a pickle of the project's classes, so moving a module breaks no registered version and
+loading one runs no code that came with it. :func:`load_predictor` is the one way the project
+loads a model: it reads the data with the installed code and never executes the stored loader.
+``mlflow.pyfunc.load_model`` (:func:`load_model`) gives the same scores through MLflow's
+interface: ``predict`` returns a ``score`` column of probabilities, not classes.
+
+Versions registered before this format (a cloudpickle of the project's classes) still load, with
+a warning, through the restricted reader of :mod:`tasks.io.legacy_models`.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import tempfile
 from importlib import metadata as importlib_metadata
+from pathlib import Path
 
 import mlflow
-import numpy as np
 import pandas as pd
-from mlflow.models import ModelSignature
+from mlflow.models import Model, ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from tasks.core.models import SpikePredictor, feature_matrix
 
-_REQUIREMENTS = ("mlflow", "numpy", "pandas", "scikit-learn", "xgboost", "cloudpickle")
+log = logging.getLogger("cryptovol.model_store")
+
+PREDICTOR_ARTIFACT = "predictor"
+DOCUMENT_FILE = "predictor.json"
+LOADER_CODE = Path(__file__).with_name("model_code.py")
+_REQUIREMENTS = ("mlflow", "numpy", "pandas", "scipy", "scikit-learn", "xgboost", "skops")
+
+
+class ModelLoadError(RuntimeError):
+    """A model URI does not hold a model this project can read."""
 
 
 def _requirements() -> list[str]:
@@ -30,21 +56,22 @@ def _requirements() -> list[str]:
     return pins
 
 
-class SpikePyfunc(mlflow.pyfunc.PythonModel):
-    """The pyfunc face of a :class:`SpikePredictor`: returns probabilities, not classes.
+def write_predictor(predictor: SpikePredictor, directory: Path) -> Path:
+    """The predictor as files in ``directory``: ``predictor.json`` and its binary parts."""
+    directory.mkdir(parents=True, exist_ok=True)
+    document, blobs = predictor.to_document()
+    for name, data in blobs.items():
+        (directory / name).write_bytes(data)
+    (directory / DOCUMENT_FILE).write_text(json.dumps(document, indent=1, allow_nan=False))
+    return directory
 
-    ``predict`` returns a DataFrame with one column ``score`` (the spike probability). Inputs are
-    feature columns by name as float64 (``tasks.core.models.feature_matrix`` builds them); columns
-    missing from the input are NaN, extra ones are ignored.
-    """
 
-    def __init__(self, predictor: SpikePredictor) -> None:
-        self.predictor = predictor
-
-    def predict(
-        self, context, model_input: pd.DataFrame, params: dict | None = None
-    ) -> pd.DataFrame:
-        return pd.DataFrame({"score": self.predictor.predict_proba(model_input)})
+def read_predictor(directory: str | Path) -> SpikePredictor:
+    """The predictor stored in ``directory`` by :func:`write_predictor`."""
+    directory = Path(directory)
+    document = json.loads((directory / DOCUMENT_FILE).read_text())
+    blobs = {p.name: p.read_bytes() for p in directory.iterdir() if p.name != DOCUMENT_FILE}
+    return SpikePredictor.from_document(document, blobs)
 
 
 def signature_for(predictor: SpikePredictor) -> ModelSignature:
@@ -59,32 +86,50 @@ def _input_example(frame: pd.DataFrame, predictor: SpikePredictor) -> pd.DataFra
 
 
 def log_model(name: str, predictor: SpikePredictor, example: pd.DataFrame):
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=SpikePyfunc(predictor),
-        signature=signature_for(predictor),
-        input_example=_input_example(example, predictor),
-        pip_requirements=_requirements(),
-        metadata=predictor.metadata(),
-    )
+    """Log the predictor in the active run as a models-from-code pyfunc model; its ModelInfo."""
+    with tempfile.TemporaryDirectory(prefix="cryptovol-model-") as tmp:
+        folder = write_predictor(predictor, Path(tmp) / PREDICTOR_ARTIFACT)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(LOADER_CODE),
+            artifacts={PREDICTOR_ARTIFACT: str(folder)},
+            signature=signature_for(predictor),
+            input_example=_input_example(example, predictor),
+            pip_requirements=_requirements(),
+            metadata=predictor.metadata(),
+        )
 
 
 def load_model(uri: str):
-    """The pyfunc model behind a URI (``models:/volatility-spike@champion``, ``runs:/...``)."""
+    """The pyfunc face of a model URI, as MLflow loads it (runs the stored loader)."""
     return mlflow.pyfunc.load_model(uri)
 
 
-def predictor_of(model) -> SpikePredictor:
-    """The :class:`SpikePredictor` inside a loaded pyfunc model (its label, threshold...)."""
-    return model.unwrap_python_model().predictor
-
-
-def pyfunc_scores(model, predictor, frame: pd.DataFrame) -> np.ndarray:
-    """Scores through the pyfunc interface, exactly as served (schema enforced)."""
-    out = model.predict(feature_matrix(frame, predictor.feature_names))
-    return np.asarray(out["score"] if isinstance(out, pd.DataFrame) else out, dtype=float).ravel()
-
-
 def load_predictor(uri: str) -> SpikePredictor:
-    """The pure predictor behind a model URI (``models:/volatility-spike@champion``, ``runs:/``)."""
-    return predictor_of(load_model(uri))
+    """The predictor behind a model URI (``models:/volatility-spike@champion``, ``runs:/...``).
+
+    Reads the stored parameters with the installed code; runs nothing that came with the model.
+    """
+    from tasks.io.legacy_models import predictor_from_legacy_pickle
+
+    with tempfile.TemporaryDirectory(prefix="cryptovol-load-") as tmp:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+        except mlflow.exceptions.MlflowException as exc:
+            raise ModelLoadError(f"cannot fetch {uri}: {exc.message}") from exc
+        try:
+            flavor = Model.load(str(local)).flavors["python_function"]
+        except (OSError, KeyError) as exc:
+            raise ModelLoadError(f"{uri} is not an MLflow pyfunc model") from exc
+        stored = flavor.get("artifacts", {}).get(PREDICTOR_ARTIFACT)
+        if stored is not None:
+            return read_predictor(local / stored["path"])
+        if "python_model" in flavor:
+            log.warning(
+                "%s is stored as a pickle of the project's classes (registered before models "
+                "were stored as data); it was read by a restricted unpickler that builds none of "
+                "the project's classes. Retrain to store it as data: cryptovol train --data PATHS",
+                uri,
+            )
+            return predictor_from_legacy_pickle((local / flavor["python_model"]).read_bytes())
+        raise ModelLoadError(f"{uri} holds neither a predictor document nor a legacy model")

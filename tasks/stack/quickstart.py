@@ -62,13 +62,17 @@ class QuickstartOptions:
 class QuickstartReport:
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    progress: Callable[[str], None] = log.info  # one line as each stage starts and ends
 
     def stage(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         log.info("== %s", name)
+        self.progress(f"{name:<10} ...")
         start = time.monotonic()
         result = fn()
         self.seconds[name] = round(time.monotonic() - start, 1)
         self.stages[name] = result
+        shown = ", ".join(f"{k}={_short(result[k])}" for k in SUMMARY_KEYS if k in result)
+        self.progress(f"{name:<10} done in {self.seconds[name]:.1f} s  {shown}")
         return result
 
     def render(self, settings: Settings) -> str:
@@ -163,14 +167,18 @@ def wait_for_features(stats: Callable[[], dict[str, Any]], timeout: float) -> No
         time.sleep(1)
 
 
-def run_quickstart(settings: Settings, options: QuickstartOptions) -> QuickstartReport:
+def run_quickstart(
+    settings: Settings,
+    options: QuickstartOptions,
+    progress: Callable[[str], None] = log.info,
+) -> QuickstartReport:
     from tasks.services.capture import run_capture
     from tasks.services.replay import run_replay
     from tasks.sim.exchange import ExchangeServer, ExchangeThread, simulator_ticks
     from tasks.sim.writer import write_recordings
     from tasks.stages.backfill import run_backfill
 
-    report = QuickstartReport()
+    report = QuickstartReport(progress=progress)
     data_dir = settings.data_dir
     history_dir = data_dir / "simulated"
     features_dir = settings.feature_store_dir

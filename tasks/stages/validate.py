@@ -23,14 +23,22 @@ import pandas as pd
 
 from tasks.core.evaluation import (
     embargo_for,
+    epoch_seconds,
     expected_calibration_error,
     ranking_metrics,
 )
-from tasks.core.gates import GateConfig, GateDecision, GateFigures, decide, markdown_report
+from tasks.core.gates import (
+    GateConfig,
+    GateDecision,
+    GateFigures,
+    decide,
+    markdown_report,
+    session_figures,
+)
 from tasks.core.labels import LabelSpec
-from tasks.core.models import feature_matrix, ranking_baselines
+from tasks.core.models import SpikePredictor, feature_matrix, ranking_baselines
 from tasks.core.scoring import time_span, unseen_window
-from tasks.io import model_store, plots, registry
+from tasks.io import model_cards, model_store, plots, registry
 from tasks.settings import Settings
 from tasks.stages.data import load_frame
 
@@ -64,17 +72,18 @@ class ValidationOutcome:
         }
 
 
-def _latency_p95_ms(model, predictor, frame: pd.DataFrame, n: int) -> float | None:
-    """p95 wall time of single-row pyfunc predictions (what one /predict call pays)."""
+def _latency_p95_ms(predictor: SpikePredictor, frame: pd.DataFrame, n: int) -> float | None:
+    """p95 wall time of single-row ``predict_array`` calls (the serving path's model call)."""
     if frame.empty:
         return None
-    X = feature_matrix(frame, predictor.feature_names)
+    X = feature_matrix(frame, predictor.feature_names).to_numpy()
     picks = np.linspace(0, len(X) - 1, min(n, len(X))).astype(int)
-    model.predict(X.iloc[[picks[0]]])  # warm-up
+    predictor.predict_array(X[picks[:1]])  # warm-up
     times = []
     for i in picks:
+        row = X[i : i + 1]
         started = time.perf_counter()
-        model.predict(X.iloc[[i]])
+        predictor.predict_array(row)
         times.append((time.perf_counter() - started) * 1000.0)
     return float(np.percentile(times, 95))
 
@@ -89,19 +98,23 @@ def _contracts(frame: pd.DataFrame) -> tuple[bool, tuple[str, ...]]:
 def _measure(
     rows: pd.DataFrame,
     y: np.ndarray,
-    challenger: tuple,
-    champion: tuple | None,
+    challenger: SpikePredictor,
+    champion: SpikePredictor | None,
     latency_rows: int,
     contracts: tuple[bool | None, tuple[str, ...]],
 ) -> tuple[GateFigures, dict[str, np.ndarray]]:
     """Every scorer on the same rows; the challenger's calibration and latency."""
     scores: dict[str, np.ndarray] = {}
     if len(y):
-        scores["challenger"] = model_store.pyfunc_scores(*challenger, rows)
+        scores["challenger"] = challenger.predict_proba(rows)
         scores.update(ranking_baselines(rows))
         if champion is not None:
-            scores["champion"] = model_store.pyfunc_scores(*champion, rows)
+            scores["champion"] = champion.predict_proba(rows)
     pr_auc = {k: ranking_metrics(y, v)["pr_auc"] for k, v in scores.items()}
+    sessions = ()
+    if len(y):
+        judged = {k: scores[k] for k in ("challenger", "persistence", "zscore")}
+        sessions = session_figures(epoch_seconds(rows["ts"]), y, judged)
     figures = GateFigures(
         rows=len(y),
         positives=int(y.sum()),
@@ -112,9 +125,10 @@ def _measure(
         challenger_ece=expected_calibration_error(y, scores["challenger"]) if len(y) else None,
         challenger_mean_prob=float(np.mean(scores["challenger"])) if len(y) else None,
         positive_rate=float(np.mean(y)) if len(y) else None,
-        latency_p95_ms=_latency_p95_ms(*challenger, rows, latency_rows),
+        latency_p95_ms=_latency_p95_ms(challenger, rows, latency_rows),
         contracts_passed=contracts[0],
         contract_failures=contracts[1],
+        sessions=sessions,
     )
     return figures, scores
 
@@ -170,15 +184,15 @@ def validate_challenger(
     if challenger_version is None:
         raise registry.RegistryError(f"{name} has no {registry.CHALLENGER!r} alias: train first")
     champion_version = registry.alias_version(client, name, registry.CHAMPION)
-    models = {}
-    for role, version in (("challenger", challenger_version), ("champion", champion_version)):
-        if version is not None:
-            model = model_store.load_model(f"models:/{name}/{version}")
-            models[role] = (model, model_store.predictor_of(model))
+    models = {
+        role: model_store.load_predictor(f"models:/{name}/{version}")
+        for role, version in (("challenger", challenger_version), ("champion", champion_version))
+        if version is not None
+    }
 
-    label = models["challenger"][1].label  # both are judged against the challenger's label
+    label = models["challenger"].label  # both are judged against the challenger's label
     embargo = embargo_for(int(label.get("horizon_s", 60)))
-    train_ends = [p.info["train_end"] for _, p in models.values() if p.info.get("train_end")]
+    train_ends = [p.info["train_end"] for p in models.values() if p.info.get("train_end")]
     if not train_ends:
         log.warning("neither model records its training span: validating on all rows")
     frame, _ = load_frame(data_paths, settings.backfill_cache_dir)
@@ -194,9 +208,7 @@ def validate_challenger(
     window_info = {**time_span(rows), "embargo_s": embargo, "after": after, "rows": len(y)}
     figures = decision.to_dict()["figures"]
     if "champion" in models and len(rows):
-        figures["champion_latency_p95_ms"] = _latency_p95_ms(
-            *models["champion"], rows, latency_rows
-        )
+        figures["champion_latency_p95_ms"] = _latency_p95_ms(models["champion"], rows, latency_rows)
     report = markdown_report(decision, f"Validation of {name} v{challenger_version}")
     report += (
         f"\nChampion: {champion_version or 'none'}. Window: {window_info['start']} to "
@@ -210,6 +222,7 @@ def validate_challenger(
     }
     run_id = _log_decision(settings, client, logged, report, y, scores)
     registry.record_validation(settings, challenger_version, decision.to_dict(), run_id)
+    model_cards.refresh(client, settings, {"ml": [challenger_version]})
 
     report_dir = report_dir or settings.reports_dir
     report_dir.mkdir(parents=True, exist_ok=True)
