@@ -36,7 +36,15 @@ def run(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
 
     from tasks.core.scoring import format_metric as fmt
-    from tasks.io.registry import RegistryError, is_missing, model_uri, registry_error
+    from tasks.io.model_store import ModelLoadError
+    from tasks.io.registry import (
+        RegistryError,
+        is_missing,
+        is_unreachable,
+        model_uri,
+        registry_error,
+        unreachable_message,
+    )
     from tasks.stages.evaluate import evaluate_model
 
     settings = get_settings()
@@ -48,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
         out = evaluate_model(settings, uri, args.data)
     except RegistryError as exc:
         return _fail(str(exc), 1)
+    except ModelLoadError as exc:
+        if is_unreachable(exc):
+            return _fail(unreachable_message(settings.tracking_uri), 1)
+        return _fail(f"no model at {uri}: {str(exc)[:300]}", 2)
     except MlflowException as exc:
         nothing_there = ("No such artifact", "artifact repository")
         if is_missing(exc) or any(text in exc.message for text in nothing_there):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.core.timeutil import TimestampError, parse_ts
@@ -62,6 +62,8 @@ class RawTick:
     index: int
     ticker: dict[str, Any]
     clock_offset_s: float = 0.0  # exchange clock minus the receiver's clock (module docstring)
+    # ``timestamp`` parsed, when the reader has parsed it already (not part of the record)
+    event_time: float = field(default=math.nan, compare=False, repr=False)
 
     @property
     def record_id(self) -> str:
@@ -155,7 +157,10 @@ def preview(value: Any, limit: int = 200) -> str:
 def parse_envelope(message: dict[str, Any] | str | bytes) -> Envelope:
     """Check the outer shape of an exchange message; the payload is left as sent."""
     if isinstance(message, str | bytes):
-        message = decode_json(message)
+        try:
+            message = json.loads(message)
+        except Exception:  # the one decoder names what is wrong
+            message = decode_json(message)
     if not isinstance(message, dict):
         raise MessageError("message is not a JSON object")
     if message.get("type") == "error" or "channel" not in message:
@@ -164,12 +169,15 @@ def parse_envelope(message: dict[str, Any] | str | bytes) -> Envelope:
     if not isinstance(events, list):
         raise MessageError("events is not a list")
     raw_seq = message.get("sequence_num", -1)
-    try:
-        if isinstance(raw_seq, bool | float):  # int(True), int(1.9) would pass silently
-            raise TypeError
-        sequence_num = int(raw_seq)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise MessageError(f"bad sequence_num {preview(raw_seq)}") from exc
+    if type(raw_seq) is int:
+        sequence_num = raw_seq
+    else:
+        try:
+            if isinstance(raw_seq, bool | float):  # int(True), int(1.9) would pass silently
+                raise TypeError
+            sequence_num = int(raw_seq)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise MessageError(f"bad sequence_num {preview(raw_seq)}") from exc
     timestamp = message.get("timestamp")
     if not isinstance(timestamp, str):
         raise MessageError("timestamp missing")
@@ -186,6 +194,7 @@ def ticks_from_envelope(
     source: str,
     errors: list[str] | None = None,
     clock_offset_s: float = 0.0,
+    event_time: float = math.nan,
 ) -> list[RawTick]:
     """Every ticker object of a ``ticker`` envelope, in order; other channels give none.
 
@@ -223,6 +232,7 @@ def ticks_from_envelope(
                         index=index,
                         ticker=ticker,
                         clock_offset_s=clock_offset_s,
+                        event_time=event_time,
                     )
                 )
             index += 1
@@ -303,10 +313,12 @@ def to_tick(raw: RawTick) -> Tick:
     t = raw.ticker
     if not isinstance(t, dict):
         raise MessageError("ticker is not an object")
-    try:
-        ts = parse_ts(raw.timestamp)
-    except TimestampError as exc:
-        raise MessageError(f"timestamp: {exc}") from exc
+    ts = raw.event_time
+    if ts != ts:
+        try:
+            ts = parse_ts(raw.timestamp)
+        except TimestampError as exc:
+            raise MessageError(f"timestamp: {exc}") from exc
     check_event_time(ts, raw)
     price = _number(t, "price", required=True)
     if price <= 0:

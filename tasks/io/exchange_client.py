@@ -9,11 +9,12 @@ channels of a connection) and records every gap, reconnects when nothing arrives
 
 Each connection gets an id, ``<run id>-<n>``: the ``source`` of the raw ticks it carries, since
 sequence numbers restart on every connection. Each message also gets the connection's clock
-offset, the median over its last :data:`OFFSET_WINDOW` messages (itself included) of envelope
-timestamp minus local receive time, so that a tick's event time can be held against its receive
-time on the exchange's clock (:func:`tasks.core.messages.check_event_time`) whatever the local
-clock says. Whatever goes wrong with one message is that message's problem: it is handed over
-without an envelope and counted as invalid.
+offset, the median over its last :data:`OFFSET_WINDOW` sampled messages (the first ones, then one
+per :data:`OFFSET_SAMPLE_S` of receive time) of envelope timestamp minus local receive time, so
+that a tick's event time can be held against its receive time on the exchange's clock
+(:func:`tasks.core.messages.check_event_time`) whatever the local clock says. Whatever goes
+wrong with one message is that message's problem: it is handed over without an envelope and
+counted as invalid.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 import time
 import uuid
@@ -43,7 +45,8 @@ from tasks.core.timeutil import TimestampError, parse_ts
 log = logging.getLogger(__name__)
 
 INVALID_CHANNEL = "_invalid"  # messages that are not channel envelopes (errors, garbage)
-OFFSET_WINDOW = 9  # messages whose median clock offset is the connection's
+OFFSET_WINDOW = 9  # sampled messages whose median clock offset is the connection's
+OFFSET_SAMPLE_S = 0.05  # once the window is full, a message is sampled at most this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,14 +131,19 @@ class _Session:
         self.confirmed = False
         self.confirm_reported = False
         self.offsets: deque[float] = deque(maxlen=OFFSET_WINDOW)
+        self.offset = 0.0
+        self.sampled_at = -math.inf
 
     def clock_offset(self, envelope: Envelope, received_at: float) -> float:
-        """The connection's clock offset, this message's timestamp counted in."""
-        with contextlib.suppress(TimestampError):  # an unparseable one tells nothing
-            self.offsets.append(parse_ts(envelope.timestamp) - received_at)
-        if not self.offsets:
-            return 0.0
-        return sorted(self.offsets)[(len(self.offsets) - 1) // 2]
+        """The connection's clock offset: the median of the sampled offsets, this message's
+        counted in when it is sampled (each of the first ones, then one per ``OFFSET_SAMPLE_S``)."""
+        offsets = self.offsets
+        if len(offsets) < OFFSET_WINDOW or received_at - self.sampled_at >= OFFSET_SAMPLE_S:
+            with contextlib.suppress(TimestampError):  # an unparseable one tells nothing
+                offsets.append(parse_ts(envelope.timestamp) - received_at)
+                self.sampled_at = received_at
+                self.offset = sorted(offsets)[(len(offsets) - 1) // 2]
+        return self.offset
 
 
 class AdvancedTradeClient:

@@ -135,7 +135,10 @@ class TickPublisher:
         Raises :class:`~tasks.io.kafka.BrokerUnavailable` once the broker has been away for the
         watch's ``down_timeout_s``.
         """
-        restarted = self.watch is not None and self.watch.check() is BrokerState.RESTARTED
+        watch = self.watch
+        if watch is None or not (watch.suspecting or self._replace):
+            return  # the common case, per record: nothing to look at
+        restarted = watch.check() is BrokerState.RESTARTED
         if not (restarted or self._replace) or self.new_producer is None:
             return
         if restarted:

@@ -68,6 +68,7 @@ class RecordedEnvelope:
     envelope: Envelope
     received_at: str  # estimated receive time: the timestamp text of the line it comes from
     received: float  # the same in epoch seconds; NaN if no line of the file has a valid one
+    event_time: float = math.nan  # the envelope's timestamp, parsed (NaN if it does not parse)
 
 
 def is_recording(path: Path) -> bool:
@@ -152,57 +153,70 @@ def _estimate(window: list[tuple[float, str]], pos: int) -> tuple[float, str]:
     return own
 
 
-def _with_receive_times(path: Path) -> Iterator[RecordedEnvelope | BadLine]:
-    """One file's lines in order, each envelope with its estimated receive time.
+def _receive_ordered(path: Path) -> Iterator[tuple[float, RecordedEnvelope | BadLine]]:
+    """One file's lines in order as (receive time, line); a line without one (a bad line, an
+    unparseable timestamp) carries the previous line's, ``-inf`` at the start.
 
     Timed line ``j`` (counting the lines with a valid timestamp) is estimated from the window of
     :data:`RECEIVE_WINDOW` timed lines from ``max(0, min(j - NEIGHBOURS, n - window))`` on:
     centred, shifted inwards at the file's ends. A window is final once its last line is read (or
-    the file ends), so the read runs a few lines ahead, never the whole file. A line whose
-    timestamp does not parse keeps it as its receive time; its ticks are refused for it anyway.
+    the file ends), so the read runs a few lines ahead, never the whole file. A window in order
+    (no line earlier than the one before it) estimates every line as its own timestamp, so only
+    windows with a step back are sorted. A line whose timestamp does not parse keeps it as its
+    receive time; its ticks are refused for it anyway.
     """
     name = str(path)
     pending: deque[_Parsed] = deque()  # read, not yet yielded, in file order
-    timed: deque[tuple[float, str]] = deque()  # (ts, text) of timed lines from number `base` on
-    base = 0  # number of the first timed line still kept
-    count = 0  # timed lines read
-    emitted = 0  # timed lines yielded
-
-    def release(final: bool) -> Iterator[RecordedEnvelope | BadLine]:
-        nonlocal base, emitted
+    times: list[float] = []  # timestamps of timed lines from number `base` on
+    texts: list[str] = []  # and their text
+    base = count = emitted = 0  # first kept, read, yielded (timed lines)
+    descents: deque[int] = deque()  # timed lines earlier than the one before them, ascending
+    last = key = -math.inf
+    final = False
+    add, take = pending.append, pending.popleft
+    for parsed in itertools.chain(_parse_lines(path), (None,)):
+        if parsed is None:
+            final = True
+        else:
+            add(parsed)
+            ts = parsed[2]
+            if ts == ts:  # bad lines and unparseable timestamps are NaN
+                times.append(ts)
+                texts.append(parsed[1].timestamp)
+                if ts < last:
+                    descents.append(count)
+                last = ts
+                count += 1
         while pending:
             lineno, item, ts = pending[0]
-            if isinstance(item, BadLine):
-                pending.popleft()
-                yield item
-                continue
             if ts != ts:
-                pending.popleft()
-                yield RecordedEnvelope(name, lineno, item, item.timestamp, math.nan)
+                take()
+                if isinstance(item, BadLine):
+                    yield key, item
+                else:
+                    yield key, RecordedEnvelope(name, lineno, item, item.timestamp, math.nan)
                 continue
-            start = max(0, emitted - _HALF)
+            start = emitted - _HALF if emitted > _HALF else 0
             if final:
                 start = max(0, min(start, count - RECEIVE_WINDOW))
             elif count < start + RECEIVE_WINDOW:
-                return
-            window = list(itertools.islice(timed, start - base, start - base + RECEIVE_WINDOW))
-            received, text = _estimate(window, emitted - start)
-            pending.popleft()
+                break
+            stop = start + RECEIVE_WINDOW
+            while descents and descents[0] <= start:
+                descents.popleft()  # its step lies before every window still to come
+            if descents and descents[0] < stop:
+                lo, hi = start - base, stop - base
+                window = list(zip(times[lo:hi], texts[lo:hi], strict=True))
+                key, text = _estimate(window, emitted - start)
+            else:
+                key, text = ts, item.timestamp
+            take()
             emitted += 1
-            yield RecordedEnvelope(name, lineno, item, text, received)
-            # every later window starts at or after this (the final shift included)
-            while base < min(emitted - _HALF, count - RECEIVE_WINDOW):
-                timed.popleft()
-                base += 1
-
-    for parsed in _parse_lines(path):
-        pending.append(parsed)
-        _lineno, item, ts = parsed
-        if not isinstance(item, BadLine) and ts == ts:
-            timed.append((ts, item.timestamp))
-            count += 1
-        yield from release(final=False)
-    yield from release(final=True)
+            yield key, RecordedEnvelope(name, lineno, item, text, key, ts)
+        keep = min(emitted - _HALF, count - RECEIVE_WINDOW) - base  # every later window is after
+        if keep > 4096:
+            del times[:keep], texts[:keep]
+            base += keep
 
 
 def read_envelopes(paths: Iterable[Path]) -> Iterator[RecordedEnvelope | BadLine]:
@@ -212,7 +226,8 @@ def read_envelopes(paths: Iterable[Path]) -> Iterator[RecordedEnvelope | BadLine
     one. A truncated gzip stream (a recorder killed mid-write) ends its file with one bad line.
     """
     for path in paths:
-        yield from _with_receive_times(path)
+        for _key, item in _receive_ordered(path):
+            yield item
 
 
 def source_name(path: str | Path) -> str:
@@ -220,22 +235,8 @@ def source_name(path: str | Path) -> str:
     return Path(path).name
 
 
-def _file_order_key(item: RecordedEnvelope | BadLine, last: float) -> float:
-    if isinstance(item, RecordedEnvelope) and item.received == item.received:
-        return item.received
-    return last
-
-
-def _keyed(path: Path) -> Iterator[tuple[float, RecordedEnvelope | BadLine]]:
-    """(receive time, line) of one file; a line without one carries the previous line's."""
-    last = -math.inf
-    for item in read_envelopes([path]):
-        last = _file_order_key(item, last)
-        yield last, item
-
-
 def _first_time(path: Path) -> float:
-    for ts, _ in _keyed(path):
+    for ts, _ in _receive_ordered(path):
         if ts > -math.inf:
             return ts
     return -math.inf
@@ -261,7 +262,7 @@ def merge_by_receive_time(
     while position < len(pending) or heap:
         while position < len(pending) and (not heap or pending[position][0] <= heap[0][0]):
             _, index, path = pending[position]
-            push(index, _keyed(path))
+            push(index, _receive_ordered(path))
             position += 1
         if not heap:
             continue
@@ -275,7 +276,11 @@ def envelope_ticks(
 ) -> list[RawTick]:
     """The raw tick records of one recorded envelope, with its estimated receive time."""
     return ticks_from_envelope(
-        item.envelope, received_at=item.received_at, source=source, errors=errors
+        item.envelope,
+        received_at=item.received_at,
+        source=source,
+        errors=errors,
+        event_time=item.event_time,
     )
 
 
