@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 from tasks.settings import get_settings
 
@@ -31,13 +33,40 @@ def _flat(figures: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mlflow.exceptions import MlflowException
+
     from tasks.core.scoring import format_metric as fmt
-    from tasks.io.registry import model_uri
+    from tasks.io.model_store import ModelLoadError
+    from tasks.io.registry import (
+        RegistryError,
+        is_missing,
+        is_unreachable,
+        model_uri,
+        registry_error,
+        unreachable_message,
+    )
     from tasks.stages.evaluate import evaluate_model
 
     settings = get_settings()
     uri = args.model_uri or model_uri(settings, "ml", "champion")
-    out = evaluate_model(settings, uri, args.data)
+    missing = [path for path in args.data if not Path(path).exists()]
+    if missing:
+        return _fail(f"no such data: {', '.join(missing)}", 2)
+    try:
+        out = evaluate_model(settings, uri, args.data)
+    except RegistryError as exc:
+        return _fail(str(exc), 1)
+    except ModelLoadError as exc:
+        if is_unreachable(exc):
+            return _fail(unreachable_message(settings.tracking_uri), 1)
+        return _fail(f"no model at {uri}: {str(exc)[:300]}", 2)
+    except MlflowException as exc:
+        nothing_there = ("No such artifact", "artifact repository")
+        if is_missing(exc) or any(text in exc.message for text in nothing_there):
+            return _fail(f"no model at {uri}: {exc.message[:300]}", 2)
+        return _fail(str(registry_error(exc, settings.tracking_uri, f"loading {uri}")), 1)
+    except (FileNotFoundError, ValueError) as exc:  # data that gives no labelled rows, etc.
+        return _fail(str(exc), 2)
     if args.json:
         print(json.dumps(out, indent=2, default=str))
         return 0
@@ -72,3 +101,8 @@ def run(args: argparse.Namespace) -> int:
             )
         )
     return 0
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"cryptovol evaluate: {message}", file=sys.stderr)
+    return code

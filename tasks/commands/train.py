@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from tasks.core.models import CANDIDATES, OPTIONAL_CANDIDATES
 from tasks.settings import get_settings
@@ -83,14 +84,26 @@ def _config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from mlflow.exceptions import MlflowException
+
     from data_contracts.gate import NothingAdmitted
     from tasks.core.scoring import format_metric as fmt
     from tasks.core.training import TrainingError
+    from tasks.io.registry import RegistryError, registry_error
+    from tasks.stages.backfill import NoRows
     from tasks.stages.train import train_and_register
 
     settings = get_settings()
     if args.skip_contracts:
         print("data contracts skipped (--skip-contracts): the inputs are not checked")
+
+    def fail(message: str, code: int) -> int:
+        print(json.dumps({"error": message}) if args.json else f"cannot train: {message}")
+        return code
+
+    missing = [path for path in args.data if not Path(path).exists()]
+    if missing:
+        return fail(f"no such data: {', '.join(missing)}", 2)
     try:
         out = train_and_register(
             settings,
@@ -99,9 +112,12 @@ def run(args: argparse.Namespace) -> int:
             alias=args.alias or None,
             check_contracts=not args.skip_contracts,
         )
-    except (TrainingError, NothingAdmitted, FileNotFoundError) as exc:
-        print(json.dumps({"error": str(exc)}) if args.json else f"cannot train: {exc}")
-        return 2
+    except (TrainingError, NothingAdmitted, FileNotFoundError, NoRows) as exc:
+        return fail(str(exc), 2)
+    except RegistryError as exc:  # the registry cannot be reached, or refused the model
+        return fail(str(exc), 1)
+    except MlflowException as exc:
+        return fail(str(registry_error(exc, settings.tracking_uri, "registering the model")), 1)
     if args.json:
         print(json.dumps(out, indent=2, default=str))
         return 0
