@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "simulate": "Write synthetic recordings from the market simulator",
     "exchange": "Serve the simulator or a recording over a local Advanced Trade WebSocket",
     "featurize": "Stream features from ticks.raw to ticks.features",
+    "score": "Score ticks.features with the registered champion into ticks.predictions",
     "backfill": "Compute features and labels from recordings into Parquet",
     "validate-data": "Check raw ticks, features or a training set against the data contracts",
     "train": "Train, evaluate against baselines and register a challenger",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,7 @@ class Settings(BaseSettings):
     features_topic: str = "ticks.features"
     predictions_topic: str = "ticks.predictions"
     dlq_topic: str = "ticks.raw.dlq"
+    features_dlq_topic: str = "ticks.features.dlq"  # feature records the scorer cannot score
     raw_partitions: int = 3
     kafka_connect_timeout_s: float = 5.0
 
@@ -71,6 +73,13 @@ class Settings(BaseSettings):
         "", validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "CRYPTOVOL_MLFLOW_TRACKING_URI")
     )
     registered_model: str = "volatility-spike"
+
+    # Serving (the BentoML service and the scorer): which registered model, how often to look
+    # for a moved alias. ``MODEL_VARIANT=baseline`` serves the z-score baseline.
+    model_variant: Literal["ml", "baseline"] = Field(
+        "ml", validation_alias=AliasChoices("MODEL_VARIANT", "CRYPTOVOL_MODEL_VARIANT")
+    )
+    model_poll_s: float = Field(10.0, gt=0)
 
     # Derived folders under data_dir: the one home of each path.
     @property
