@@ -17,10 +17,16 @@ import time
 import uuid
 from pathlib import Path
 
-from tasks.core.messages import TICKER_CHANNEL, ticks_from_envelope
+from tasks.core.messages import TICKER_CHANNEL
 from tasks.io.broker import free_port, start_broker, stop_broker
-from tasks.io.recordings import BadLine, expand_inputs, source_name
-from tasks.services.replay import merge_by_time, run_replay
+from tasks.io.recordings import (
+    BadLine,
+    envelope_ticks,
+    expand_inputs,
+    merge_by_receive_time,
+    source_name,
+)
+from tasks.services.replay import run_replay
 from tasks.settings import Settings
 from tasks.sim.simulator import simulate_envelopes
 
@@ -40,15 +46,12 @@ def _without_kafka(files: list[Path]) -> tuple[int, float]:
     started = time.perf_counter()
     sources = {str(path): source_name(path) for path in files}
     messages = 0
-    for _, item in merge_by_time(files):
+    for _, item in merge_by_receive_time(files):
         if isinstance(item, BadLine):
             continue
         messages += 1
         if item.envelope.channel == TICKER_CHANNEL:
-            envelope = item.envelope
-            for tick in ticks_from_envelope(
-                envelope, received_at=envelope.timestamp, source=sources[item.path]
-            ):
+            for tick in envelope_ticks(item, sources[item.path]):
                 tick.to_bytes()
     return messages, time.perf_counter() - started
 

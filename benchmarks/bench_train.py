@@ -2,10 +2,11 @@
 
 Times each stage separately: the backfill (uncached, then the cached load), the walk-forward
 training of every candidate, and the MLflow logging and registration into a temporary SQLite
-store. Prints one JSON object with the timings and the figures: the test part's PR-AUC of the
-model beside the z-score and persistence baselines on the same rows, the spike rate, and the
-fold-by-fold validation PR-AUC of every candidate. Without ../shared/data it uses 150 simulated
-minutes instead (and says so).
+store, then loads the registered model as serving does and times single-row scoring. Prints one
+JSON object with the timings and the figures: leave-one-session-out PR-AUC of every scorer, pooled
+and per session with block-bootstrap intervals, the missing-input report, the test part's PR-AUC
+of the model beside the z-score and persistence baselines on the same rows, and the fold-by-fold
+walk-forward PR-AUC. Without ../shared/data it uses 150 simulated minutes instead (and says so).
 """
 
 from __future__ import annotations
@@ -49,14 +50,34 @@ def _single_row_scoring(model_uri: str, frame, n: int = 5000) -> dict:
     }
 
 
+def _sessions(sessions: dict) -> dict:
+    """Per session and pooled: rows, spike rate, spikes, bursts, PR-AUC and intervals."""
+    keep = ("rows", "positive_rate", "positives", "episodes", "enough", "start", "end", "tau")
+    out = {}
+    for figures in [*sessions.get("sessions", []), sessions.get("pooled")]:
+        if figures is None:
+            continue
+        name = f"session {figures['session']}" if "session" in figures else "pooled"
+        out[name] = {k: figures[k] for k in keep if k in figures}
+        out[name]["pr_auc"] = figures["pr_auc"]
+        out[name]["interval"] = figures.get("interval")
+        out[name]["minus_persistence"] = figures.get("minus_persistence")
+        out[name]["minus_zscore"] = figures.get("minus_zscore")
+    out["selected"] = sessions.get("selected")
+    out["selection"] = sessions.get("selection")
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="*", help="recordings or Parquet (default: ../shared/data)")
     parser.add_argument("--no-mlflow", action="store_true", help="skip logging and registration")
+    parser.add_argument("--label-mode", choices=("absolute", "relative"), default="absolute")
+    parser.add_argument("--k", type=float, default=1.5, help="relative label: multiple of trail")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     started = time.perf_counter()
-    from tasks.core.training import train
+    from tasks.core.training import TrainConfig, train
     from tasks.settings import Settings
     from tasks.sim.writer import write_recordings
     from tasks.stages.data import load_frame
@@ -81,7 +102,10 @@ def main() -> int:
         t1 = time.perf_counter()
         frame, cached = load_frame(inputs, cache)
         t2 = time.perf_counter()
-        result = train(frame)
+        config = TrainConfig()
+        if args.label_mode == "relative":
+            config = TrainConfig(label_mode="relative", k=args.k)
+        result = train(frame, config)
         t3 = time.perf_counter()
         record = None
         if not args.no_mlflow:
@@ -112,6 +136,8 @@ def main() -> int:
         "backfill_cache_hit_second_time": cached.backfill_cached,
         "selected": result.selected,
         "label": summary["label"],
+        "leave_one_session_out": _sessions(summary["sessions"]),
+        "missing_inputs": summary["sessions"].get("missing_inputs"),
         "test": summary["test"],
         "validation": summary["validation"],
         "notes": summary["notes"],

@@ -8,6 +8,9 @@ check:
 
 - ``seq_delta`` (raw): sequence number minus the previous one from the same source (connection or
   recording file), on the first ticker of each envelope; NaN where there is no previous one.
+- ``receive_lead_s`` (raw): seconds the timestamp lies after the receive time on the exchange's
+  clock (:func:`tasks.core.messages.receive_lead_s`; recordings estimate the receive time from
+  the neighbouring lines), NaN where either does not parse.
 - ``ts_step_s`` (features, training): seconds since the previous row of the same product.
 - ``split_gap_s`` (training): seconds between a row and the latest row of the same product in an
   earlier split (``train`` before ``valid`` before ``test``, or fold ids in numeric order).
@@ -23,7 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tasks.core.messages import RawTick
+from tasks.core.messages import MessageError, RawTick, preview, receive_lead_s
+from tasks.core.timeutil import TimestampError, parse_ts
 from tasks.io.recordings import BadLine, expand_inputs, read_ticks
 
 RAW_NUMERIC_FIELDS = (
@@ -45,17 +49,24 @@ RAW_COLUMNS = (
     *RAW_NUMERIC_FIELDS,
     "unparseable",
     "seq_delta",
+    "receive_lead_s",
 )
 SPLIT_ORDER = {"train": 0, "valid": 1, "validation": 1, "test": 2}
 
 
 @dataclass
 class RawBatch:
-    """The ticks of some recordings as a frame, and the lines that gave no tick (counted)."""
+    """The ticks of some recordings as a frame, and the lines that gave no tick (counted).
+
+    ``truncated`` holds the cut-off tails of files whose writer stopped mid-write (a crash):
+    dropped and reported, but not counted against the bad-line fraction, since a capture
+    killed once would otherwise have its last file set aside on every run.
+    """
 
     frame: pd.DataFrame
     bad_lines: list[BadLine] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    truncated: list[BadLine] = field(default_factory=list)
 
     @property
     def lines(self) -> int:
@@ -79,9 +90,13 @@ def read_raw_batch(paths: Iterable[str | Path]) -> RawBatch:
 def raw_batch(items: Iterable[RawTick | BadLine]) -> RawBatch:
     ticks: list[RawTick] = []
     bad: list[BadLine] = []
+    truncated: list[BadLine] = []
     for item in items:
-        (bad if isinstance(item, BadLine) else ticks).append(item)
-    return RawBatch(raw_frame(ticks), bad)
+        if isinstance(item, BadLine):
+            (truncated if item.truncated else bad).append(item)
+        else:
+            ticks.append(item)
+    return RawBatch(raw_frame(ticks), bad, truncated=truncated)
 
 
 def raw_frame(ticks: Sequence[RawTick]) -> pd.DataFrame:
@@ -109,11 +124,19 @@ def raw_frame(ticks: Sequence[RawTick]) -> pd.DataFrame:
         numbers, bad = _coerce_numbers(raw)
         frame[name] = numbers
         for i in np.flatnonzero(bad):
-            problems[i].append(f"{name}={raw[i]!r}")
+            problems[i].append(f"{name}={preview(raw[i], 80)}")
 
     frame["unparseable"] = pd.Series(["; ".join(p) if p else None for p in problems], dtype=object)
     frame["seq_delta"] = _sequence_deltas(frame)
+    frame["receive_lead_s"] = pd.Series([_lead(t) for t in ticks], dtype="float64")
     return frame
+
+
+def _lead(tick: RawTick) -> float:
+    try:
+        return receive_lead_s(parse_ts(tick.timestamp), tick)
+    except (TimestampError, MessageError):
+        return np.nan
 
 
 def _coerce_numbers(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from data_contracts.frames import RAW_COLUMNS, RAW_NUMERIC_FIELDS, SPLIT_ORDER, splits_are_folds
 from tasks.core.features import FEATURE_NAMES, FEATURE_SET_VERSION
+from tasks.core.messages import MAX_LAG_S, MAX_LEAD_S
 
 KINDS = ("raw", "features", "training", "predictions")
 DEFAULT_PRODUCTS = ("BTC-USD", "ETH-USD", "SOL-USD")
@@ -198,6 +199,14 @@ def _raw_expectations(options: ContractOptions) -> list[Any]:
             column="timestamp",
             max_value=limit.isoformat(),
             description=f"not in the future (<= now + {options.max_future_s:g} s)",
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="receive_lead_s",
+            min_value=-MAX_LAG_S,
+            max_value=MAX_LEAD_S,
+            description=(
+                f"timestamp within {MAX_LAG_S:g} s before to {MAX_LEAD_S:g} s after receive time"
+            ),
         ),
         gxe.ExpectColumnValuesToBeBetween(
             column="sequence_num", min_value=0, description="present (>= 0)"

@@ -191,6 +191,12 @@ def validate_raw_batch(batch: RawBatch, options: ContractOptions | None = None) 
             sample=[b.describe() for b in batch.bad_lines[:SAMPLE_SIZE]],
         )
     )
+    if batch.truncated:
+        report.notes.append(
+            f"{len(batch.truncated)} file(s) end cut off (a writer stopped mid-write); the cut "
+            "tail is dropped, not counted as a bad line: "
+            + "; ".join(b.describe() for b in batch.truncated[:SAMPLE_SIZE])
+        )
     report.success = report.success and ok
     return report
 

@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "evaluate": "Evaluate a registered model on recordings or a data set",
     "promote": "Move the champion alias to a model version",
     "rollback": "Move the champion alias back to the previous champion",
+    "drift": "Judge the current features against the champion's training sample",
+    "reports": "Serve the drift reports on 127.0.0.1 (or print the index path)",
     "bench": "Measure throughput of the engine, replay and capture",
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 
 from tasks.core.features import EngineConfig
 
@@ -18,18 +19,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--out",
-        help="a .parquet file, or a directory for a data set partitioned by product_id and date "
-        "(default: the feature store)",
+        help="a .parquet file (replaced), or a directory for a data set partitioned by product_id "
+        "and date, into which the rows are merged by record id: rows of other recordings stay, "
+        "rows of these recordings are replaced (default: the feature store). Written atomically; "
+        "a run without a single row writes nothing",
     )
     parser.add_argument(
         "--late-tolerance-s",
-        type=float,
+        type=_finite,
         default=defaults.late_tolerance_s,
         help="late ticks within this many seconds are kept (default %(default)s)",
     )
     parser.add_argument(
         "--max-gap-s",
-        type=float,
+        type=_finite,
         default=defaults.max_gap_s,
         help="feature windows restart after a longer gap (default %(default)s)",
     )
@@ -40,10 +43,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text!r}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     from data_contracts.gate import NothingAdmitted
     from tasks.settings import get_settings
-    from tasks.stages.backfill import run_backfill
+    from tasks.stages.backfill import NoRows, run_backfill
 
     config = EngineConfig(late_tolerance_s=args.late_tolerance_s, max_gap_s=args.max_gap_s)
     if args.skip_contracts:
@@ -59,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, NothingAdmitted) as exc:
         log.error("%s", exc)
         return 2
-    print(json.dumps(stats.as_dict(), indent=2))
-    if not stats.rows:
-        log.error("no rows: the inputs hold no usable ticks")
+    except NoRows as exc:
+        print(json.dumps(exc.stats.as_dict(), indent=2))
+        log.error("%s", exc)
         return 1
+    print(json.dumps(stats.as_dict(), indent=2))
     return 0

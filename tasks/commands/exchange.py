@@ -9,7 +9,9 @@ import signal
 import time
 from pathlib import Path
 
+from tasks.commands._args import port_number, positive_float, positive_int
 from tasks.core.timeutil import TimestampError, parse_ts
+from tasks.io.broker import port_problem
 from tasks.io.recordings import expand_inputs
 from tasks.services.replay import parse_speed
 from tasks.settings import get_settings
@@ -34,7 +36,7 @@ def _start(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--port", type=port_number, default=8765, help="1-65535 (default 8765)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
     source.add_argument("--replay", nargs="+", type=Path, metavar="FILE", help="serve recordings")
@@ -46,13 +48,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--speed", type=_speed, default=1.0, help="pace multiplier, or 'max' (default 1)"
     )
-    parser.add_argument("--drop-every", type=float, metavar="SECONDS", help="drop connections")
     parser.add_argument(
-        "--skip-seq-every", type=int, metavar="N", help="skip a sequence number every N"
+        "--drop-every", type=positive_float, metavar="SECONDS", help="drop connections"
+    )
+    parser.add_argument(
+        "--skip-seq-every", type=positive_int, metavar="N", help="skip a sequence number every N"
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    problem = port_problem(args.host, args.port)
+    if problem is not None:
+        log.error("cannot serve the exchange: %s", problem)
+        return 1
     if args.replay:
         try:
             ticks = recording_ticks(expand_inputs(args.replay), loop=args.loop)

@@ -9,6 +9,8 @@ import signal
 import sys
 import threading
 
+from tasks.commands._args import port_or_zero, positive_float, positive_int
+from tasks.io.broker import port_problem
 from tasks.io.kafka import BrokerUnavailable
 from tasks.services.featurizer import DEFAULT_GROUP, DEFAULT_WARMUP_RECORDS, run_featurizer
 from tasks.settings import get_settings
@@ -20,20 +22,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group", default=DEFAULT_GROUP, help="consumer group id")
     parser.add_argument(
         "--max-idle-seconds",
-        type=float,
+        type=positive_float,
         default=None,
         help="exit after this long without input (default: run until SIGINT/SIGTERM)",
     )
     parser.add_argument(
         "--metrics-port",
-        type=int,
+        type=port_or_zero,
         default=None,
         help="Prometheus /metrics port (0 disables; default: the settings, 9102)",
     )
-    parser.add_argument("--batch-size", type=int, default=500, help="records per poll and commit")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=500, help="records per poll and commit (>= 1)"
+    )
     parser.add_argument(
         "--warmup-records",
-        type=int,
+        type=positive_int,
         default=DEFAULT_WARMUP_RECORDS,
         help="first guess of the records to re-read before the committed offset to rebuild the "
         "engine's windows after a restart; grows by itself if short (default %(default)s)",
@@ -42,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = get_settings()
+    port = settings.featurize_metrics_port if args.metrics_port is None else args.metrics_port
+    problem = port_problem(settings.metrics_host, port) if port else None
+    if problem is not None:
+        print(f"error: cannot serve featurizer metrics: {problem}", file=sys.stderr)
+        return 1
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -58,9 +67,7 @@ def run(args: argparse.Namespace) -> int:
             args.group,
             stop_event=stop,
             max_idle_s=args.max_idle_seconds,
-            metrics_port=(
-                settings.featurize_metrics_port if args.metrics_port is None else args.metrics_port
-            ),
+            metrics_port=port,
             batch_size=args.batch_size,
             warmup_records=args.warmup_records,
         )

@@ -27,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tasks.io.registry import RegistryError
+    from mlflow.exceptions import MlflowException
+
+    from tasks.io.registry import RegistryError, registry_error
     from tasks.stages.promote import promote
 
     settings = get_settings()
@@ -46,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  {outcome.decision.reason()}")
                 print(f"  report: {outcome.report_paths['markdown']}")
         change = promote(settings, args.version, force=args.force, who=args.who, why=args.why)
-    except RegistryError as exc:
+    except (RegistryError, MlflowException) as exc:
+        if isinstance(exc, MlflowException):  # a failure midway: the server gone, say
+            exc = registry_error(exc, settings.tracking_uri, "the promotion")
         if args.json:
             print(json.dumps({**out, "error": str(exc)}, indent=2, default=str))
         else:

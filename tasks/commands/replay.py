@@ -7,7 +7,7 @@ import json
 import logging
 
 from tasks.io.kafka import BrokerUnavailable
-from tasks.services.replay import parse_speed, run_replay
+from tasks.services.replay import NothingToReplay, parse_speed, run_replay
 from tasks.settings import get_settings
 
 log = logging.getLogger("cryptovol.replay")
@@ -28,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-reported", type=int, default=10, help="malformed lines reported in full"
     )
+    parser.epilog = (
+        "Exit status: 0 when every record was delivered, 1 when some were not (or the broker "
+        "went away), 2 when the inputs hold nothing to replay."
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,8 +40,14 @@ def run(args: argparse.Namespace) -> int:
     except BrokerUnavailable as exc:
         log.error("%s", exc)
         return 1
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, NothingToReplay) as exc:
         log.error("%s", exc)
         return 2
     print(json.dumps(stats.summary(), indent=2))
-    return 1 if stats.undelivered else 0
+    if stats.error:
+        log.error("%s", stats.error)
+        return 1
+    if stats.undelivered:
+        log.error("%d record(s) not delivered", stats.undelivered)
+        return 1
+    return 0

@@ -15,13 +15,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tasks.io.registry import RegistryError
+    from mlflow.exceptions import MlflowException
+
+    from tasks.io.registry import RegistryError, registry_error
     from tasks.stages.promote import rollback
 
     settings = get_settings()
     try:
         change = rollback(settings, who=args.who, why=args.why)
-    except RegistryError as exc:
+    except (RegistryError, MlflowException) as exc:
+        if isinstance(exc, MlflowException):  # a failure midway: the server gone, say
+            exc = registry_error(exc, settings.tracking_uri, "the rollback")
         print(json.dumps({"error": str(exc)}) if args.json else f"no rollback: {exc}")
         return 1
     if args.json:

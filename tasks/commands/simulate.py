@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
+from tasks.commands._args import positive_float
 from tasks.core.timeutil import TimestampError, format_ts, parse_ts
 from tasks.sim.simulator import DEFAULT_START
 from tasks.sim.writer import write_recordings
@@ -26,15 +29,10 @@ def _products(text: str) -> list[str]:
     return products
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--minutes", type=_positive, required=True, help="event time to simulate")
+    parser.add_argument(
+        "--minutes", type=positive_float, required=True, help="event time to simulate"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--products", type=_products, default=["BTC-USD", "ETH-USD"], help="comma-separated"
@@ -49,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"cryptovol simulate: --out {out} is a file; give a directory", file=sys.stderr)
+        return 2
     began = time.perf_counter()
     summary = write_recordings(
         args.out, products=args.products, seed=args.seed, start=args.start, minutes=args.minutes

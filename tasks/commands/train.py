@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-from tasks.core.models import CANDIDATES
+from tasks.core.models import CANDIDATES, OPTIONAL_CANDIDATES
 from tasks.settings import get_settings
 
 
@@ -29,7 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, dest="n_folds", help="walk-forward validation folds")
     parser.add_argument("--test-fraction", type=float, help="final held-out part")
     parser.add_argument("--train-step-s", type=int, help="keep a training row every N seconds")
-    parser.add_argument("--candidates", nargs="+", choices=CANDIDATES)
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        choices=(*CANDIDATES, *OPTIONAL_CANDIDATES),
+        help=f"default: {' '.join(CANDIDATES)}",
+    )
+    parser.add_argument(
+        "--session-gap-s", type=float, help="a pause this long starts a new session (LOSO)"
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument(
         "--shuffle-labels",
@@ -61,6 +70,7 @@ def _config(args: argparse.Namespace):
             "n_folds",
             "test_fraction",
             "train_step_s",
+            "session_gap_s",
             "seed",
             "shuffle_labels",
         )
@@ -74,14 +84,26 @@ def _config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from mlflow.exceptions import MlflowException
+
     from data_contracts.gate import NothingAdmitted
     from tasks.core.scoring import format_metric as fmt
     from tasks.core.training import TrainingError
+    from tasks.io.registry import RegistryError, registry_error
+    from tasks.stages.backfill import NoRows
     from tasks.stages.train import train_and_register
 
     settings = get_settings()
     if args.skip_contracts:
         print("data contracts skipped (--skip-contracts): the inputs are not checked")
+
+    def fail(message: str, code: int) -> int:
+        print(json.dumps({"error": message}) if args.json else f"cannot train: {message}")
+        return code
+
+    missing = [path for path in args.data if not Path(path).exists()]
+    if missing:
+        return fail(f"no such data: {', '.join(missing)}", 2)
     try:
         out = train_and_register(
             settings,
@@ -90,9 +112,12 @@ def run(args: argparse.Namespace) -> int:
             alias=args.alias or None,
             check_contracts=not args.skip_contracts,
         )
-    except (TrainingError, NothingAdmitted, FileNotFoundError) as exc:
-        print(json.dumps({"error": str(exc)}) if args.json else f"cannot train: {exc}")
-        return 2
+    except (TrainingError, NothingAdmitted, FileNotFoundError, NoRows) as exc:
+        return fail(str(exc), 2)
+    except RegistryError as exc:  # the registry cannot be reached, or refused the model
+        return fail(str(exc), 1)
+    except MlflowException as exc:
+        return fail(str(registry_error(exc, settings.tracking_uri, "registering the model")), 1)
     if args.json:
         print(json.dumps(out, indent=2, default=str))
         return 0
@@ -104,9 +129,18 @@ def run(args: argparse.Namespace) -> int:
         f"{fmt(test['pr_auc'])} vs z-score {fmt(test['baseline_pr_auc'])} vs persistence "
         f"{fmt(test['persistence_pr_auc'])}; threshold {fmt(test['threshold'])}"
     )
+    sessions = out["summary"]["sessions"]
+    if sessions.get("pooled"):
+        print("  leave one session out (PR-AUC; * enough spikes to judge within the session):")
+        names = list(sessions["pooled"]["pr_auc"])
+        print(f"    {'session':<10} {'rate':>6} " + " ".join(f"{n[:12]:>12}" for n in names))
+        parts = [(f"{f['session']}{'*' if f['enough'] else ''}", f) for f in sessions["sessions"]]
+        for label, f in [*parts, ("pooled", sessions["pooled"])]:
+            cells = " ".join(f"{fmt(f['pr_auc'][n], 3):>12}" for n in names)
+            print(f"    {label:<10} {fmt(f['positive_rate'], 3):>6} {cells}")
     for name, v in out["summary"]["validation"].items():
         folds = ", ".join(fmt(x) for x in v["pr_auc_folds"])
-        print(f"  folds {name:<14} mean {fmt(v['pr_auc_mean'])} [{folds}]")
+        print(f"  walk-forward {name:<14} mean {fmt(v['pr_auc_mean'])} [{folds}]")
     for note in out["summary"]["notes"]:
         print(f"  note: {note}")
     cached = " (cached)" if timings["backfill_cached"] else ""

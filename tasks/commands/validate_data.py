@@ -67,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
     from data_contracts.validate import validate_frame, validate_raw_batch
     from tasks.settings import get_settings
 
+    if args.report is not None and args.report.is_dir():
+        print(f"cryptovol validate-data: --report {args.report} is a directory", file=sys.stderr)
+        return 2
+
     options = options_for(
         get_settings().products,
         max_future_s=args.max_future_s,
@@ -92,7 +96,11 @@ def run(args: argparse.Namespace) -> int:
         sources = [str(p) for p in args.paths]
         report = validate_frame(args.kind, frame, options, sources=sources)
     if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(report.to_json())
+        try:
+            args.report.parent.mkdir(parents=True, exist_ok=True)
+            args.report.write_text(report.to_json())
+        except OSError as exc:
+            print(f"cryptovol validate-data: cannot write --report: {exc}", file=sys.stderr)
+            return 2
     print(report.to_json() if args.json else report.table())
     return 0 if report.success else 1

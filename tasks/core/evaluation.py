@@ -38,7 +38,7 @@ def embargo_for(horizon_s: float) -> float:
 
 def epoch_seconds(ts: pd.Series) -> np.ndarray:
     """Seconds since the epoch as float, whatever the timestamp resolution (ns, us, ms)."""
-    stamps = pd.to_datetime(ts, utc=True)
+    stamps = ts if isinstance(ts.dtype, pd.DatetimeTZDtype) else pd.to_datetime(ts, utc=True)
     return ((stamps - EPOCH) / pd.Timedelta(seconds=1)).to_numpy(dtype=float)
 
 
@@ -140,6 +140,27 @@ def walk_forward_splits(
     return SplitPlan(folds, dev, test, test_start, embargo_s)
 
 
+def tail_split(
+    times: np.ndarray, *, fraction: float = 0.2, embargo_s: float = 360.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions to fit on and the embargoed tail to stop early or tune on, by time.
+
+    The tail is the last ``fraction`` of the rows; rows within ``embargo_s`` before it are in
+    neither part. The tail belongs to the training part it is cut from, never to the part the
+    candidates are ranked on. With too few rows for both parts, everything is fit on and the
+    tail is empty (callers then train without early stopping).
+    """
+    times = np.asarray(times, dtype=float)
+    positions = np.arange(len(times))
+    if len(times) == 0 or not 0.0 < fraction < 1.0:
+        return positions, positions[:0]
+    start = float(np.quantile(times, 1.0 - fraction))
+    fit, tail = positions[times < start - embargo_s], positions[times >= start]
+    if len(fit) == 0 or len(tail) == 0:
+        return positions, positions[:0]
+    return fit, tail
+
+
 # -------------------------------------------------------------------------------------- metrics
 
 
@@ -178,6 +199,22 @@ def ranking_metrics(y: Sequence[float], score: Sequence[float]) -> dict:
         out["pr_auc"] = float(average_precision_score(y, score))
         out["roc_auc"] = float(roc_auc_score(y, score))
     return out
+
+
+def average_precision(y: np.ndarray, score: np.ndarray) -> float | None:
+    """PR-AUC (average precision) as scikit-learn computes it, ties included; fast enough for
+    bootstrap replicates. ``None`` on a degenerate part."""
+    y, score = _clean(y, score)
+    positives = float(y.sum())
+    if is_degenerate(y):
+        return None
+    order = np.argsort(-score, kind="mergesort")
+    ranked, hits = score[order], y[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]
+    tps = np.cumsum(hits)[last_of_tie]
+    precision = tps / (last_of_tie + 1)
+    recall_steps = np.diff(np.r_[0.0, tps]) / positives
+    return float(np.sum(recall_steps * precision))
 
 
 def probability_metrics(y: Sequence[float], p: Sequence[float]) -> dict:
@@ -260,6 +297,86 @@ def expected_calibration_error(
         return None
     gaps = (table["mean_pred"] - table["frac_pos"]).abs()
     return float((gaps * table["count"]).sum() / table["count"].sum())
+
+
+# ---------------------------------------------------------------------------- uncertainty
+
+
+def time_blocks(times: np.ndarray, groups: np.ndarray, block_s: float = 300.0) -> np.ndarray:
+    """A block number per row: consecutive ``block_s`` stretches of time within each group."""
+    times = np.asarray(times, dtype=float)
+    groups = np.asarray(groups)
+    blocks = np.empty(len(times), dtype=np.int64)
+    offset = 0
+    for group in np.unique(groups):
+        rows = groups == group
+        local = np.floor((times[rows] - times[rows].min()) / block_s).astype(np.int64)
+        _, dense = np.unique(local, return_inverse=True)
+        blocks[rows] = dense + offset
+        offset += int(dense.max()) + 1
+    return blocks
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float | None
+    high: float | None
+
+    def to_list(self) -> list[float | None]:
+        return [self.low, self.high]
+
+
+def bootstrap_pr_auc(
+    y: np.ndarray,
+    scores: dict[str, np.ndarray],
+    blocks: np.ndarray,
+    strata: np.ndarray | None = None,
+    *,
+    references: tuple[str, ...] = (),
+    n_boot: int = 200,
+    level: float = 0.9,
+    seed: int = 0,
+) -> dict[str, dict[str, Interval]]:
+    """Block-bootstrap intervals of every scorer's PR-AUC (and of its gap to each reference).
+
+    Rows are resampled in whole time blocks (labels of neighbouring rows are not independent),
+    within each stratum (a session keeps its share of the rows), and every scorer is judged on
+    the same resampled rows. Replicates without a spike are skipped. Returns
+    ``{"pr_auc": {name: Interval}, "minus_<reference>": {name: Interval}, ...}``.
+    """
+    y = np.asarray(y, dtype=float)
+    blocks = np.asarray(blocks)
+    strata = np.zeros(len(y), dtype=np.int64) if strata is None else np.asarray(strata)
+    members = {}
+    for block in np.unique(blocks):
+        members[block] = np.flatnonzero(blocks == block)
+    by_stratum = [np.unique(blocks[strata == s]) for s in np.unique(strata)]
+    rng = np.random.default_rng(seed)
+    values: dict[str, list[float]] = {name: [] for name in scores}
+    gaps = {ref: {name: [] for name in scores if name != ref} for ref in references}
+    for _ in range(n_boot if len(y) else 0):
+        picks = [rng.choice(found, size=len(found), replace=True) for found in by_stratum]
+        rows = np.concatenate([members[b] for chosen in picks for b in chosen])
+        if is_degenerate(y[rows]):
+            continue
+        replicate = {name: average_precision(y[rows], s[rows]) for name, s in scores.items()}
+        for name, value in replicate.items():
+            values[name].append(value)
+            for ref in references:
+                if name != ref:
+                    gaps[ref][name].append(value - replicate[ref])
+    tail = (1.0 - level) / 2.0
+
+    def interval(samples: list[float]) -> Interval:
+        if len(samples) < 20:
+            return Interval(None, None)
+        low, high = np.quantile(samples, [tail, 1.0 - tail])
+        return Interval(float(low), float(high))
+
+    out = {"pr_auc": {name: interval(v) for name, v in values.items()}}
+    for ref in references:
+        out[f"minus_{ref}"] = {name: interval(v) for name, v in gaps[ref].items()}
+    return out
 
 
 # ---------------------------------------------------------------------------- fold reporting

@@ -191,6 +191,26 @@ class LabelSpec:
         label[np.isnan(fwd) | np.isnan(threshold)] = np.nan
         return pd.Series(label, index=frame.index, name="label")
 
+    def target_values(self, frame: pd.DataFrame) -> np.ndarray:
+        """The continuous quantity the label thresholds at :attr:`threshold_value`: the forward
+        volatility (absolute), or its ratio to the trailing volatility (relative; NaN where the
+        trailing volatility is missing or zero). A spike is ``target >= threshold``."""
+        fwd = frame[self.fwd_column].to_numpy(dtype=np.float64)
+        if self.mode == "absolute":
+            return fwd
+        trail = frame[self.trail_column].to_numpy(dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(trail > 0.0, fwd / trail, np.nan)
+
+    @property
+    def threshold_value(self) -> float:
+        """tau (absolute) or k (relative)."""
+        if self.mode == "relative":
+            return self.k
+        if self.tau is None:
+            raise ValueError("absolute label needs tau: fit the spec on training rows first")
+        return self.tau
+
     def labelled(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         """The rows that have a label, and their labels (the one labelled-rows filter)."""
         y = self.apply(frame)

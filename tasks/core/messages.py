@@ -4,18 +4,32 @@ A record on ``ticks.raw`` keeps the exchange's ticker object unchanged and adds 
 timestamp, its sequence number, the local receive time and the connection (or file) it came on.
 Sequence numbers restart on every connection, so a tick is identified by product, source and
 sequence (and its position inside the envelope, for envelopes that carry several tickers).
+
+Event time is bounded by receive time (:func:`to_tick`): a tick stamped more than
+:data:`MAX_LEAD_S` after it was received, or more than :data:`MAX_LAG_S` before, is refused with
+the reason, so one bad timestamp cannot move a product's clock a year ahead (every later tick
+would be too late) nor sort itself years back. Receive time is on the exchange's clock:
+``received_at + clock_offset_s``. Capture measures ``clock_offset_s`` per connection (the median
+of its recent messages' timestamp minus local receive time), so a skewed local clock or a
+simulated exchange running in the past is no offender; recordings keep no receive time and
+estimate it from the neighbouring lines (:mod:`tasks.io.recordings`), offset 0.
+
+Every decoder here turns any malformed input, however deep or strange, into
+:class:`MessageError`: a poison record is that record's problem only.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.core.timeutil import TimestampError, parse_ts
 
 RAW_SCHEMA_VERSION = 1
+MAX_LEAD_S = 30.0  # event time may run ahead of receive time by this much (clock jitter)
+MAX_LAG_S = 300.0  # and lag behind it by this much (network, a busy reader)
 
 TICKER_CHANNEL = "ticker"
 HEARTBEATS_CHANNEL = "heartbeats"
@@ -47,13 +61,16 @@ class RawTick:
     event_type: str
     index: int
     ticker: dict[str, Any]
+    clock_offset_s: float = 0.0  # exchange clock minus the receiver's clock (module docstring)
+    # ``timestamp`` parsed, when the reader has parsed it already (not part of the record)
+    event_time: float = field(default=math.nan, compare=False, repr=False)
 
     @property
     def record_id(self) -> str:
         return f"{self.product_id}|{self.source}|{self.sequence_num}|{self.index}"
 
     def to_record(self) -> dict[str, Any]:
-        return {
+        record = {
             "schema_version": RAW_SCHEMA_VERSION,
             "product_id": self.product_id,
             "timestamp": self.timestamp,
@@ -64,6 +81,9 @@ class RawTick:
             "index": self.index,
             "ticker": self.ticker,
         }
+        if self.clock_offset_s:  # optional: absent means 0 (recordings, older records)
+            record["clock_offset_s"] = self.clock_offset_s
+        return record
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.to_record(), separators=(",", ":")).encode()
@@ -73,36 +93,65 @@ class RawTick:
         try:
             version = record["schema_version"]
             if version != RAW_SCHEMA_VERSION:
-                raise MessageError(f"unsupported schema_version {version!r}")
+                raise MessageError(f"unsupported schema_version {preview(version)}")
             ticker = record["ticker"]
             if not isinstance(ticker, dict):
                 raise MessageError("ticker is not an object")
+            offset = float(record.get("clock_offset_s", 0.0))
+            if not math.isfinite(offset):
+                raise MessageError(f"clock_offset_s is not finite: {offset!r}")
             return cls(
-                product_id=str(record["product_id"]),
-                timestamp=str(record["timestamp"]),
+                product_id=_text(record, "product_id"),
+                timestamp=_text(record, "timestamp"),
                 sequence_num=int(record["sequence_num"]),
-                received_at=str(record["received_at"]),
-                source=str(record["source"]),
-                event_type=str(record["event_type"]),
+                received_at=_text(record, "received_at"),
+                source=_text(record, "source"),
+                event_type=_text(record, "event_type"),
                 index=int(record.get("index", 0)),
                 ticker=ticker,
+                clock_offset_s=offset,
             )
         except KeyError as exc:
             raise MessageError(f"raw record is missing {exc.args[0]!r}") from exc
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             if isinstance(exc, MessageError):
                 raise
             raise MessageError(f"raw record has a bad field: {exc}") from exc
 
     @classmethod
     def from_bytes(cls, data: bytes | str) -> RawTick:
-        try:
-            record = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise MessageError(f"not JSON: {exc}") from exc
+        record = decode_json(data)
         if not isinstance(record, dict):
             raise MessageError("raw record is not a JSON object")
         return cls.from_record(record)
+
+
+def _text(record: dict[str, Any], name: str) -> str:
+    """A string field; anything else (a number, an object) is a bad field, not coerced."""
+    value = record[name]
+    if not isinstance(value, str):
+        raise MessageError(f"raw record field {name!r} is not a string: {preview(value)}")
+    return value
+
+
+def decode_json(data: bytes | str) -> Any:
+    """JSON text to a value; whatever is wrong with it (syntax, encoding, nesting deeper than
+    the interpreter recurses) is a :class:`MessageError`."""
+    try:
+        return json.loads(data)
+    except RecursionError as exc:
+        raise MessageError("not JSON this reader accepts: nested too deeply") from exc
+    except (ValueError, UnicodeDecodeError, TypeError) as exc:
+        raise MessageError(f"not JSON: {exc}") from exc
+
+
+def preview(value: Any, limit: int = 200) -> str:
+    """The start of a value's text, for error messages; never raises (deep values included)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"<{type(value).__name__} nested too deeply to show>"
+    return text[:limit]
 
 
 def parse_envelope(message: dict[str, Any] | str | bytes) -> Envelope:
@@ -110,27 +159,42 @@ def parse_envelope(message: dict[str, Any] | str | bytes) -> Envelope:
     if isinstance(message, str | bytes):
         try:
             message = json.loads(message)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise MessageError(f"not JSON: {exc}") from exc
+        except Exception:  # the one decoder names what is wrong
+            message = decode_json(message)
     if not isinstance(message, dict):
         raise MessageError("message is not a JSON object")
     if message.get("type") == "error" or "channel" not in message:
-        raise MessageError(f"not a channel message: {str(message)[:200]}")
+        raise MessageError(f"not a channel message: {preview(message)}")
     events = message.get("events", [])
     if not isinstance(events, list):
         raise MessageError("events is not a list")
-    try:
-        sequence_num = int(message.get("sequence_num", -1))
-    except (TypeError, ValueError) as exc:
-        raise MessageError(f"bad sequence_num {message.get('sequence_num')!r}") from exc
+    raw_seq = message.get("sequence_num", -1)
+    if type(raw_seq) is int:
+        sequence_num = raw_seq
+    else:
+        try:
+            if isinstance(raw_seq, bool | float):  # int(True), int(1.9) would pass silently
+                raise TypeError
+            sequence_num = int(raw_seq)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise MessageError(f"bad sequence_num {preview(raw_seq)}") from exc
     timestamp = message.get("timestamp")
     if not isinstance(timestamp, str):
         raise MessageError("timestamp missing")
-    return Envelope(str(message["channel"]), timestamp, sequence_num, events, message)
+    channel = message["channel"]
+    if not isinstance(channel, str):
+        raise MessageError(f"channel is not a string: {preview(channel)}")
+    return Envelope(channel, timestamp, sequence_num, events, message)
 
 
 def ticks_from_envelope(
-    envelope: Envelope, *, received_at: str, source: str, errors: list[str] | None = None
+    envelope: Envelope,
+    *,
+    received_at: str,
+    source: str,
+    errors: list[str] | None = None,
+    clock_offset_s: float = 0.0,
+    event_time: float = math.nan,
 ) -> list[RawTick]:
     """Every ticker object of a ``ticker`` envelope, in order; other channels give none.
 
@@ -167,6 +231,8 @@ def ticks_from_envelope(
                         event_type=str(event.get("type", "update")),
                         index=index,
                         ticker=ticker,
+                        clock_offset_s=clock_offset_s,
+                        event_time=event_time,
                     )
                 )
             index += 1
@@ -205,20 +271,55 @@ def _number(ticker: dict[str, Any], name: str, *, required: bool) -> float:
         return math.nan
     try:
         number = float(value)
-    except (TypeError, ValueError) as exc:
-        raise MessageError(f"ticker field {name!r} is not a number: {value!r}") from exc
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise MessageError(f"ticker field {name!r} is not a number: {preview(value)}") from exc
     if not math.isfinite(number):
-        raise MessageError(f"ticker field {name!r} is not finite: {value!r}")
+        raise MessageError(f"ticker field {name!r} is not finite: {preview(value)}")
     return number
+
+
+def receive_lead_s(ts: float, raw: RawTick) -> float:
+    """Seconds the event time ``ts`` lies after the receive time on the exchange's clock
+    (0 when the receive time is unknown: an empty ``received_at``)."""
+    if not raw.received_at:
+        return 0.0
+    if raw.received_at == raw.timestamp:
+        received = ts
+    else:
+        try:
+            received = parse_ts(raw.received_at)
+        except TimestampError as exc:
+            raise MessageError(f"received_at: {exc}") from exc
+    return ts - (received + raw.clock_offset_s)
+
+
+def check_event_time(ts: float, raw: RawTick) -> None:
+    """Refuse an event time implausibly far from the receive time (module docstring)."""
+    lead = receive_lead_s(ts, raw)
+    if lead > MAX_LEAD_S:
+        raise MessageError(
+            f"event time: {lead:.3f} s after its receive time (at most {MAX_LEAD_S:g} s): "
+            f"{preview(raw.timestamp)}"
+        )
+    if lead < -MAX_LAG_S:
+        raise MessageError(
+            f"event time: {-lead:.3f} s before its receive time (at most {MAX_LAG_S:g} s): "
+            f"{preview(raw.timestamp)}"
+        )
 
 
 def to_tick(raw: RawTick) -> Tick:
     """Parse and check a raw tick; raise :class:`MessageError` naming the offending field."""
     t = raw.ticker
-    try:
-        ts = parse_ts(raw.timestamp)
-    except TimestampError as exc:
-        raise MessageError(f"timestamp: {exc}") from exc
+    if not isinstance(t, dict):
+        raise MessageError("ticker is not an object")
+    ts = raw.event_time
+    if ts != ts:
+        try:
+            ts = parse_ts(raw.timestamp)
+        except TimestampError as exc:
+            raise MessageError(f"timestamp: {exc}") from exc
+    check_event_time(ts, raw)
     price = _number(t, "price", required=True)
     if price <= 0:
         raise MessageError(f"ticker field 'price' is not positive: {t.get('price')!r}")

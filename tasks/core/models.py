@@ -1,10 +1,8 @@
-"""Spike scorers: two baselines, the candidate models, and the predictor that gets served. Pure.
+"""Spike scorers: the baselines, the candidate models, and the predictor that gets served. Pure.
 
-Every scorer returns one spike probability per row, from a frame of feature rows (columns by
-name, in any order: :meth:`predict_proba`) or from a float array whose columns are its
-``feature_names`` in order (:meth:`predict_array`, the serving path: no pandas per call). Missing
-inputs are NaN and every scorer copes with them, so a row with only a few features still gets a
-score.
+Every scorer (:class:`tasks.core.scorer.Scorer`) returns one spike probability per row, from a
+frame of feature rows (columns by name, in any order) or from a float array in its feature order
+(the serving path). Missing inputs are NaN and every scorer copes with them.
 
 Baselines, each a function of one feature row, so they can be served too:
 
@@ -19,9 +17,11 @@ Baselines, each a function of one feature row, so they can be served too:
 Each baseline is turned into a probability by a one-feature logistic regression on training rows;
 that keeps its ranking (PR-AUC) unchanged.
 
-Candidates: a HAR-style logistic regression on log volatilities of several horizons (plus log
-spread and tick intensity), XGBoost on all features, a Random Forest, and the mean of the
-HAR and XGBoost probabilities (``stack``).
+Candidates (:data:`CANDIDATES`): the HAR logistic classifier and the HAR-RV regression
+(:mod:`tasks.core.linear_models`), and ``stack``, the mean of their probabilities. XGBoost and a
+Random Forest (:mod:`tasks.core.tree_models`) can still be asked for, but are no default
+candidates: left out of one session, neither ranked as well as persistence on ../shared/data,
+and the forest scores a row in about 4 ms, over the serving budget.
 
 Fitted parameters are data: :meth:`SpikePredictor.to_document` gives a JSON-able document (the
 coefficients, medians, floors... of every scorer, the feature order, label and threshold) and
@@ -33,113 +33,79 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
-from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from tasks.core.features import FEATURE_NAMES, FEATURE_SET_VERSION
+from tasks.core.linear_models import HAR_COLUMNS, HarLogistic, HarRvRegression
+from tasks.core.scorer import (
+    ModelFormatError,
+    Scorer,
+    column,
+    feature_matrix,
+    log_or_nan,
+    logit,
+    sigmoid,
+)
+from tasks.core.tree_models import RandomForestSpike, XGBoostParams, XGBoostSpike
 
-EPS = 1e-9
+__all__ = [
+    "BASELINES",
+    "CANDIDATES",
+    "HAR_COLUMNS",
+    "INPUT_FAMILIES",
+    "HarLogistic",
+    "HarRvRegression",
+    "MeanStack",
+    "ModelFormatError",
+    "PersistenceBaseline",
+    "PriorShift",
+    "RandomForestSpike",
+    "Scorer",
+    "SpikePredictor",
+    "XGBoostParams",
+    "XGBoostSpike",
+    "ZScoreBaseline",
+    "feature_matrix",
+    "make_estimator",
+    "ranking_baselines",
+]
+
 PERSISTENCE_COLUMN = "realized_vol_60"
 ZSCORE_COLUMN = "vol_ratio_60_300"
-HAR_COLUMNS: tuple[str, ...] = (
-    "realized_vol_1s_60",
-    "realized_vol_1s_300",
-    "realized_vol_30",
-    "realized_vol_60",
-    "realized_vol_300",
-    "spread_bps_mean_60",
-    "tick_intensity_60",
-    "tick_intensity_300",
-    "range_bps_60",
-)
 BASELINES = ("zscore", "persistence")
-CANDIDATES = ("har_logistic", "xgboost", "random_forest", "stack")
+CANDIDATES = ("har_logistic", "har_rv", "stack")
+OPTIONAL_CANDIDATES = ("xgboost", "random_forest")
+STACK_MEMBERS = ("har_logistic", "har_rv")
 DOCUMENT_FORMAT = "cryptovol-predictor"
 DOCUMENT_VERSION = 1
-# what a stored random forest may contain: skops refuses any other type when loading it
-FOREST_TYPES = (
-    "sklearn.ensemble._forest.RandomForestClassifier",
-    "sklearn.tree._classes.DecisionTreeClassifier",
-    "sklearn.tree._tree.Tree",
-)
 
-
-class ModelFormatError(ValueError):
-    """A stored model document cannot be read (unknown format, version or scorer type)."""
-
-
-def feature_matrix(frame: pd.DataFrame, names: Sequence[str] = FEATURE_NAMES) -> pd.DataFrame:
-    """The feature columns in order, as float; missing columns become NaN, extra ones go."""
-    X = frame.reindex(columns=list(names))
-    return X.apply(pd.to_numeric, errors="coerce").astype(float)
-
-
-def _log(values: np.ndarray) -> np.ndarray:
-    arr = np.asarray(values, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.log(np.clip(arr, 0.0, None) + EPS)
-    out[~np.isfinite(arr)] = np.nan
-    return out
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p))
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def _floats(values) -> list[float]:
-    return [float(v) for v in np.asarray(values, dtype=float).ravel()]
-
-
-def _column(A: np.ndarray, names: Sequence[str], column: str) -> np.ndarray:
-    """One column of a feature array by name (all NaN when the array does not have it)."""
-    if column in names:
-        return A[:, list(names).index(column)]
-    return np.full(len(A), np.nan)
-
-
-def _index(names: Sequence[str], column: str) -> int:
-    return list(names).index(column) if column in names else -1
-
-
-class Scorer:
-    """What every scorer implements. ``fit`` takes a frame of feature columns (``feature_matrix``)
-    and remembers their order as ``feature_names``: :meth:`predict_array` expects that order."""
-
-    type_name: ClassVar[str]
-    feature_names: tuple[str, ...] = FEATURE_NAMES
-
-    def fit(
-        self, X: pd.DataFrame, y: np.ndarray, eval_set: tuple[pd.DataFrame, np.ndarray] | None
-    ) -> Scorer:
-        raise NotImplementedError
-
-    def predict_array(self, A: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self.predict_array(feature_matrix(X, self.feature_names).to_numpy())
-
-    def importance(self) -> dict[str, float]:
-        raise NotImplementedError
-
-    def to_params(self, blobs: dict[str, bytes]) -> dict:
-        """The fitted parameters as JSON-able data; binary parts are added to ``blobs``."""
-        raise NotImplementedError
-
-    @classmethod
-    def from_params(cls, params: dict, blobs: Mapping[str, bytes]) -> Scorer:
-        raise NotImplementedError
+# Features that go missing together, by the input they come from: a feed without best bid/ask
+# quantities has no imbalance, a recording without the book no spread, a restart no 300 s history.
+INPUT_FAMILIES: dict[str, tuple[str, ...]] = {
+    "tick_volatility": (
+        "realized_vol_30",
+        "realized_vol_60",
+        "realized_vol_300",
+        "ret_std",
+        "ret_mean",
+    ),
+    "grid_volatility": (
+        "realized_vol_1s_60",
+        "realized_vol_1s_300",
+        "vol_ratio_30_300",
+        "vol_ratio_60_300",
+    ),
+    "range": ("range_bps_30", "range_bps_60", "range_bps_300"),
+    "spread": ("spread_bps_mean_30", "spread_bps_mean_60", "spread_bps_mean_300", "spread_bps"),
+    "imbalance": ("imbalance_mean_30", "imbalance_mean_60", "imbalance_mean_300", "imbalance"),
+    "tick_intensity": ("tick_intensity_30", "tick_intensity_60", "tick_intensity_300", "n"),
+    "history_300s": tuple(n for n in FEATURE_NAMES if n.endswith("_300")),
+}
 
 
 class _LogisticOnScore:
@@ -168,7 +134,7 @@ class _LogisticOnScore:
         return self
 
     def __call__(self, score: np.ndarray) -> np.ndarray:
-        return _sigmoid(self.intercept + self.coef * score)
+        return sigmoid(self.intercept + self.coef * score)
 
 
 class _OneColumnBaseline(Scorer):
@@ -188,7 +154,7 @@ class _OneColumnBaseline(Scorer):
 
     def _fit_logs(self, X: pd.DataFrame) -> np.ndarray:
         self.feature_names = tuple(X.columns)
-        raw = _log(_column(X.to_numpy(float), self.feature_names, self.column))
+        raw = log_or_nan(column(X.to_numpy(float), self.feature_names, self.column))
         return raw[np.isfinite(raw)]
 
     def _calibrate(self, X: pd.DataFrame, y) -> None:
@@ -227,10 +193,10 @@ class PersistenceBaseline(_OneColumnBaseline):
         self.fill = 0.0
 
     def score_array(self, A: np.ndarray) -> np.ndarray:
-        s = _log(_column(A, self.feature_names, self.column))
+        s = log_or_nan(column(A, self.feature_names, self.column))
         return np.where(np.isnan(s), self.fill, s)
 
-    def fit(self, X, y, eval_set=None) -> PersistenceBaseline:
+    def fit(self, X, y, eval_set=None, target=None) -> PersistenceBaseline:
         finite = self._fit_logs(X)
         self.fill = float(np.median(finite)) if len(finite) else 0.0
         self._calibrate(X, y)
@@ -259,10 +225,10 @@ class ZScoreBaseline(_OneColumnBaseline):
         self.sd = 1.0
 
     def score_array(self, A: np.ndarray) -> np.ndarray:
-        z = (_log(_column(A, self.feature_names, self.column)) - self.mu) / self.sd
+        z = (log_or_nan(column(A, self.feature_names, self.column)) - self.mu) / self.sd
         return np.where(np.isnan(z), 0.0, z)
 
-    def fit(self, X, y, eval_set=None) -> ZScoreBaseline:
+    def fit(self, X, y, eval_set=None, target=None) -> ZScoreBaseline:
         finite = self._fit_logs(X)
         if len(finite) > 1:
             self.mu = float(finite.mean())
@@ -281,317 +247,6 @@ class ZScoreBaseline(_OneColumnBaseline):
         return out
 
 
-class HarLogistic(Scorer):
-    """Logistic regression on standardized log volatilities of several horizons (HAR-style).
-
-    Each column is floored at 1 % of its training median before the log, so a calm minute
-    (zero volatility: no price change) is very low but no outlier. Missing values are imputed
-    with training medians, and a missing indicator per column joins the inputs, so a row without
-    history is told apart from an average one. Scoring is numpy only: the standardized inputs
-    times the fitted coefficients, through the logistic function.
-    """
-
-    type_name = "har_logistic"
-
-    def __init__(self, columns: Sequence[str] = HAR_COLUMNS, C: float = 1.0) -> None:
-        self.columns = tuple(columns)
-        self.C = C
-        self.floors = np.full(len(self.columns), EPS)
-        self.medians = np.zeros(len(self.columns))
-        self.means = np.zeros(2 * len(self.columns))
-        self.stds = np.ones(2 * len(self.columns))
-        self.coef: np.ndarray | None = None  # shape (1, 2 * columns), as scikit-learn's
-        self.intercept = 0.0
-        self.constant: float | None = None
-        self._bind(FEATURE_NAMES)
-
-    def _bind(self, feature_names: Sequence[str]) -> None:
-        """Where each input column sits in a feature array (-1: the array lacks it)."""
-        self.feature_names = tuple(feature_names)
-        self._where = np.array([_index(self.feature_names, c) for c in self.columns], dtype=int)
-
-    def _logs(self, A: np.ndarray) -> np.ndarray:
-        raw = A[:, np.maximum(self._where, 0)]
-        if (self._where < 0).any():
-            raw = raw.copy()
-            raw[:, self._where < 0] = np.nan
-        with np.errstate(invalid="ignore"):
-            return np.log(np.maximum(raw, self.floors))  # maximum keeps NaN as NaN
-
-    def _inputs(self, A: np.ndarray) -> np.ndarray:
-        logs = self._logs(A)
-        missing = np.isnan(logs)
-        filled = np.where(missing, self.medians, logs)
-        return np.hstack([filled, missing.astype(float)])
-
-    def fit(self, X, y, eval_set=None) -> HarLogistic:
-        y = np.asarray(y, dtype=float)
-        self._bind(X.columns)
-        A = X.to_numpy(float)
-        for i, column in enumerate(self.columns):
-            values = _column(A, self.feature_names, column)
-            positive = values[np.isfinite(values) & (values > 0)]
-            self.floors[i] = 0.01 * float(np.median(positive)) if len(positive) else EPS
-        logs = self._logs(A)
-        with np.errstate(all="ignore"):
-            medians = np.nanmedian(logs, axis=0) if len(logs) else np.zeros(len(self.columns))
-        self.medians = np.where(np.isnan(medians), 0.0, medians)
-        Z = self._inputs(A)
-        self.means = Z.mean(axis=0)
-        self.stds = np.where(Z.std(axis=0) > 0, Z.std(axis=0), 1.0)
-        if len(np.unique(y)) < 2:
-            self.constant = float(np.mean(y)) if len(y) else 0.5
-            self.coef = None
-            return self
-        self.constant = None
-        model = LogisticRegression(C=self.C, max_iter=1000).fit((Z - self.means) / self.stds, y)
-        self.coef = np.asarray(model.coef_, dtype=float)
-        self.intercept = float(model.intercept_[0])
-        return self
-
-    def predict_array(self, A: np.ndarray) -> np.ndarray:
-        if self.constant is not None:
-            return np.full(len(A), self.constant)
-        # scikit-learn's formula on a C-ordered array, so the sums run in its order
-        Z = np.ascontiguousarray((self._inputs(A) - self.means) / self.stds)
-        return expit((Z @ self.coef.T + self.intercept).reshape(-1))
-
-    def importance(self) -> dict[str, float]:
-        if self.coef is None:
-            return {}
-        names = [f"log_{c}" for c in self.columns] + [f"missing_{c}" for c in self.columns]
-        return {n: float(abs(w)) for n, w in zip(names, self.coef[0], strict=True) if w != 0.0}
-
-    def to_params(self, blobs: dict[str, bytes]) -> dict:
-        return {
-            "type": self.type_name,
-            "feature_names": list(self.feature_names),
-            "columns": list(self.columns),
-            "C": self.C,
-            "floors": _floats(self.floors),
-            "medians": _floats(self.medians),
-            "means": _floats(self.means),
-            "stds": _floats(self.stds),
-            "coef": None if self.coef is None else _floats(self.coef),
-            "intercept": self.intercept,
-            "constant": self.constant,
-        }
-
-    @classmethod
-    def from_params(cls, params: dict, blobs: Mapping[str, bytes]) -> HarLogistic:
-        out = cls(params["columns"], params["C"])
-        out._bind(params["feature_names"])
-        for name in ("floors", "medians", "means", "stds"):
-            setattr(out, name, np.asarray(params[name], dtype=float))
-        coef = params["coef"]
-        out.coef = None if coef is None else np.asarray(coef, dtype=float).reshape(1, -1)
-        out.intercept = float(params["intercept"])
-        out.constant = params["constant"]
-        return out
-
-
-@dataclass
-class XGBoostParams:
-    n_estimators: int = 600
-    learning_rate: float = 0.05
-    max_depth: int = 3
-    min_child_weight: float = 20.0
-    subsample: float = 0.8
-    colsample_bytree: float = 0.8
-    reg_lambda: float = 5.0
-    early_stopping_rounds: int = 50
-    # one thread: on a busy 2-core machine two OpenMP threads ran 6-15x slower (spin waits)
-    n_jobs: int = 1
-
-
-def _single_class_rate(y: np.ndarray) -> float | None:
-    """The constant a tree model predicts when its labels hold one class (it cannot be fit)."""
-    if len(np.unique(y)) >= 2:
-        return None
-    return float(np.mean(y)) if len(y) else 0.5
-
-
-def _blob_name(blobs: dict[str, bytes], stem: str, suffix: str) -> str:
-    name = f"{stem}-{len(blobs)}.{suffix}"
-    while name in blobs:
-        name = f"{stem}-{len(blobs) + 1}.{suffix}"
-    return name
-
-
-class XGBoostSpike(Scorer):
-    """Gradient-boosted trees (hist, NaN native). Early stopping only on a validation part.
-
-    Without ``eval_set`` it trains ``n_estimators`` rounds: the final model gets the number of
-    rounds early stopping chose on the validation folds, never one chosen on the test part.
-    Only the trees up to the best round are kept; stored in XGBoost's own UBJSON format.
-    """
-
-    type_name = "xgboost"
-
-    def __init__(self, params: XGBoostParams | None = None, seed: int = 0) -> None:
-        self.params = params or XGBoostParams()
-        self.seed = seed
-        self.booster = None
-        self.best_rounds: int | None = None
-        self.early_stopped = False
-        self.constant: float | None = None
-
-    def fit(self, X, y, eval_set=None) -> XGBoostSpike:
-        from xgboost import XGBClassifier
-
-        y = np.asarray(y, dtype=float)
-        self.feature_names = tuple(X.columns)
-        self.constant = _single_class_rate(y)
-        if self.constant is not None:
-            return self
-        p = self.params
-        early = eval_set is not None and len(np.unique(eval_set[1])) == 2
-        self.early_stopped = early
-        model = XGBClassifier(
-            n_estimators=p.n_estimators,
-            learning_rate=p.learning_rate,
-            max_depth=p.max_depth,
-            min_child_weight=p.min_child_weight,
-            subsample=p.subsample,
-            colsample_bytree=p.colsample_bytree,
-            reg_lambda=p.reg_lambda,
-            tree_method="hist",
-            n_jobs=p.n_jobs,
-            random_state=self.seed,
-            eval_metric="aucpr",
-            early_stopping_rounds=p.early_stopping_rounds if early else None,
-        )
-        if early:
-            Xv, yv = eval_set
-            model.fit(X.to_numpy(float), y, eval_set=[(Xv.to_numpy(float), yv)], verbose=False)
-            self.best_rounds = int(model.best_iteration) + 1
-        else:
-            model.fit(X.to_numpy(float), y, verbose=False)
-            self.best_rounds = p.n_estimators
-        self.booster = model.get_booster()[: self.best_rounds]
-        self.booster.set_param({"nthread": p.n_jobs})
-        return self
-
-    def predict_array(self, A: np.ndarray) -> np.ndarray:
-        if self.constant is not None:
-            return np.full(len(A), self.constant)
-        return np.asarray(self.booster.inplace_predict(A), dtype=float)
-
-    def importance(self) -> dict[str, float]:
-        if self.booster is None:
-            return {}
-        gains = self.booster.get_score(importance_type="gain")
-        return {self.feature_names[int(k[1:])]: float(v) for k, v in gains.items()}
-
-    def to_params(self, blobs: dict[str, bytes]) -> dict:
-        booster = None
-        if self.booster is not None:
-            booster = _blob_name(blobs, "xgboost", "ubj")
-            blobs[booster] = bytes(self.booster.save_raw(raw_format="ubj"))
-        return {
-            "type": self.type_name,
-            "feature_names": list(self.feature_names),
-            "booster": booster,
-            "best_rounds": self.best_rounds,
-            "early_stopped": self.early_stopped,
-            "constant": self.constant,
-            "params": asdict(self.params),
-            "seed": self.seed,
-        }
-
-    @classmethod
-    def from_params(cls, params: dict, blobs: Mapping[str, bytes]) -> XGBoostSpike:
-        out = cls(XGBoostParams(**params["params"]), params["seed"])
-        out.feature_names = tuple(params["feature_names"])
-        out.best_rounds, out.early_stopped = params["best_rounds"], params["early_stopped"]
-        out.constant = params["constant"]
-        if params["booster"] is not None:
-            out.booster = booster_from_bytes(blobs[params["booster"]], out.params.n_jobs)
-        return out
-
-
-def booster_from_bytes(raw: bytes, nthread: int = 1):
-    """An XGBoost booster from its own format (UBJSON or JSON bytes)."""
-    from xgboost import Booster
-
-    booster = Booster()
-    booster.load_model(bytearray(raw))
-    booster.set_param({"nthread": nthread})
-    return booster
-
-
-class RandomForestSpike(Scorer):
-    """A shallow Random Forest with wide leaves (scikit-learn handles NaN natively).
-
-    Stored with skops, whose loader builds only the scikit-learn types in :data:`FOREST_TYPES`.
-    """
-
-    type_name = "random_forest"
-
-    def __init__(self, seed: int = 0, n_estimators: int = 100, n_jobs: int = 1) -> None:
-        self.seed = seed
-        self.n_estimators = n_estimators
-        self.n_jobs = n_jobs
-        self.model: RandomForestClassifier | None = None
-        self.constant: float | None = None
-
-    def fit(self, X, y, eval_set=None) -> RandomForestSpike:
-        y = np.asarray(y, dtype=float)
-        self.feature_names = tuple(X.columns)
-        self.constant = _single_class_rate(y)
-        if self.constant is not None:
-            return self
-        self.model = RandomForestClassifier(
-            n_estimators=self.n_estimators,
-            max_depth=8,
-            min_samples_leaf=50,
-            max_features=0.3,
-            n_jobs=self.n_jobs,
-            random_state=self.seed,
-        )
-        self.model.fit(X.to_numpy(float), y)
-        return self
-
-    def predict_array(self, A: np.ndarray) -> np.ndarray:
-        if self.constant is not None:
-            return np.full(len(A), self.constant)
-        return self.model.predict_proba(A)[:, 1]
-
-    def importance(self) -> dict[str, float]:
-        if self.model is None:
-            return {}
-        pairs = zip(self.feature_names, self.model.feature_importances_, strict=True)
-        return {name: float(value) for name, value in pairs}
-
-    def to_params(self, blobs: dict[str, bytes]) -> dict:
-        forest = None
-        if self.model is not None:
-            import skops.io
-
-            forest = _blob_name(blobs, "forest", "skops")
-            blobs[forest] = skops.io.dumps(self.model)
-        return {
-            "type": self.type_name,
-            "feature_names": list(self.feature_names),
-            "forest": forest,
-            "constant": self.constant,
-            "seed": self.seed,
-            "n_estimators": self.n_estimators,
-            "n_jobs": self.n_jobs,
-        }
-
-    @classmethod
-    def from_params(cls, params: dict, blobs: Mapping[str, bytes]) -> RandomForestSpike:
-        out = cls(params["seed"], params["n_estimators"], params["n_jobs"])
-        out.feature_names = tuple(params["feature_names"])
-        out.constant = params["constant"]
-        if params["forest"] is not None:
-            import skops.io
-
-            out.model = skops.io.loads(blobs[params["forest"]], trusted=list(FOREST_TYPES))
-        return out
-
-
 class MeanStack(Scorer):
     """The mean of its members' probabilities (members share the feature order)."""
 
@@ -602,10 +257,10 @@ class MeanStack(Scorer):
         if self.members:
             self.feature_names = self.members[0].feature_names
 
-    def fit(self, X, y, eval_set=None) -> MeanStack:
+    def fit(self, X, y, eval_set=None, target=None) -> MeanStack:
         self.feature_names = tuple(X.columns)
         for member in self.members:
-            member.fit(X, y, eval_set)
+            member.fit(X, y, eval_set, target)
         return self
 
     def predict_array(self, A: np.ndarray) -> np.ndarray:
@@ -648,25 +303,25 @@ class PriorShift(Scorer):
         """The shift that brings the mean probability on ``X`` to ``rate`` (bisection)."""
         if len(X) == 0 or not 0.0 < rate < 1.0:
             return cls(base, 0.0)
-        logits = _logit(base.predict_proba(X))
+        logits = logit(base.predict_proba(X))
         low, high = -20.0, 20.0
         for _ in range(60):
             mid = (low + high) / 2
-            if _sigmoid(logits + mid).mean() < rate:
+            if sigmoid(logits + mid).mean() < rate:
                 low = mid
             else:
                 high = mid
         return cls(base, (low + high) / 2)
 
-    def fit(self, X, y, eval_set=None) -> PriorShift:
-        self.base.fit(X, y, eval_set)
+    def fit(self, X, y, eval_set=None, target=None) -> PriorShift:
+        self.base.fit(X, y, eval_set, target)
         self.feature_names = self.base.feature_names
         return self
 
     def predict_array(self, A: np.ndarray) -> np.ndarray:
         if self.shift == 0.0:
             return self.base.predict_array(A)
-        return _sigmoid(_logit(self.base.predict_array(A)) + self.shift)
+        return sigmoid(logit(self.base.predict_array(A)) + self.shift)
 
     def importance(self) -> dict[str, float]:
         return self.base.importance()
@@ -685,6 +340,7 @@ SCORER_TYPES: dict[str, type[Scorer]] = {
         PersistenceBaseline,
         ZScoreBaseline,
         HarLogistic,
+        HarRvRegression,
         XGBoostSpike,
         RandomForestSpike,
         MeanStack,
@@ -712,27 +368,34 @@ def ranking_baselines(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """
     zscore = ZScoreBaseline().score(frame)
     persistence = PersistenceBaseline()
-    raw = _log(frame[persistence.column].to_numpy(float)) if persistence.column in frame else []
-    finite = np.asarray(raw)[np.isfinite(raw)]
+    raw = np.asarray(
+        log_or_nan(frame[persistence.column].to_numpy(float)) if persistence.column in frame else []
+    )
+    finite = raw[np.isfinite(raw)]
     persistence.fill = float(np.median(finite)) if len(finite) else 0.0
     return {"zscore": zscore, "persistence": persistence.score(frame)}
 
 
-def make_estimator(kind: str, *, seed: int = 0, xgb: XGBoostParams | None = None) -> Scorer:
-    """A fresh, unfitted scorer of the given kind."""
+def make_estimator(
+    kind: str, *, seed: int = 0, xgb: XGBoostParams | None = None, **hyper: float
+) -> Scorer:
+    """A fresh, unfitted scorer of the given kind (``hyper``: ``C`` or ``alpha``)."""
     if kind == "persistence":
         return PersistenceBaseline()
     if kind == "zscore":
         return ZScoreBaseline()
     if kind == "har_logistic":
-        return HarLogistic()
+        return HarLogistic(C=hyper.get("C", 1.0))
+    if kind == "har_rv":
+        return HarRvRegression(alpha=hyper.get("alpha", 30.0))
     if kind == "xgboost":
         return XGBoostSpike(xgb, seed=seed)
     if kind == "random_forest":
         return RandomForestSpike(seed=seed)
     if kind == "stack":
-        return MeanStack([HarLogistic(), XGBoostSpike(xgb, seed=seed)])
-    raise ValueError(f"unknown model kind {kind!r}; known: {(*BASELINES, *CANDIDATES)}")
+        return MeanStack([make_estimator(m, seed=seed, xgb=xgb) for m in STACK_MEMBERS])
+    known = (*BASELINES, *CANDIDATES, *OPTIONAL_CANDIDATES)
+    raise ValueError(f"unknown model kind {kind!r}; known: {known}")
 
 
 @dataclass

@@ -65,3 +65,55 @@ def unseen_window(
     if window_s is not None and keep.any():
         keep &= seconds >= seconds.max() - window_s
     return frame[keep]
+
+
+def _with_interval(value: float | None, interval: list | None) -> str:
+    if interval is None or interval[0] is None:
+        return format_metric(value, 3)
+    return f"{format_metric(value, 3)} [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def session_table(judged: dict, names: list[str]) -> list[str]:
+    """Markdown rows of :func:`tasks.core.sessions.judge_sessions` figures: every session and
+    the pooled rows, spike rate, spikes and bursts, each scorer's PR-AUC [bootstrap interval]."""
+    header = ["session", "span (UTC)", "rows", "spike rate", "spikes (bursts)", *names]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    rows = [(str(f["session"]), f) for f in judged["sessions"]]
+    if judged.get("pooled"):
+        rows.append(("pooled", judged["pooled"]))
+    for label, f in rows:
+        span = f"{f['start'][:16]} to {f['end'][11:16]}" if f.get("start") else ""
+        intervals = f.get("interval", {})
+        cells = [
+            label if label == "pooled" or not f.get("enough") else f"{label} (judged)",
+            span,
+            str(f["rows"]),
+            format_metric(f["positive_rate"], 3),
+            f"{f['positives']} ({f['episodes']})",
+            *(_with_interval(f["pr_auc"].get(n), intervals.get(n)) for n in names),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def missing_input_table(report: dict, selected: str) -> list[str]:
+    """Markdown rows of a missing-input report: each input family blanked in the held-out rows."""
+    lines = [
+        f"| inputs blanked | {selected} | drop | retrained without them | persistence | z-score |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    intact = report["intact"]
+    lines.append(
+        f"| none | {format_metric(intact[selected], 3)} | | | "
+        f"{format_metric(intact['persistence'], 3)} | {format_metric(intact['zscore'], 3)} |"
+    )
+    for family, figures in report.items():
+        if family == "intact":
+            continue
+        pr, drop = figures["pr_auc"], figures["drop"]
+        lines.append(
+            f"| {family} | {format_metric(pr[selected], 3)} | {drop[selected]:+.3f} | "
+            f"{format_metric(figures['retrained_without'], 3)} | "
+            f"{format_metric(pr['persistence'], 3)} | {format_metric(pr['zscore'], 3)} |"
+        )
+    return lines

@@ -1,20 +1,31 @@
-"""The training pipeline: data -> labels -> folds -> candidates -> selection -> final fit.
+"""The training pipeline: data -> labels -> evaluation -> selection -> final fit -> test.
 
 Pure in the sense that matters here: a feature frame in, a :class:`TrainResult` out, no MLflow and
-no files (``tasks.io.registry`` logs and registers the result).
+no files (``tasks.stages.train`` logs and registers the result).
+
+The rows are split in time: the last ``test_fraction`` is the **test part**, touched once for the
+reported figures (and left for ``validate``); the rest, behind an embargo, is the development
+part. Every candidate and both baselines are judged on the development part two ways:
+
+- **leave one session out** (:mod:`tasks.core.sessions`): train on the other sessions (minus an
+  embargo), judge on the held-out one; PR-AUC pooled over the sessions and within each, on the
+  same rows for every scorer, with block-bootstrap intervals. This measures carry-over to a market
+  regime the model never saw, and it is what selects the model;
+- **walk-forward folds** (:func:`tasks.core.evaluation.walk_forward_splits`), reported beside it,
+  and the source of the operating threshold.
 
 Honesty rules kept here:
 
-- time-ordered walk-forward folds over all products with an embargo of the longest feature
-  window plus the horizon between what a model learns from and what it is judged on;
-- tau (the label threshold) fitted on each training part only, then applied to its validation
-  part; the final tau on the development part only;
-- early stopping on validation folds only; the final XGBoost gets the median of the rounds the
-  folds chose, never rounds chosen on the test part;
-- the candidate is chosen by mean validation PR-AUC, the operating threshold as the median of
-  the thresholds maximising F1 on each validation fold; the test part (the most recent rows)
-  is touched once, for the reported figures, with both baselines scored on the same rows;
-- folds without a spike are flagged degenerate, counted and left out of means.
+- tau (the label threshold) fitted on each training part only (its most recent
+  ``tau_window_s``); the final tau on the development part only;
+- early stopping (XGBoost) and tuning (``C``, ``alpha``) on the embargoed tail of each training
+  part, never on the rows that rank the candidates;
+- a candidate is selected only if it ranks at least as well as persistence pooled and within
+  every held-out session with enough spikes; otherwise persistence itself is selected;
+- missing inputs: training rows are duplicated with one input family blanked at a time, so a
+  model learns to score from what remains; the missing-input report blanks each family in the
+  held-out rows and compares with a model retrained without it (what those inputs allow);
+- parts without a spike are flagged degenerate, counted and left out of means.
 """
 
 from __future__ import annotations
@@ -31,6 +42,8 @@ from tasks.core.evaluation import (
     FoldResult,
     FoldSummary,
     SplitPlan,
+    average_precision,
+    bootstrap_pr_auc,
     choose_threshold,
     classifier_metrics,
     embargo_for,
@@ -39,26 +52,44 @@ from tasks.core.evaluation import (
     probability_metrics,
     ranking_metrics,
     summarize_folds,
+    tail_split,
+    time_blocks,
     walk_forward_splits,
 )
 from tasks.core.features import FEATURE_SET_VERSION
 from tasks.core.labels import LabelSpec
+from tasks.core.linear_models import ALPHA_GRID, C_GRID
 from tasks.core.models import (
     BASELINES,
     CANDIDATES,
+    INPUT_FAMILIES,
+    OPTIONAL_CANDIDATES,
+    STACK_MEMBERS,
     MeanStack,
     PriorShift,
     SpikePredictor,
     XGBoostParams,
     feature_matrix,
     make_estimator,
+    ranking_baselines,
+)
+from tasks.core.scorer import FitTarget, Scorer
+from tasks.core.sessions import (
+    SESSION_GAP_S,
+    SessionFold,
+    SessionPart,
+    judge_sessions,
+    leave_one_session_out,
+    shortfalls,
 )
 
 log = logging.getLogger("cryptovol.training")
 
 # Simpler first: a later candidate is chosen only if it beats the current pick by ``min_gain``.
-COMPLEXITY_ORDER = ("har_logistic", "xgboost", "random_forest", "stack")
-STACK_MEMBERS = ("har_logistic", "xgboost")
+COMPLEXITY_ORDER = ("har_logistic", "har_rv", "stack", "xgboost", "random_forest")
+TUNING = {"har_logistic": ("C", C_GRID), "har_rv": ("alpha", ALPHA_GRID)}
+# classifiers learn the spike rate of their training rows; a regression's probability does not
+PRIOR_SHIFTED = ("persistence", "zscore", "har_logistic", "xgboost", "random_forest")
 
 
 class TrainingError(ValueError):
@@ -83,6 +114,15 @@ class TrainConfig:
     seed: int = 0
     shuffle_labels: bool = False  # a deliberately degraded model, to check that gates refuse it
     xgboost: XGBoostParams = field(default_factory=XGBoostParams)
+    session_gap_s: float = SESSION_GAP_S  # a pause this long starts a new session
+    min_session_rows: int = 600  # a session is held out when it has this many labelled rows
+    min_session_spikes: int = 20  # a session's own ranking counts with this many spike rows...
+    min_session_episodes: int = 3  # ...in this many separate bursts
+    tail_fraction: float = 0.2  # of each training part: early stopping and tuning
+    missing_fraction: float = 0.25  # rows duplicated with each input family blanked (0: none)
+    missing_report: bool = True  # blank each input family in the held-out rows, report the drop
+    bootstrap_samples: int = 200
+    block_s: float = 300.0  # bootstrap block length
 
     @property
     def embargo(self) -> float:
@@ -108,7 +148,7 @@ class TrainConfig:
 
 @dataclass
 class CandidateReport:
-    """A scorer's validation figures fold by fold and summarised."""
+    """A scorer's walk-forward validation figures fold by fold and summarised."""
 
     name: str
     folds: list[FoldResult]
@@ -131,8 +171,10 @@ class TrainResult:
     predictor: SpikePredictor  # the selected candidate, fit on the development part
     baseline: SpikePredictor  # the z-score baseline, fit on the same rows (the served fallback)
     selected: str
-    reports: dict[str, CandidateReport]  # every candidate and baseline on the folds
+    reports: dict[str, CandidateReport]  # every candidate and baseline on the walk-forward folds
+    sessions: dict  # leave-one-session-out: judge_sessions figures, selection, missing inputs
     test_metrics: dict[str, dict]  # "model", "zscore", "persistence" on the same test rows
+    test_interval: dict | None  # their 90 % block-bootstrap PR-AUC intervals
     label: dict  # the label spec fitted on the development part (tau included)
     split: dict
     data: dict
@@ -163,7 +205,9 @@ class TrainResult:
                 "positive_rate": model["positive_rate"],
                 "rows": model["rows"],
                 "degenerate": model["degenerate"],
+                "interval": self.test_interval,
             },
+            "sessions": self.sessions,
             "validation": {
                 name: {
                     "pr_auc_mean": r.summaries["pr_auc"].mean,
@@ -228,68 +272,135 @@ def _fit_label(spec: LabelSpec, train_rows: pd.DataFrame, window_s: float | None
     return spec.fit(train_rows[seconds > seconds.max() - window_s])
 
 
-def _shuffled(y: np.ndarray, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).permutation(y)
+def with_missing_inputs(
+    rows: pd.DataFrame, y: np.ndarray, fraction: float, seed: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """``rows`` plus, for each input family, a random ``fraction`` of them with that family
+    blanked (NaN): a model trained on these learns to score from the inputs that remain."""
+    if fraction <= 0 or len(rows) == 0:
+        return rows, y
+    rng = np.random.default_rng(seed)
+    parts, labels = [rows], [y]
+    for columns in INPUT_FAMILIES.values():
+        pick = rng.random(len(rows)) < fraction
+        blank = rows[pick].copy()
+        blank[[c for c in columns if c in blank]] = np.nan
+        parts.append(blank)
+        labels.append(y[pick])
+    return pd.concat(parts, ignore_index=True), np.concatenate(labels)
 
 
-def _fit_scorers(
-    kinds: tuple[str, ...],
-    train: pd.DataFrame,
-    y_train: np.ndarray,
-    eval_set: tuple[pd.DataFrame, np.ndarray] | None,
+@dataclass
+class FittedPart:
+    """What one training part produced: the label it was fitted to and a scorer per kind."""
+
+    spec: LabelSpec
+    scorers: dict[str, Scorer]
+    chosen: dict[str, float]  # tuned hyper-parameters
+    xgb_rounds: int | None
+
+
+def _target(spec: LabelSpec, rows: pd.DataFrame) -> FitTarget:
+    return FitTarget(
+        spec.target_values(rows), spec.threshold_value, relative=spec.mode == "relative"
+    )
+
+
+def _fit_kind(
+    kind: str,
     config: TrainConfig,
-    xgb_rounds: int | None = None,
-) -> dict:
-    """Fit one estimator per kind (the stack is built from its fitted members, not refit).
+    fit_rows: pd.DataFrame,
+    y_fit: np.ndarray,
+    spec: LabelSpec,
+    hyper: dict,
+    eval_set=None,
+) -> Scorer:
+    params = config.xgboost
+    if kind == "xgboost" and "rounds" in hyper:
+        params = replace(params, n_estimators=int(hyper["rounds"]))
+    extra = {k: v for k, v in hyper.items() if k != "rounds"}
+    estimator = make_estimator(kind, seed=config.seed, xgb=params, **extra)
+    augment = kind not in BASELINES
+    rows, y = (fit_rows, y_fit)
+    if augment:
+        rows, y = with_missing_inputs(fit_rows, y_fit, config.missing_fraction, config.seed)
+    return estimator.fit(feature_matrix(rows), y, eval_set, _target(spec, rows))
 
-    With a tau window, each is prior-shifted so its mean probability on the window's rows equals
-    their spike rate (the rate the label was fitted to), not the rate over all training rows.
+
+def fit_training_part(
+    train_rows: pd.DataFrame,
+    kinds: tuple[str, ...],
+    config: TrainConfig,
+    *,
+    spec: LabelSpec | None = None,
+    hyper: dict[str, dict] | None = None,
+    shuffle_seed: int | None = None,
+) -> FittedPart:
+    """Every kind fitted on one training part: label fitted there, rows sub-sampled, tuning and
+    early stopping on the part's embargoed tail, classifiers prior-shifted to the spike rate
+    of the part's most recent ``tau_window_s`` (the rows tau was fitted on).
+
+    ``hyper`` fixes hyper-parameters instead of tuning them (``{"xgboost": {"rounds": n}}``...).
     """
-    X = feature_matrix(train)
+    base_spec = config.label_spec()
+    spec = spec or _fit_label(base_spec, train_rows, config.tau_window_s)
+    part, y = spec.labelled(_subsample(train_rows, config.train_step_s))
+    if shuffle_seed is not None:  # labels and the volatility they threshold, moved together
+        order = np.random.default_rng(shuffle_seed).permutation(len(y))
+        part, y = part.copy(), y[order]
+        targets = [c for c in (spec.fwd_column, spec.trail_column) if c in part]
+        part[targets] = part[targets].to_numpy()[order]
+    times = epoch_seconds(part["ts"])
+    fit_at, tail_at = tail_split(times, fraction=config.tail_fraction, embargo_s=config.embargo)
+    fit_rows, y_fit = part.iloc[fit_at], y[fit_at]
+    tail_rows, y_tail = part.iloc[tail_at], y[tail_at]
+    tunable = len(y_tail) > 0 and not is_degenerate(y_tail) and not is_degenerate(y_fit)
     recent = None
-    if config.tau_window_s is not None and len(train):
-        seconds = epoch_seconds(train["ts"])
-        recent = seconds > seconds.max() - config.tau_window_s
-    fitted = {}
+    if config.tau_window_s is not None and len(part):
+        recent = times > times.max() - config.tau_window_s
+    hyper = dict(hyper or {})
+    scorers: dict[str, Scorer] = {}
+    chosen: dict[str, float] = {}
+    xgb_rounds = None
     for kind in kinds:
         if kind == "stack":
             continue
-        params = config.xgboost
-        if kind == "xgboost" and xgb_rounds is not None:
-            params = replace(params, n_estimators=xgb_rounds)
-        estimator = make_estimator(kind, seed=config.seed, xgb=params).fit(X, y_train, eval_set)
-        if recent is not None:
-            estimator = PriorShift.to_rate(estimator, X[recent], float(np.mean(y_train[recent])))
-        fitted[kind] = estimator
-    return fitted
-
-
-def _predict(fitted: dict, kinds: tuple[str, ...], frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    X = feature_matrix(frame)
-    scores = {kind: est.predict_proba(X) for kind, est in fitted.items()}
+        fixed = dict(hyper.get(kind, {}))
+        if kind in TUNING and not fixed and tunable:
+            name, grid = TUNING[kind]
+            tried = {}
+            for value in grid:
+                trial = _fit_kind(kind, config, fit_rows, y_fit, spec, {name: value})
+                tried[value] = average_precision(y_tail, trial.predict_proba(tail_rows))
+            fixed = {name: max(tried, key=tried.get)}
+        if kind == "xgboost" and "rounds" not in fixed and tunable:
+            tail = (feature_matrix(tail_rows), y_tail)
+            estimator = _fit_kind(kind, config, fit_rows, y_fit, spec, fixed, eval_set=tail)
+            xgb_rounds = estimator.best_rounds
+        else:
+            estimator = _fit_kind(kind, config, part, y, spec, fixed)
+            if kind == "xgboost":
+                xgb_rounds = estimator.best_rounds
+        chosen.update({f"{kind}.{k}": float(v) for k, v in fixed.items()})
+        if kind in PRIOR_SHIFTED and recent is not None:
+            X_recent = feature_matrix(part[recent])
+            estimator = PriorShift.to_rate(estimator, X_recent, float(np.mean(y[recent])))
+        scorers[kind] = estimator
     if "stack" in kinds:
-        scores["stack"] = np.mean([scores[m] for m in STACK_MEMBERS], axis=0)
-    return scores
+        scorers["stack"] = MeanStack([scorers[m] for m in STACK_MEMBERS])
+    return FittedPart(spec, scorers, chosen, xgb_rounds)
 
 
-def _select(reports: dict[str, CandidateReport], candidates: tuple[str, ...], min_gain: float):
-    """The best candidate by mean validation PR-AUC; a more complex one must beat it by min_gain."""
-    pick, best = None, None
-    for name in COMPLEXITY_ORDER:
-        if name not in candidates:
-            continue
-        mean = reports[name].mean_pr_auc
-        if mean is None:
-            continue
-        if best is None or mean > best + min_gain:
-            pick, best = name, mean
-    return pick
+def _scores(fitted: FittedPart, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    X = feature_matrix(rows).to_numpy()
+    return {kind: scorer.predict_array(X) for kind, scorer in fitted.scorers.items()}
 
 
 def _candidate_kinds(config: TrainConfig) -> tuple[str, ...]:
-    unknown = set(config.candidates) - set(CANDIDATES)
+    known = (*CANDIDATES, *OPTIONAL_CANDIDATES)
+    unknown = set(config.candidates) - set(known)
     if unknown:
-        raise TrainingError(f"unknown candidates {sorted(unknown)}; known: {CANDIDATES}")
+        raise TrainingError(f"unknown candidates {sorted(unknown)}; known: {known}")
     kinds = list(config.candidates)
     if "stack" in kinds:
         kinds = [k for k in kinds if k != "stack"] + [m for m in STACK_MEMBERS if m not in kinds]
@@ -297,8 +408,114 @@ def _candidate_kinds(config: TrainConfig) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*kinds, *BASELINES]))
 
 
+def select_candidate(
+    judged: dict, candidates: tuple[str, ...], min_gain: float
+) -> tuple[str, dict]:
+    """The selected kind by leave-one-session-out PR-AUC, and why.
+
+    Eligible: a candidate that ranks at least as well as both baselines (persistence and the
+    z-score) pooled and within every held-out session with enough spikes
+    (:func:`tasks.core.sessions.shortfalls`). Among those, the best pooled PR-AUC, but a more
+    complex candidate must beat the current pick by ``min_gain``. With none eligible, the
+    better baseline itself.
+    """
+    pooled = judged["pooled"]["pr_auc"]
+    below = {name: shortfalls(judged, name) for name in candidates}
+    pick, best = None, None
+    for name in COMPLEXITY_ORDER:
+        if name not in candidates or below[name] or pooled.get(name) is None:
+            continue
+        if best is None or pooled[name] > best + min_gain:
+            pick, best = name, pooled[name]
+    why = {
+        "rule": "best pooled leave-one-session-out PR-AUC among candidates never below a "
+        "baseline (pooled and in sessions with enough spikes); simpler first by min_gain",
+        "below_baselines": {k: v for k, v in below.items() if v},
+    }
+    if pick is None:
+        pick = max(BASELINES, key=lambda name: pooled[name])
+    return pick, why
+
+
+def _select_on_folds(reports: dict[str, CandidateReport], config: TrainConfig) -> str | None:
+    """Fallback with a single session: the best mean walk-forward PR-AUC, not below either
+    baseline's mean."""
+    means = [reports[b].mean_pr_auc for b in BASELINES if reports[b].mean_pr_auc is not None]
+    floor = max(means) if means else None
+    pick, best = None, None
+    for name in COMPLEXITY_ORDER:
+        if name not in config.candidates:
+            continue
+        mean = reports[name].mean_pr_auc
+        if mean is None or (floor is not None and mean < floor):
+            continue
+        if best is None or mean > best + config.min_gain:
+            pick, best = name, mean
+    return pick
+
+
+def _session_parts(
+    folds: list[SessionFold],
+    dev: pd.DataFrame,
+    fitted: list[FittedPart],
+    blank: tuple[str, ...] = (),
+) -> list[SessionPart]:
+    """Every fold's held-out session scored by its fold's scorers, beside the raw baselines."""
+    parts = []
+    for fold, part in zip(folds, fitted, strict=True):
+        rows, y = part.spec.labelled(dev.iloc[fold.test])
+        if blank:
+            rows = rows.copy()
+            rows[[c for c in blank if c in rows]] = np.nan
+        scores = {k: v for k, v in _scores(part, rows).items() if k not in BASELINES}
+        scores.update(ranking_baselines(rows))
+        parts.append(SessionPart(fold.session, y, epoch_seconds(rows["ts"]), scores, part.spec.tau))
+    return parts
+
+
+def _missing_input_report(
+    folds: list[SessionFold],
+    dev: pd.DataFrame,
+    fitted: list[FittedPart],
+    selected: str,
+    config: TrainConfig,
+) -> dict:
+    """Each input family blanked in the held-out rows: pooled PR-AUC of the selected model and
+    both baselines, the drop from intact rows, and a model of the same kind retrained without the
+    family (what the remaining inputs allow)."""
+    intact = judge_sessions(_session_parts(folds, dev, fitted), n_boot=0)["pooled"]["pr_auc"]
+    kinds = tuple(
+        k for k in _candidate_kinds(replace(config, candidates=(selected,))) if k not in BASELINES
+    )
+    report = {"intact": {k: intact[k] for k in (selected, "persistence", "zscore")}}
+    for family, columns in INPUT_FAMILIES.items():
+        blanked = judge_sessions(_session_parts(folds, dev, fitted, columns), n_boot=0)
+        pr = blanked["pooled"]["pr_auc"]
+        retrained = []
+        for fold, part in zip(folds, fitted, strict=True):
+            train_rows = dev.iloc[fold.train].copy()
+            train_rows[[c for c in columns if c in train_rows]] = np.nan
+            hyper = {}
+            for key, value in part.chosen.items():
+                kind, name = key.split(".")
+                hyper.setdefault(kind, {})[name] = value
+            if part.xgb_rounds:
+                hyper.setdefault("xgboost", {})["rounds"] = part.xgb_rounds
+            refit = fit_training_part(train_rows, kinds, config, spec=part.spec, hyper=hyper)
+            retrained.append(refit)
+        without = judge_sessions(_session_parts(folds, dev, retrained, columns), n_boot=0)
+        report[family] = {
+            "columns": list(columns),
+            "pr_auc": {k: pr[k] for k in (selected, "persistence", "zscore")},
+            "drop": {k: pr[k] - intact[k] for k in (selected, "persistence", "zscore")},
+            "retrained_without": without["pooled"]["pr_auc"][selected],
+        }
+    return report
+
+
 def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult:
-    """Walk-forward validation of every candidate and baseline, selection, final fit, test."""
+    """Leave-one-session-out and walk-forward evaluation of every candidate and baseline,
+    selection, final fit, test."""
     config = config or TrainConfig()
     timings: dict[str, float] = {}
     notes: list[str] = []
@@ -321,34 +538,27 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
         )
     except ValueError as exc:
         raise TrainingError(str(exc)) from exc
-
     kinds = _candidate_kinds(config)
+    dev = labelable.iloc[plan.dev].reset_index(drop=True)
+
+    # ---- walk-forward folds: reported, and the operating threshold
     fold_metrics: dict[str, list[FoldResult]] = {k: [] for k in kinds}
     fold_thresholds: dict[str, list[float]] = {k: [] for k in kinds}
     xgb_rounds: list[int] = []
     fold_taus: list[float | None] = []
     for fold in plan.folds:
-        train_rows = labelable.iloc[fold.train]
-        spec = _fit_label(base_spec, train_rows, config.tau_window_s)
-        fold_taus.append(spec.tau)
-        train_part, y_train = spec.labelled(_subsample(train_rows, config.train_step_s))
-        valid_part, y_valid = spec.labelled(labelable.iloc[fold.valid])
-        if config.shuffle_labels:
-            y_train = _shuffled(y_train, config.seed + fold.index)
-        if is_degenerate(y_train):
-            notes.append(f"fold {fold.index}: training part has no spike (or only spikes)")
-        fitted = _fit_scorers(
-            kinds, train_part, y_train, (feature_matrix(valid_part), y_valid), config
-        )
-        xgb = getattr(fitted.get("xgboost"), "base", fitted.get("xgboost"))
-        if xgb is not None and xgb.early_stopped:
-            xgb_rounds.append(xgb.best_rounds)
-        scores = _predict(fitted, kinds, valid_part)
+        shuffle = config.seed + fold.index if config.shuffle_labels else None
+        fitted = fit_training_part(labelable.iloc[fold.train], kinds, config, shuffle_seed=shuffle)
+        fold_taus.append(fitted.spec.tau)
+        if fitted.xgb_rounds:
+            xgb_rounds.append(fitted.xgb_rounds)
+        valid_part, y_valid = fitted.spec.labelled(labelable.iloc[fold.valid])
+        scores = _scores(fitted, valid_part)
         for kind in kinds:
             metrics = {
                 **ranking_metrics(y_valid, scores[kind]),
                 **probability_metrics(y_valid, scores[kind]),
-                "tau": spec.tau,
+                "tau": fitted.spec.tau,
             }
             fold_metrics[kind].append(FoldResult(fold.index, metrics))
         if is_degenerate(y_valid):
@@ -361,8 +571,6 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
                 fold_thresholds[kind].append(
                     choose_threshold(y_valid, scores[kind], min_precision=config.min_precision)
                 )
-    timings["folds"] = time.perf_counter() - started
-
     reports = {
         kind: CandidateReport(
             kind,
@@ -371,10 +579,69 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
         )
         for kind in kinds
     }
-    selected = _select(reports, config.candidates, config.min_gain)
+    timings["folds"] = time.perf_counter() - started
+
+    # ---- leave one session out: carry-over, and what selects the model
+    t_sessions = time.perf_counter()
+    session_folds = leave_one_session_out(
+        epoch_seconds(dev["ts"]),
+        gap_s=config.session_gap_s,
+        embargo_s=config.embargo,
+        min_rows=config.min_session_rows,
+    )
+    sessions: dict = {"folds": [f.describe() for f in session_folds]}
+    session_fitted: list[FittedPart] = []
+    for fold in session_folds:
+        shuffle = config.seed + 100 + fold.session if config.shuffle_labels else None
+        part = fit_training_part(dev.iloc[fold.train], kinds, config, shuffle_seed=shuffle)
+        session_fitted.append(part)
+    selected = None
+    if session_folds:
+        judged = judge_sessions(
+            _session_parts(session_folds, dev, session_fitted),
+            min_spikes=config.min_session_spikes,
+            min_episodes=config.min_session_episodes,
+            block_s=config.block_s,
+            n_boot=config.bootstrap_samples,
+            seed=config.seed,
+        )
+        if judged["pooled"]["degenerate"]:
+            notes.append("no held-out session holds a spike: selected on walk-forward folds")
+        elif config.shuffle_labels:
+            sessions.update(judged)
+        else:
+            selected, why = select_candidate(judged, config.candidates, config.min_gain)
+            sessions.update(judged)
+            sessions["selection"] = why
+            if selected in BASELINES:
+                notes.append(
+                    "no candidate ranks at least as well as both baselines on held-out "
+                    f"sessions: the {selected} baseline is the selected model"
+                )
+    else:
+        notes.append(
+            "fewer than two sessions with enough rows: carry-over to an unseen session is not "
+            "measured; selected on walk-forward folds"
+        )
+    if config.shuffle_labels:  # the drill: a degraded candidate, whatever the figures say
+        selected = config.candidates[0]
+        notes.append(f"labels shuffled: {selected} is registered degraded, unselected")
     if selected is None:
-        selected = "har_logistic" if "har_logistic" in config.candidates else config.candidates[0]
-        notes.append(f"every validation fold is degenerate: fell back to {selected} unjudged")
+        selected = _select_on_folds(reports, config)
+        if selected is None:
+            selected = max(BASELINES, key=lambda b: reports[b].mean_pr_auc or 0.0)
+            notes.append(
+                f"no candidate reaches the baselines on the walk-forward folds: {selected}"
+            )
+    sessions["selected"] = selected
+    timings["sessions"] = time.perf_counter() - t_sessions
+
+    if config.missing_report and session_folds and selected not in BASELINES:
+        t_missing = time.perf_counter()
+        sessions["missing_inputs"] = _missing_input_report(
+            session_folds, dev, session_fitted, selected, config
+        )
+        timings["missing_inputs"] = time.perf_counter() - t_missing
 
     # the median of the folds' own thresholds: pooling the folds lets the most active one decide
     thresholds = {
@@ -382,46 +649,51 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
         for kind in (selected, "zscore", "persistence")
     }
 
-    # final fit on the development part, judged once on the test part
+    # ---- final fit on the development part, judged once on the test part
     t_final = time.perf_counter()
-    dev_rows = labelable.iloc[plan.dev]
-    final_spec = _fit_label(base_spec, dev_rows, config.tau_window_s)
-    dev_part, y_dev = final_spec.labelled(_subsample(dev_rows, config.train_step_s))
+    final_kinds = _candidate_kinds(replace(config, candidates=()))
+    if selected not in BASELINES:
+        final_kinds = _candidate_kinds(replace(config, candidates=(selected,)))
+    hyper = {}
+    if xgb_rounds and "xgboost" in final_kinds:
+        hyper["xgboost"] = {"rounds": int(np.median(xgb_rounds))}
+    final = fit_training_part(
+        dev,
+        final_kinds,
+        config,
+        hyper=hyper,
+        shuffle_seed=config.seed if config.shuffle_labels else None,
+    )
+    final_spec = final.spec
+    _, y_dev = final_spec.labelled(_subsample(dev, config.train_step_s))
     if is_degenerate(y_dev):
         raise TrainingError(
             f"the {len(y_dev)} training rows hold {int(y_dev.sum())} spikes under the label "
             f"{final_spec.to_dict()}: nothing to learn (try another label mode, k or quantile)"
         )
-    if config.shuffle_labels:
-        y_dev = _shuffled(y_dev, config.seed)
-    rounds = int(np.median(xgb_rounds)) if xgb_rounds else None
-    final_kinds = _candidate_kinds(replace(config, candidates=(selected,)))
-    fitted = _fit_scorers(final_kinds, dev_part, y_dev, None, config, xgb_rounds=rounds)
-    if selected == "stack":
-        estimator = MeanStack([fitted[m] for m in STACK_MEMBERS])
-    else:
-        estimator = fitted[selected]
     timings["final_fit"] = time.perf_counter() - t_final
 
     test_part, y_test = final_spec.labelled(labelable.iloc[plan.test])
     label = final_spec.to_dict()
     span = {
-        "train_start": pd.Timestamp(dev_rows["ts"].min()).isoformat(),
-        "train_end": pd.Timestamp(dev_rows["ts"].max()).isoformat(),
+        "train_start": pd.Timestamp(dev["ts"].min()).isoformat(),
+        "train_end": pd.Timestamp(dev["ts"].max()).isoformat(),
         "test_start": pd.Timestamp(test_part["ts"].min()).isoformat() if len(test_part) else None,
         "test_end": pd.Timestamp(test_part["ts"].max()).isoformat() if len(test_part) else None,
     }
     common = {**span, "degraded": config.shuffle_labels}
+    info = dict(common)
+    if selected in ("xgboost", "stack") and hyper.get("xgboost"):
+        info["xgb_rounds"] = hyper["xgboost"]["rounds"]
+    info.update(final.chosen)
     predictor = SpikePredictor(
-        selected,
-        estimator,
-        label,
-        thresholds[selected],
-        info={**common, "xgb_rounds": rounds} if selected in ("xgboost", "stack") else common,
+        selected, final.scorers[selected], label, thresholds[selected], info=info
     )
-    baseline = SpikePredictor("zscore", fitted["zscore"], label, thresholds["zscore"], info=common)
+    baseline = SpikePredictor(
+        "zscore", final.scorers["zscore"], label, thresholds["zscore"], info=common
+    )
     persistence = SpikePredictor(
-        "persistence", fitted["persistence"], label, thresholds["persistence"], info=common
+        "persistence", final.scorers["persistence"], label, thresholds["persistence"], info=common
     )
 
     test_scores = pd.DataFrame(
@@ -441,8 +713,20 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
             y_test, test_scores["persistence"], persistence.threshold
         ),
     }
+    test_interval = None
     if test_metrics["model"]["degenerate"]:
         notes.append("the test part has no spike: test PR-AUC is undefined (None)")
+    elif config.bootstrap_samples:
+        times = epoch_seconds(test_scores["ts"])
+        boot = bootstrap_pr_auc(
+            y_test,
+            {n: test_scores[n].to_numpy() for n in ("model", "persistence", "zscore")},
+            time_blocks(times, np.zeros(len(times)), config.block_s),
+            references=("persistence", "zscore"),
+            n_boot=config.bootstrap_samples,
+            seed=config.seed,
+        )
+        test_interval = {k: v.to_list() for k, v in boot["pr_auc"].items()}
     timings["total"] = time.perf_counter() - started
 
     split = plan.describe()
@@ -459,7 +743,9 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
         baseline=baseline,
         selected=selected,
         reports=reports,
+        sessions=sessions,
         test_metrics=test_metrics,
+        test_interval=test_interval,
         label=label,
         split=split,
         data=data,

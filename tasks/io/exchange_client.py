@@ -8,14 +8,22 @@ channels of a connection) and records every gap, reconnects when nothing arrives
 ``reconnect_initial_s``. It knows nothing of Kafka or files: the capture loop does.
 
 Each connection gets an id, ``<run id>-<n>``: the ``source`` of the raw ticks it carries, since
-sequence numbers restart on every connection.
+sequence numbers restart on every connection. Each message also gets the connection's clock
+offset, the median over its last :data:`OFFSET_WINDOW` sampled messages (the first ones, then one
+per :data:`OFFSET_SAMPLE_S` of receive time) of envelope timestamp minus local receive time, so
+that a tick's event time can be held against its receive time on the exchange's clock
+(:func:`tasks.core.messages.check_event_time`) whatever the local clock says. Whatever goes
+wrong with one message is that message's problem: it is handed over without an envelope and
+counted as invalid.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import random
 import time
 import uuid
@@ -30,13 +38,15 @@ from tasks.core.messages import (
     SUBSCRIPTIONS_CHANNEL,
     TICKER_CHANNEL,
     Envelope,
-    MessageError,
     parse_envelope,
 )
+from tasks.core.timeutil import TimestampError, parse_ts
 
 log = logging.getLogger(__name__)
 
 INVALID_CHANNEL = "_invalid"  # messages that are not channel envelopes (errors, garbage)
+OFFSET_WINDOW = 9  # sampled messages whose median clock offset is the connection's
+OFFSET_SAMPLE_S = 0.05  # once the window is full, a message is sampled at most this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +57,7 @@ class Received:
     received_at: float  # epoch seconds
     connection: str
     envelope: Envelope | None  # None when the message is not a channel envelope
+    clock_offset_s: float = 0.0  # the exchange's clock minus ours on this connection (median)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +76,7 @@ class ClientStats:
     connections: int = 0  # connections opened
     reconnects: int = 0  # attempts made after a lost connection or a failed attempt
     failed_connects: int = 0
+    last_connect_error: str | None = None
     idle_timeouts: int = 0
     unconfirmed: int = 0  # connections whose ticker subscription was not confirmed in time
     messages: int = 0
@@ -118,6 +130,20 @@ class _Session:
         self.expected_seq = 0
         self.confirmed = False
         self.confirm_reported = False
+        self.offsets: deque[float] = deque(maxlen=OFFSET_WINDOW)
+        self.offset = 0.0
+        self.sampled_at = -math.inf
+
+    def clock_offset(self, envelope: Envelope, received_at: float) -> float:
+        """The connection's clock offset: the median of the sampled offsets, this message's
+        counted in when it is sampled (each of the first ones, then one per ``OFFSET_SAMPLE_S``)."""
+        offsets = self.offsets
+        if len(offsets) < OFFSET_WINDOW or received_at - self.sampled_at >= OFFSET_SAMPLE_S:
+            with contextlib.suppress(TimestampError):  # an unparseable one tells nothing
+                offsets.append(parse_ts(envelope.timestamp) - received_at)
+                self.sampled_at = received_at
+                self.offset = sorted(offsets)[(len(offsets) - 1) // 2]
+        return self.offset
 
 
 class AdvancedTradeClient:
@@ -195,6 +221,7 @@ class AdvancedTradeClient:
                 log.warning("connection closed while subscribing: %s", exc)
             except (OSError, TimeoutError, InvalidHandshake) as exc:
                 self.stats.failed_connects += 1
+                self.stats.last_connect_error = str(exc) or type(exc).__name__
                 log.warning("cannot connect to %s: %s", self.url, exc)
             if self._disconnected_at is None:
                 self._disconnected_at = time.monotonic()
@@ -207,7 +234,8 @@ class AdvancedTradeClient:
             while True:
                 try:
                     async with asyncio.timeout(self.idle_timeout_s):
-                        text = await ws.recv(decode=True)
+                        data = await ws.recv()  # str for text frames, bytes for binary ones
+                        text = data if isinstance(data, str) else data.decode("utf-8", "replace")
                 except TimeoutError:
                     self.stats.idle_timeouts += 1
                     log.warning(
@@ -230,17 +258,18 @@ class AdvancedTradeClient:
         stats = self.stats
         stats.messages += 1
         stats.last_message_at = now
+        offset = 0.0
         try:
             envelope: Envelope | None = parse_envelope(text)
-        except MessageError as exc:
-            envelope = None
-            stats.by_channel[INVALID_CHANNEL] += 1
-            log.warning("%s: not a channel message: %s", session.id, exc)
-        if envelope is not None:
+            offset = session.clock_offset(envelope, received_at)
             stats.by_channel[envelope.channel] += 1
             self._check_sequence(envelope.sequence_num, session)
             if envelope.channel == SUBSCRIPTIONS_CHANNEL and not session.confirmed:
                 self._check_confirmation(envelope, session, now)
+        except Exception as exc:  # MessageError, or anything else this message provokes
+            envelope = None
+            stats.by_channel[INVALID_CHANNEL] += 1
+            log.warning("%s: not a channel message: %s", session.id, str(exc)[:300])
         overdue = now - session.opened_at > self.confirm_timeout_s
         if overdue and not session.confirmed and not session.confirm_reported:
             session.confirm_reported = True
@@ -251,7 +280,7 @@ class AdvancedTradeClient:
                 ",".join(self.products),
                 self.confirm_timeout_s,
             )
-        return Received(text, received_at, session.id, envelope)
+        return Received(text, received_at, session.id, envelope, offset)
 
     def _check_sequence(self, seq: int, session: _Session) -> None:
         if seq < 0:  # the message carries no sequence number

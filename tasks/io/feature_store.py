@@ -1,8 +1,22 @@
-"""The feature store on disk: Parquet files, or a directory partitioned by product and date."""
+"""The feature store on disk: Parquet files, or a directory partitioned by product and date.
+
+Writes never leave a half-written or emptied store behind: every file is written under a hidden
+temporary name (readers skip names starting with ``.``) and renamed into place. A single
+``.parquet`` file is replaced whole. A partitioned store is merged by record id: a (product, date)
+partition that gets new rows keeps its other rows, minus those whose ``record_id`` (the tick a
+row was computed at) or second (``ts``) the new rows carry, so backfilling a recording again
+replaces its rows and another recording of the same day adds its own. Writers of one store take
+turns (a lock file).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import fcntl
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -16,27 +30,87 @@ from tasks.core.dataset import COLUMNS, SCHEMA
 _PARTITIONING = ds.partitioning(
     pa.schema([("product_id", pa.string()), ("date", pa.string())]), flavor="hive"
 )
+_PART_SCHEMA = SCHEMA.remove(SCHEMA.get_field_index("product_id"))  # stored in the path
+_PART_FILE = "part-0.parquet"
+_LOCK = ".write.lock"
+
+
+def _temporary(folder: Path, name: str) -> Path:
+    return folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+
+
+def _write_file(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` by way of a hidden temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(path.parent, path.name)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / _LOCK).open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def write_dataset(frame: pd.DataFrame, out: str | Path) -> None:
-    """A single file for ``*.parquet``, else a hive data set by product_id and date."""
+    """A single file for ``*.parquet`` (replaced), else merged into a hive data set by
+    product_id and date (module docstring)."""
     out = Path(out)
     table = pa.Table.from_pandas(frame[list(COLUMNS)], schema=SCHEMA, preserve_index=False)
     if out.suffix == ".parquet":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, out)
+        _write_file(table, out)
         return
     dates = pc.strftime(table["ts"], format="%Y-%m-%d")
     table = table.append_column("date", dates)
-    out.mkdir(parents=True, exist_ok=True)
-    ds.write_dataset(
-        table,
-        out,
-        format="parquet",
-        partitioning=_PARTITIONING,
-        basename_template="part-{i}.parquet",
-        existing_data_behavior="delete_matching",
-    )
+    with _locked(out):
+        incoming = _temporary(out, "incoming")
+        try:
+            # pyarrow lays the new rows out by partition; each is then merged into place
+            ds.write_dataset(
+                table,
+                incoming,
+                format="parquet",
+                partitioning=_PARTITIONING,
+                basename_template="part-{i}.parquet",
+            )
+            for new_file in sorted(incoming.rglob("*.parquet")):
+                _merge_partition(new_file, out / new_file.parent.relative_to(incoming))
+        finally:
+            shutil.rmtree(incoming, ignore_errors=True)
+
+
+def _merge_partition(new_file: Path, folder: Path) -> None:
+    """Merge one partition's new rows into ``folder``: new rows win on record id or time."""
+    new = pq.read_table(new_file).select(_PART_SCHEMA.names).cast(_PART_SCHEMA)
+    stored = _stored_files(folder)
+    if stored:
+        old = pa.concat_tables(
+            pq.read_table(path).select(_PART_SCHEMA.names).cast(_PART_SCHEMA) for path in stored
+        ).to_pandas()
+        fresh = new.to_pandas()
+        keep = ~(old["record_id"].isin(fresh["record_id"]) | old["ts"].isin(fresh["ts"]))
+        merged = pd.concat([old[keep], fresh], ignore_index=True)
+        merged = merged.sort_values("ts", kind="stable", ignore_index=True)
+        new = pa.Table.from_pandas(merged, schema=_PART_SCHEMA, preserve_index=False)
+    _write_file(new, folder / _PART_FILE)
+    for path in stored:  # files of an older layout: their rows are in the merged file now
+        if path.name != _PART_FILE:
+            path.unlink()
+
+
+def _stored_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_")))
 
 
 def load_dataset(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:

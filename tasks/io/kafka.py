@@ -2,15 +2,22 @@
 
 Works unchanged against the embedded broker, Apache Kafka or Redpanda: only
 ``KAFKA_BOOTSTRAP_SERVERS`` changes.
+
+Producers never create topics by themselves (a topic auto-created on first use gets the broker's
+default partition count, not ours): :func:`ensure_topics` does. :class:`BrokerWatch` tells a
+broker that came back without its state (the embedded broker keeps everything in memory) from a
+passing disconnection, so producers and consumers are rebuilt instead of retrying forever.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tasks.settings import Settings
@@ -20,6 +27,11 @@ log = logging.getLogger(__name__)
 
 class BrokerUnavailable(RuntimeError):
     """No Kafka-protocol broker answered within the connect timeout."""
+
+
+BROKER_DOWN_TIMEOUT_S = 60.0  # a component stops with an error after this long without a broker
+_CHECK_EVERY_S = 0.5
+_PROBE_TIMEOUT_S = 1.0
 
 
 def broker_hint(bootstrap: str) -> str:
@@ -84,6 +96,7 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
         "linger.ms": 5,
         "compression.type": "none",
         "message.timeout.ms": 30000,
+        "allow.auto.create.topics": False,
     }
     config.update(overrides)
     return Producer(config)
@@ -121,6 +134,106 @@ def make_consumer(
     callbacks = {"on_assign": on_assign, "on_revoke": on_revoke}
     consumer.subscribe(list(topics), **{k: v for k, v in callbacks.items() if v is not None})
     return consumer
+
+
+class BrokerState(enum.Enum):
+    OK = "ok"  # nothing wrong seen, or the broker came back with its topics
+    DOWN = "down"  # no answer (yet)
+    RESTARTED = "restarted"  # it answers, but its topics are new: whatever it held is gone
+
+
+class BrokerWatch:
+    """Notices that the broker lost its state, from clients' errors and a probe.
+
+    Pass :meth:`error_cb` as the ``error_cb`` of producers and consumers, or call
+    :meth:`suspect` on a failed delivery. While something is suspect, :meth:`check` probes the
+    broker at most every half second: no answer is ``DOWN`` (raising :class:`BrokerUnavailable`
+    once that has lasted ``down_timeout_s``); an answer with the topics of the last check is
+    ``OK`` (a passing disconnection); topics missing or recreated (a new topic id) is
+    ``RESTARTED``: the missing ones are created again (:func:`ensure_topics`), and the caller
+    must rebuild its clients, since an idempotent producer never recovers from a broker that
+    forgot it, and committed offsets point into a log that is gone.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        topics: dict[str, int] | None = None,
+        *,
+        down_timeout_s: float = BROKER_DOWN_TIMEOUT_S,
+    ) -> None:
+        self.settings = settings
+        self.topics = topics or topic_specs(settings)
+        self.down_timeout_s = down_timeout_s
+        self.restarts = 0
+        self._admin = AdminClient(
+            {"bootstrap.servers": settings.kafka_bootstrap_servers, "log_level": 2}
+        )
+        try:
+            self._ids = self._topic_ids()
+        except KafkaException as exc:
+            raise BrokerUnavailable(broker_hint(settings.kafka_bootstrap_servers)) from exc
+        self._suspect_since: float | None = None
+        self._last_check = 0.0
+
+    def error_cb(self, err: KafkaError) -> None:
+        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT) or err.fatal():
+            self.suspect()
+
+    def suspect(self) -> None:
+        if self._suspect_since is None:
+            self._suspect_since = time.monotonic()
+
+    @property
+    def suspecting(self) -> bool:
+        return self._suspect_since is not None
+
+    def check(self) -> BrokerState:
+        """Where the broker stands; cheap when nothing is suspect."""
+        since = self._suspect_since
+        if since is None:
+            return BrokerState.OK
+        now = time.monotonic()
+        if now - self._last_check < _CHECK_EVERY_S:
+            return BrokerState.DOWN
+        self._last_check = now
+        try:
+            ids = self._topic_ids()
+        except KafkaException as exc:
+            down_for = now - since
+            if down_for >= self.down_timeout_s:
+                bootstrap = self.settings.kafka_bootstrap_servers
+                raise BrokerUnavailable(
+                    f"the broker at {bootstrap} has not answered for {down_for:.0f} s; stopping. "
+                    + broker_hint(bootstrap)
+                ) from exc
+            return BrokerState.DOWN
+        self._suspect_since = None
+        if ids == self._ids:
+            return BrokerState.OK
+        created = ensure_topics(self.settings, self.topics)
+        self._ids = self._topic_ids()
+        self.restarts += 1
+        log.warning(
+            "the broker at %s lost its topics (restarted?); created again: %s. Records it held "
+            "are gone with it: replay them from the recordings or the raw archive",
+            self.settings.kafka_bootstrap_servers,
+            ", ".join(created) or "none",
+        )
+        return BrokerState.RESTARTED
+
+    def _topic_ids(self) -> dict[str, str | None]:
+        """Topic name -> id (None when missing); raises KafkaException when nobody answers."""
+        present = self._admin.list_topics(timeout=_PROBE_TIMEOUT_S).topics
+        ids: dict[str, str | None] = dict.fromkeys(self.topics)
+        names = [name for name in self.topics if name in present]
+        if names:
+            futures = self._admin.describe_topics(
+                TopicCollection(names), request_timeout=_PROBE_TIMEOUT_S
+            )
+            for name, future in futures.items():
+                ids[name] = str(future.result().topic_id)
+        return ids
 
 
 def poll_batch(consumer: Consumer, max_records: int, timeout_s: float) -> list[Any]:

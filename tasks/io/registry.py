@@ -12,19 +12,31 @@ history kept as a tag on the registered model lets a rollback find the previous 
 after the alias was moved by hand in the MLflow UI. Version numbers are ``int`` on SQLite and
 ``str`` over REST: every function here returns ``str``. Promotion and rollback themselves are the
 stage :mod:`tasks.stages.promote`; logging a training run is :mod:`tasks.stages.train`.
+
+A registry that cannot be reached is not a missing alias. :func:`connect` checks a tracking server
+within seconds and raises :class:`RegistryUnavailable` ("cannot reach the MLflow tracking server
+at URI") instead of letting MLflow retry for minutes; the look-ups here return None (or raise
+:class:`RegistryError` naming what is missing) only when the registry answered that it is
+missing, and raise :class:`RegistryUnavailable` when it could not be asked. A local SQLite store
+is created once, under a file lock, so concurrent first runs do not race MLflow's schema
+migration.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import getpass
 import logging
 import subprocess
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import requests
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -38,6 +50,9 @@ VARIANTS = ("ml", "baseline")
 HISTORY_TAG = "champion_history"
 HISTORY_KEEP = 20
 PASS_TAG = "validation.decision"
+CHECK_TIMEOUT_S = 3.0  # a tracking server that does not answer /health in this long is unreachable
+_MISSING_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
+_created_stores: set[str] = set()  # SQLite stores this process has made sure exist
 
 
 class RegistryError(RuntimeError):
@@ -46,6 +61,34 @@ class RegistryError(RuntimeError):
 
 class RegistryUnavailable(RegistryError):
     """The MLflow tracking server cannot be reached: not the same as a missing alias or version."""
+
+
+def unreachable_message(uri: str) -> str:
+    return f"cannot reach the MLflow tracking server at {uri}"
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether an error (an MlflowException wrapping a connection error) means no answer."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, requests.ConnectionError | requests.Timeout):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def is_missing(exc: MlflowException) -> bool:
+    """Whether the registry answered that the model, version or alias asked for does not exist."""
+    return exc.error_code in _MISSING_CODES and not is_unreachable(exc)
+
+
+def registry_error(exc: MlflowException, uri: str, what: str) -> RegistryError:
+    """The error to raise for an MLflow failure other than a missing object."""
+    if is_unreachable(exc):
+        return RegistryUnavailable(unreachable_message(uri))
+    return RegistryError(f"{what} failed: {exc.message[:500]}")
 
 
 def model_name(settings: Settings, variant: str = "ml") -> str:
@@ -60,13 +103,55 @@ def model_uri(settings: Settings, variant: str = "ml", alias: str = CHAMPION) ->
 
 
 def connect(settings: Settings) -> MlflowClient:
-    """Point MLflow at the settings' store (creating a local SQLite store's directory)."""
+    """Point MLflow at the settings' store; a tracking server must answer within seconds.
+
+    Raises :class:`RegistryUnavailable` when it does not. A local SQLite store is created (its
+    directory, its schema) once, under a lock.
+    """
     uri = settings.tracking_uri
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if uri.startswith(("http://", "https://")):
+        check_server(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if uri.startswith("sqlite:///"):
+        return _sqlite_client(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def check_server(uri: str, timeout: float = CHECK_TIMEOUT_S) -> None:
+    """Raise :class:`RegistryUnavailable` unless the server at ``uri`` answers HTTP at all."""
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered (a proxy or an older server without /health): reachable
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise RegistryUnavailable(f"{unreachable_message(uri)} ({_reason(exc)})") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None) or exc
+    return str(reason)[:200]
+
+
+def _sqlite_client(uri: str) -> MlflowClient:
+    """A client of a local store, creating its schema once: MLflow's migration (run by the first
+    client of a process) is not safe to run twice at once, so first clients take turns."""
+    if uri in _created_stores:
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    path = Path(uri.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.with_name(path.name + ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            client.search_experiments(max_results=1)  # tracking tables and migrations
+            client.search_registered_models(max_results=1)  # registry tables
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _created_stores.add(uri)
+    return client
 
 
 def experiment_id(settings: Settings, client: MlflowClient) -> str:
@@ -126,22 +211,35 @@ def tag_version(client: MlflowClient, name: str, version: str, tags: dict[str, s
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
-    """The version an alias points to, or None when the alias (or the model) does not exist."""
+    """The version an alias points to, or None when the alias (or the model) does not exist.
+
+    Raises :class:`RegistryUnavailable` when the registry cannot be asked.
+    """
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if is_missing(exc):
+            return None
+        raise registry_error(exc, client.tracking_uri, f"reading alias {name}@{alias}") from exc
 
 
 def version_tags(client: MlflowClient, name: str, version: str) -> dict[str, str]:
-    return dict(client.get_model_version(name, version).tags)
+    """A version's tags; :class:`RegistryError` naming it when it does not exist."""
+    try:
+        return dict(client.get_model_version(name, version).tags)
+    except MlflowException as exc:
+        if is_missing(exc):
+            raise RegistryError(f"{name} has no version {version}") from exc
+        raise registry_error(exc, client.tracking_uri, f"reading {name} version {version}") from exc
 
 
 def champion_history(client: MlflowClient, name: str) -> list[str]:
     try:
         raw = client.get_registered_model(name).tags.get(HISTORY_TAG, "")
-    except MlflowException:
-        return []
+    except MlflowException as exc:
+        if is_missing(exc):
+            return []
+        raise registry_error(exc, client.tracking_uri, f"reading {name}") from exc
     return [v for v in raw.split(",") if v]
 
 

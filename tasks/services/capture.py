@@ -4,6 +4,13 @@ Every message the exchange sends is archived unchanged (:mod:`tasks.io.archive`)
 ``ticker`` message becomes one :class:`~tasks.core.messages.RawTick` record keyed by product id,
 published through :class:`~tasks.io.publisher.TickPublisher` (idempotent, ``acks=all``, failures
 retried and counted). Prometheus metrics are read from the live counters at scrape time.
+
+Whatever goes wrong with one message (bad JSON, nesting too deep, a ticker that cannot be
+written back) is counted as malformed; the message is still archived as received. A broker that
+restarts without its state gets its topics back and the records it had not acknowledged sent
+again; one away for longer than :data:`~tasks.io.kafka.BROKER_DOWN_TIMEOUT_S` ends the capture
+with ``error`` set, everything received until then archived. So does a capture that never
+connected to the exchange.
 """
 
 from __future__ import annotations
@@ -23,10 +30,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from tasks.core.messages import TICKER_CHANNEL, ticks_from_envelope
 from tasks.core.timeutil import format_ts
-from tasks.io.archive import ArchiveWriter, archive_key
+from tasks.io.archive import CONTROL_KEY, ArchiveWriter, archive_key
 from tasks.io.exchange_client import AdvancedTradeClient, ClientStats, Received
-from tasks.io.kafka import ensure_topics, make_producer
-from tasks.io.publisher import TickPublisher
+from tasks.io.kafka import BrokerUnavailable, ensure_topics
+from tasks.io.publisher import TickPublisher, open_publisher
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,6 +64,10 @@ class CaptureStats:
     undelivered: int = 0
     archive_lines: int = 0
     archive_files: int = 0
+    broker_restarts: int = 0
+    resent: int = 0  # records sent again to a broker that had restarted
+    acked_before_restart: int = 0  # acknowledged by a broker that has since lost them
+    error: str | None = None  # why the capture failed (no connection, no broker)
 
     def summary(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -78,24 +89,37 @@ class _Capture:
                 self.archive.close_source(self._connection)
             self._connection = msg.connection
         envelope = msg.envelope
-        self.archive.write(msg.text, archive_key(envelope), msg.connection, msg.received_at)
+        try:
+            key = archive_key(envelope)
+        except Exception:  # a shape archive_key cannot read: kept with the control messages
+            key = CONTROL_KEY
+        self.archive.write(msg.text, key, msg.connection, msg.received_at)
         if envelope is not None and envelope.channel == TICKER_CHANNEL:
             errors: list[str] = []
-            ticks = ticks_from_envelope(
-                envelope,
-                received_at=format_ts(msg.received_at),
-                source=msg.connection,
-                errors=errors,
-            )
+            try:
+                ticks = ticks_from_envelope(
+                    envelope,
+                    received_at=format_ts(msg.received_at),
+                    source=msg.connection,
+                    errors=errors,
+                    clock_offset_s=msg.clock_offset_s,
+                )
+            except Exception as exc:  # a poison message is its own problem
+                errors.append(f"unreadable envelope: {exc!r}"[:300])
+                ticks = []
+            for tick in ticks:
+                try:
+                    self.publisher.publish(tick)
+                except (ValueError, RecursionError) as exc:  # cannot be written as JSON again
+                    errors.append(f"ticker {tick.index}: {exc!r}"[:300])
+                    continue
+                self.by_product[tick.product_id] += 1
             for error in errors:
                 self.malformed += 1
                 if self.malformed <= MAX_REPORTED:
                     log.warning(
                         "%s: malformed ticker (kept in the archive): %s", msg.connection, error
                     )
-            for tick in ticks:
-                self.publisher.publish(tick)
-                self.by_product[tick.product_id] += 1
         self.publisher.poll(0)
 
 
@@ -174,7 +198,7 @@ def run_capture(
         reconnect_initial_s=settings.reconnect_initial_s,
         reconnect_max_s=settings.reconnect_max_s,
     )
-    publisher = TickPublisher(make_producer(settings), settings.raw_topic)
+    publisher = open_publisher(settings)
     archive = ArchiveWriter(settings.archive_dir)
     capture = _Capture(publisher, archive)
     port = settings.capture_metrics_port if metrics_port is None else metrics_port
@@ -194,13 +218,27 @@ def run_capture(
             client.run_id,
         )
         asyncio.run(_run(client, capture, minutes, stop_event, install_signal_handlers))
+    except BrokerUnavailable as exc:
+        error = str(exc)
+        log.error("%s", exc)
+    else:
+        error = None
     finally:
         archive.close()
         publisher.flush(flush_timeout_s)
         if http is not None:
             http.shutdown()
             http.server_close()
-    return _stats(client, capture, publisher, archive, time.monotonic() - started)
+    stats = _stats(client, capture, publisher, archive, time.monotonic() - started)
+    if error is None and not stats.connections:
+        last = client.stats.last_connect_error or "no attempt finished"
+        error = (
+            f"never connected to {client.url} in {stats.seconds:.0f} s "
+            f"({client.stats.failed_connects} failed attempt(s); last: {last})"
+        )
+        log.error("%s", error)
+    stats.error = error
+    return stats
 
 
 async def _run(
@@ -262,4 +300,7 @@ def _stats(
         undelivered=publisher.undelivered,
         archive_lines=archive.stats.lines,
         archive_files=len(archive.stats.files),
+        broker_restarts=p.broker_restarts,
+        resent=p.resent,
+        acked_before_restart=p.acked_before_restart,
     )

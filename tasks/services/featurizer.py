@@ -27,7 +27,17 @@ keyed, so each lives in one partition and a per-partition engine sees every tick
 in order.
 
 Malformed records go to the dead-letter topic with the error in the headers, are counted, and
-never stop the featurizer.
+never stop the featurizer: whatever goes wrong with one record (bad JSON, nesting too deep for
+the parser, an event time far from its receive time, an engine error) is that record's problem.
+
+A broker that restarts without its state (the embedded broker keeps everything in memory) is
+noticed by a :class:`~tasks.io.kafka.BrokerWatch`: the topics are created again, the batch in
+flight is delivered through a new producer to the new broker (its offsets, which point into the
+log that is gone, are not committed), and a new consumer joins the group on it. The engines are
+carried over, so features go on from the state before the restart. Records the broker held but
+the featurizer had not yet read are gone with it: replay the raw archive to bring them back. A
+broker away for longer than :data:`~tasks.io.kafka.BROKER_DOWN_TIMEOUT_S` stops the featurizer
+with :class:`~tasks.io.kafka.BrokerUnavailable`.
 """
 
 from __future__ import annotations
@@ -54,6 +64,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from tasks.core.features import EngineConfig, FeatureEngine, FeatureRow, restart_lookback_s
 from tasks.core.messages import MessageError, RawTick, to_tick
 from tasks.io.kafka import (
+    BrokerState,
+    BrokerWatch,
     ensure_topics,
     make_consumer,
     make_producer,
@@ -72,6 +84,8 @@ DEFAULT_WARMUP_RECORDS = 20_000
 _REWIND_GROWTH = 4
 _RETRY_BACKOFF_MAX_S = 5.0
 _JOIN_GRACE_S = 30.0  # the idle clock runs before the first assignment only after this long
+_FLUSH_STEP_S = 0.5  # waits for acknowledgements in steps this long, watching the broker between
+_MAX_ERROR_HEADER = 1000  # characters of an error kept in a dead letter's header
 
 
 @dataclass
@@ -86,6 +100,7 @@ class FeaturizeStats:
     rewinds: int = 0  # warm-ups that turned out short and re-read further back
     commits: int = 0
     delivery_retries: int = 0
+    broker_restarts: int = 0  # times the broker came back without its topics
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -206,6 +221,74 @@ class _Out:
     event_ts: float = 0.0
 
 
+class RecordHandler:
+    """What becomes of one raw record: a feature record, a dead letter, or nothing (a duplicate
+    or a tick too late, counted). It touches no Kafka client, so it can be exercised alone; any
+    exception raised while handling a record makes that record a dead letter."""
+
+    def __init__(
+        self, settings: Settings, group: str, stats: FeaturizeStats, metrics: FeaturizeMetrics
+    ) -> None:
+        self.settings = settings
+        self.group = group
+        self.stats = stats
+        self.metrics = metrics
+
+    def process(
+        self, msg: Message, engine: FeatureEngine, polled_at: float, outs: list[_Out]
+    ) -> None:
+        value = msg.value()
+        stats = self.stats
+        try:
+            if value is None:
+                raise MessageError("empty record")
+            tick = to_tick(RawTick.from_bytes(value))
+        except MessageError as exc:
+            outs.append(self.dead_letter(msg, str(exc), polled_at))
+            return
+        except Exception as exc:  # anything else wrong with this record is its own problem
+            stats.errors += 1
+            self.metrics.errors.labels("decode").inc()
+            outs.append(self.dead_letter(msg, f"unreadable record: {exc!r}", polled_at))
+            return
+        duplicates, late = engine.stats.duplicates, engine.stats.late_dropped
+        try:
+            row = engine.process(tick)
+            payload = (
+                None
+                if row is None
+                else json.dumps(row.to_record(), separators=(",", ":"), allow_nan=False).encode()
+            )
+        except Exception as exc:  # an engine bug must not stop the stream: park the record
+            log.exception("engine failed on %s", tick.record_id)
+            stats.errors += 1
+            self.metrics.errors.labels("engine").inc()
+            outs.append(self.dead_letter(msg, f"engine error: {exc!r}", polled_at))
+            return
+        if row is None:
+            if engine.stats.duplicates != duplicates:
+                stats.duplicates += 1
+                self.metrics.duplicates.inc()
+            elif engine.stats.late_dropped != late:
+                stats.late_dropped += 1
+                self.metrics.late_dropped.inc()
+            return
+        key = row.product_id.encode()
+        outs.append(
+            _Out(self.settings.features_topic, key, payload, None, "feature", polled_at, row.ts)
+        )
+
+    def dead_letter(self, msg: Message, error: str, polled_at: float) -> _Out:
+        headers = [
+            ("error", error[:_MAX_ERROR_HEADER].encode("utf-8", "backslashreplace")),
+            ("source_topic", msg.topic().encode()),
+            ("source_partition", str(msg.partition()).encode()),
+            ("source_offset", str(msg.offset()).encode()),
+            ("featurizer_group", self.group.encode()),
+        ]
+        return _Out(self.settings.dlq_topic, msg.key(), msg.value(), headers, "dlq", polled_at)
+
+
 class Featurizer:
     """The consumer loop; use :func:`run_featurizer` unless you need the pieces."""
 
@@ -220,7 +303,10 @@ class Featurizer:
         warmup_records: int = DEFAULT_WARMUP_RECORDS,
         engine_config: EngineConfig | None = None,
         metrics: FeaturizeMetrics | None = None,
+        down_timeout_s: float | None = None,
     ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         self.settings = settings
         self.group = group
         self.batch_size = batch_size
@@ -233,18 +319,31 @@ class Featurizer:
         self.warmup_records = warmup_records
         self.metrics = metrics or FeaturizeMetrics()
         self.stats = FeaturizeStats()
+        self._records = RecordHandler(settings, group, self.stats, self.metrics)
         self._partitions: dict[int, _Partition] = {}
         self._assigned_at: float | None = None
         self._generation = 0  # bumped by every assignment change
         self._fatal: KafkaError | None = None
-        self._consumer = make_consumer(
-            settings,
-            group,
-            [settings.raw_topic],
+        watch_options = {} if down_timeout_s is None else {"down_timeout_s": down_timeout_s}
+        self._watch = BrokerWatch(settings, **watch_options)
+        self._carried: dict[int, FeatureEngine] = {}  # engines kept across a broker restart
+        self._broker_restarted = False  # noticed while delivering: rejoin before the next poll
+        self._last_consume_warning = -math.inf
+        self._consumer = self._new_consumer()
+        self._producer = self._new_producer()
+
+    def _new_consumer(self) -> Any:
+        return make_consumer(
+            self.settings,
+            self.group,
+            [self.settings.raw_topic],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
+            error_cb=self._watch.error_cb,
         )
-        self._producer = make_producer(settings)
+
+    def _new_producer(self) -> Any:
+        return make_producer(self.settings, error_cb=self._watch.error_cb)
 
     # -- rebalancing -------------------------------------------------------------------------
 
@@ -270,9 +369,11 @@ class Featurizer:
             )
             resume_at = tp.offset
             if resume_at == OFFSET_INVALID or resume_at <= low:
-                # nothing produced before (or it is gone): produce all there is
+                # nothing produced before (or it is gone): produce all there is; after a broker
+                # restart, with the engine that saw the stream up to it
                 start = resume_at if resume_at == low else OFFSET_BEGINNING
-                state = _Partition(self._new_engine(), resume_at, low, start, live=True)
+                engine = self._carried.pop(tp.partition, None) or self._new_engine()
+                state = _Partition(engine, resume_at, low, start, live=True)
             else:
                 start = max(low, resume_at - self.warmup_records)
                 state = _Partition(self._new_engine(), resume_at, low, start, live=False)
@@ -287,6 +388,7 @@ class Featurizer:
                 "live" if state.live else f"warm-up from {start}",
             )
         consumer.assign(assignment)
+        self._carried.clear()
         self._generation += 1
         self._assigned_at = time.monotonic()
         self.metrics.partitions.set(len(assignment))
@@ -322,54 +424,6 @@ class Featurizer:
 
     # -- processing --------------------------------------------------------------------------
 
-    def _process(self, msg: Message, state: _Partition, polled_at: float, outs: list[_Out]) -> None:
-        value = msg.value()
-        stats = self.stats
-        try:
-            if value is None:
-                raise MessageError("empty record")
-            tick = to_tick(RawTick.from_bytes(value))
-        except MessageError as exc:
-            outs.append(self._dead_letter(msg, str(exc), polled_at))
-            return
-        engine = state.engine
-        duplicates, late = engine.stats.duplicates, engine.stats.late_dropped
-        try:
-            row = engine.process(tick)
-            payload = (
-                None
-                if row is None
-                else json.dumps(row.to_record(), separators=(",", ":"), allow_nan=False).encode()
-            )
-        except Exception as exc:  # an engine bug must not stop the stream: park the record
-            log.exception("engine failed on %s", tick.record_id)
-            stats.errors += 1
-            self.metrics.errors.labels("engine").inc()
-            outs.append(self._dead_letter(msg, f"engine error: {exc!r}", polled_at))
-            return
-        if row is None:
-            if engine.stats.duplicates != duplicates:
-                stats.duplicates += 1
-                self.metrics.duplicates.inc()
-            elif engine.stats.late_dropped != late:
-                stats.late_dropped += 1
-                self.metrics.late_dropped.inc()
-            return
-        key = row.product_id.encode()
-        outs.append(
-            _Out(self.settings.features_topic, key, payload, None, "feature", polled_at, row.ts)
-        )
-
-    def _dead_letter(self, msg: Message, error: str, polled_at: float) -> _Out:
-        headers = [
-            ("error", error.encode()),
-            ("source_topic", msg.topic().encode()),
-            ("source_partition", str(msg.partition()).encode()),
-            ("source_offset", str(msg.offset()).encode()),
-            ("featurizer_group", self.group.encode()),
-        ]
-        return _Out(self.settings.dlq_topic, msg.key(), msg.value(), headers, "dlq", polled_at)
-
     def _warm(self, msg: Message, state: _Partition) -> None:
         self.stats.warmup_ticks += 1
         self.metrics.warmup_ticks.inc()
@@ -402,7 +456,11 @@ class Featurizer:
             self.metrics.dlq.inc()
 
     def _deliver(self, outs: list[_Out], stop: threading.Event) -> bool:
-        """Produce and wait for every acknowledgement; re-send failures until done or stopped."""
+        """Produce and wait for every acknowledgement; re-send failures until done or stopped.
+
+        While waiting, the broker is watched: after a restart the records not yet acknowledged
+        are taken back and sent again through a new producer (:meth:`_after_broker_restart`).
+        """
         backoff = 0.1
         while outs:
             failed: list[_Out] = []
@@ -419,13 +477,17 @@ class Featurizer:
                         break
                     except BufferError:  # local queue full: let deliveries drain
                         self._producer.poll(0.1)
-            self._producer.flush()
-            if self._fatal is not None:  # the producer is unusable; the batch stays uncommitted
-                raise KafkaException(self._fatal)
+            while self._producer.flush(_FLUSH_STEP_S) > 0 or self._fatal is not None:
+                if self._watch.check() is BrokerState.RESTARTED:
+                    self._after_broker_restart()
+                elif self._fatal is not None:  # unusable producer: the batch goes on a new one
+                    log.warning("producer failed fatally (%s); replacing it", self._fatal)
+                    self._replace_producer()
             if not failed:
                 return True
             self.stats.errors += len(failed)
             self.metrics.errors.labels("delivery").inc(len(failed))
+            self._watch.suspect()
             if stop.is_set():
                 log.warning(
                     "stopping with %d undelivered records; their batch stays uncommitted",
@@ -435,9 +497,43 @@ class Featurizer:
             self.stats.delivery_retries += 1
             log.warning("%d records not acknowledged; retrying in %.1f s", len(failed), backoff)
             stop.wait(backoff)
+            if self._watch.check() is BrokerState.RESTARTED:
+                self._after_broker_restart()
             backoff = min(backoff * 2, _RETRY_BACKOFF_MAX_S)
             outs = failed
         return True
+
+    def _replace_producer(self) -> None:
+        """A new producer; the old one's unacknowledged records fail into their batch's retry."""
+        old, self._producer = self._producer, self._new_producer()
+        self._fatal = None
+        old.purge(in_queue=True, in_flight=True, blocking=False)
+        old.poll(0)  # their delivery reports: failed, so _deliver sends them again
+
+    def _after_broker_restart(self) -> None:
+        """The broker came back without its topics (the watch created them again)."""
+        self.stats.broker_restarts += 1
+        self._replace_producer()
+        self._broker_restarted = True
+
+    def _rejoin(self) -> None:
+        """A new consumer on the restarted broker; the engines carry over to its assignment."""
+        self._carried = {p: state.engine for p, state in self._partitions.items()}
+        self._partitions = {}
+        old, self._consumer = self._consumer, None
+        try:
+            old.close()
+        except KafkaException as exc:  # its group is gone with the broker
+            log.info("closing the consumer of the lost broker: %s", exc)
+        self._consumer = self._new_consumer()
+        self._assigned_at = None
+        self._generation += 1
+        self.metrics.partitions.set(0)
+        log.warning(
+            "rejoined group %s on the restarted broker; %d engine(s) carried over",
+            self.group,
+            len(self._carried),
+        )
 
     def _commit(self, offsets: dict[int, int]) -> None:
         topic = self.settings.raw_topic
@@ -463,6 +559,14 @@ class Featurizer:
         started = last_input = time.monotonic()
         last_report = started
         while not stop.is_set():
+            if self._broker_restarted or self._watch.check() is BrokerState.RESTARTED:
+                if not self._broker_restarted:
+                    self.stats.broker_restarts += 1
+                    self._replace_producer()
+                self._broker_restarted = False
+                self._rejoin()
+                started = last_input = time.monotonic()
+                continue
             generation = self._generation
             msgs = poll_batch(self._consumer, self.batch_size, self.poll_timeout_s)
             now = time.monotonic()
@@ -471,6 +575,8 @@ class Featurizer:
                     self._reread_assignment()
                 continue
             if not msgs:
+                if self._watch.suspecting:  # waiting for the broker is not being idle
+                    last_input = now
                 # the idle clock starts once partitions are assigned (a group join takes seconds)
                 assigned = self._assigned_at or started + _JOIN_GRACE_S
                 idle_since = max(last_input, assigned)
@@ -496,7 +602,10 @@ class Featurizer:
                     raise KafkaException(err)
                 self.stats.errors += 1
                 self.metrics.errors.labels("consume").inc()
-                log.warning("consume error: %s", err)
+                self._watch.suspect()  # a topic gone or a broker away: the watch tells which
+                if polled_at - self._last_consume_warning >= 1.0:
+                    self._last_consume_warning = polled_at
+                    log.warning("consume error: %s", err)
                 continue
             partition = msg.partition()
             state = self._partitions.get(partition)
@@ -520,12 +629,12 @@ class Featurizer:
                 )
             self.stats.ticks_in += 1
             self.metrics.ticks_in.inc()
-            self._process(msg, state, polled_at, outs)
+            self._records.process(msg, state.engine, polled_at, outs)
             offsets[partition] = offset + 1
         if not offsets:
             return
-        if self._deliver(outs, stop):
-            self._commit(offsets)
+        if self._deliver(outs, stop) and not self._broker_restarted:
+            self._commit(offsets)  # not after a restart: these offsets point into a lost log
 
     def close(self) -> None:
         """Leave the group and release the clients (offsets are committed batch by batch)."""

@@ -1,84 +1,48 @@
 """Replay: recordings (plain or gzip NDJSON of exchange envelopes) onto ``ticks.raw``.
 
-Lines from all files are merged in event-time order, so a multi-product archive replays as it was
-received; a file is opened only when the replay reaches its first timestamp, so an archive of many
-files never holds more than the overlapping ones open. Each ticker becomes the same
-:class:`~tasks.core.messages.RawTick` record :func:`tasks.io.recordings.read_ticks` gives (source =
-file name, received_at = the recorded timestamp). Other channels are skipped; bad lines are
-counted, the first few reported with file and line number, and never stop the run.
+Lines from all files are merged in receive-time order
+(:func:`tasks.io.recordings.merge_by_receive_time`), so a multi-product archive replays as it was
+received, and a line stamped far from its neighbours neither stalls the merge nor the pacing. Each
+ticker becomes the same :class:`~tasks.core.messages.RawTick` record
+:func:`tasks.io.recordings.read_ticks` gives (source = file name, received_at = the estimated
+receive time). Other channels are skipped; bad lines (a poison line included) are counted, the
+first few reported with file and line number, and never stop the run.
+
+Delivery: every record is acknowledged, or counted undelivered. A broker that restarts without
+its state mid-replay has its topics created again and the records it had not acknowledged sent
+again (:class:`~tasks.io.publisher.TickPublisher`); one that stays away stops the replay with a
+clear error after :data:`~tasks.io.kafka.BROKER_DOWN_TIMEOUT_S`, its records counted undelivered.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.core.messages import TICKER_CHANNEL, ticks_from_envelope
-from tasks.core.timeutil import TimestampError, format_ts, parse_ts
-from tasks.io.kafka import ensure_topics, make_producer
-from tasks.io.publisher import TickPublisher
+from tasks.core.messages import TICKER_CHANNEL, preview
+from tasks.core.timeutil import format_ts
+from tasks.io.kafka import BrokerUnavailable, ensure_topics
+from tasks.io.publisher import TickPublisher, open_publisher
 from tasks.io.recordings import (
     BadLine,
-    RecordedEnvelope,
+    envelope_ticks,
     expand_inputs,
-    read_envelopes,
+    merge_by_receive_time,
     source_name,
 )
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Line = RecordedEnvelope | BadLine
 
-
-def _file_lines(path: Path) -> Iterator[tuple[float, Line]]:
-    """(event time, line) for one file; a bad line carries the time of the last good one."""
-    last = -math.inf
-    for item in read_envelopes([path]):
-        if isinstance(item, RecordedEnvelope):
-            try:
-                last = parse_ts(item.envelope.timestamp)
-            except TimestampError as exc:
-                item = BadLine(item.path, item.lineno, f"timestamp: {exc}", "")
-        yield last, item
-
-
-def _first_time(path: Path) -> float:
-    for ts, _ in _file_lines(path):
-        if ts > -math.inf:
-            return ts
-    return -math.inf
-
-
-def merge_by_time(paths: Iterable[Path]) -> Iterator[tuple[float, Line]]:
-    """Every line of every file, in event-time order (ties: file order, then line order)."""
-    pending = sorted((_first_time(p), i, p) for i, p in enumerate(paths))
-    heap: list[tuple[float, int, int, Line, Iterator[tuple[float, Line]]]] = []
-    order = itertools.count()
-
-    def push(index: int, lines: Iterator[tuple[float, Line]]) -> None:
-        for ts, item in itertools.islice(lines, 1):
-            heapq.heappush(heap, (ts, index, next(order), item, lines))
-
-    position = 0
-    while position < len(pending) or heap:
-        while position < len(pending) and (not heap or pending[position][0] <= heap[0][0]):
-            _, index, path = pending[position]
-            push(index, _file_lines(path))
-            position += 1
-        if not heap:
-            continue
-        ts, index, _, item, lines = heapq.heappop(heap)
-        yield ts, item
-        push(index, lines)
+class NothingToReplay(ValueError):
+    """The inputs hold no recording, or no line of them is an exchange message."""
 
 
 @dataclass
@@ -96,6 +60,10 @@ class ReplayStats:
     delivered: int = 0
     publish_errors: int = 0
     undelivered: int = 0
+    broker_restarts: int = 0
+    resent: int = 0  # records sent again to a broker that had restarted
+    acked_before_restart: int = 0  # acknowledged by a broker that has since lost them
+    error: str | None = None  # why the replay stopped early
 
     def summary(self) -> dict[str, Any]:
         seconds = max(self.seconds, 1e-9)
@@ -116,6 +84,10 @@ class ReplayStats:
             "delivered": self.delivered,
             "publish_errors": self.publish_errors,
             "undelivered": self.undelivered,
+            "broker_restarts": self.broker_restarts,
+            "resent": self.resent,
+            "acked_before_restart": self.acked_before_restart,
+            "error": self.error,
             "bad_lines": self.bad_lines,
         }
 
@@ -162,49 +134,86 @@ def run_replay(
     """Replay files (or directories of them) onto ``settings.raw_topic``.
 
     ``speed`` multiplies the recorded pace (2.0 = twice as fast); None replays as fast as
-    possible. Raises :class:`~tasks.io.kafka.BrokerUnavailable` when no broker answers.
+    possible. Raises :class:`~tasks.io.kafka.BrokerUnavailable` when no broker answers at the
+    start and :class:`NothingToReplay` when the inputs hold no recording; a broker lost for good
+    midway ends the replay with ``stats.error`` set and the rest counted undelivered.
     """
     if speed is not None and speed <= 0:
         raise ValueError("speed must be positive, or None for as fast as possible")
+    inputs = list(inputs)
     files = expand_inputs(inputs)
+    if not files:
+        raise NothingToReplay(
+            f"no recordings (*.ndjson, *.ndjson.gz) in {', '.join(map(str, inputs))}"
+        )
+    if all(path.stat().st_size == 0 for path in files):
+        raise NothingToReplay(f"every recording is empty: {', '.join(map(str, files))}")
     ensure_topics(settings)
-    publisher = TickPublisher(make_producer(settings), settings.raw_topic)
+    publisher = open_publisher(settings)
     pacer = _Pacer(speed, publisher)
     stats = ReplayStats(files=len(files))
     sources = {str(path): source_name(path) for path in files}
     started = time.monotonic()
     try:
-        for ts, item in merge_by_time(files):
+        for ts, item in merge_by_receive_time(files):
             if isinstance(item, BadLine):
                 _report(stats, item, max_reported)
                 continue
-            envelope = item.envelope
+            if item.received != item.received:  # its timestamp does not parse
+                error = f"timestamp: unparseable {preview(item.envelope.timestamp)}"
+                _report(stats, BadLine(item.path, item.lineno, error, ""), max_reported)
+                continue
             stats.messages += 1
-            if envelope.channel != TICKER_CHANNEL:
+            if item.envelope.channel != TICKER_CHANNEL:
                 stats.skipped += 1
                 continue
             errors: list[str] = []
-            ticks = ticks_from_envelope(
-                envelope, received_at=envelope.timestamp, source=sources[item.path], errors=errors
-            )
+            try:
+                ticks = envelope_ticks(item, sources[item.path], errors)
+            except Exception as exc:  # a poison line is that line's problem
+                errors.append(f"unreadable envelope: {exc!r}")
+                ticks = []
             for error in errors:
                 _report(stats, BadLine(item.path, item.lineno, error, ""), max_reported)
             pacer.wait_until(ts)
             for tick in ticks:
-                publisher.publish(tick)
+                try:
+                    publisher.publish(tick)
+                except (ValueError, RecursionError) as exc:  # a ticker json cannot write back
+                    _report(
+                        stats, BadLine(item.path, item.lineno, f"ticker: {exc!r}", ""), max_reported
+                    )
+                    continue
                 stats.products[tick.product_id] += 1
-            stats.tickers += len(ticks)
-            stats.first_ts = ts if stats.first_ts is None else min(stats.first_ts, ts)
-            stats.last_ts = ts if stats.last_ts is None else max(stats.last_ts, ts)
+                stats.tickers += 1
+            if ts == ts and ts > -math.inf:
+                stats.first_ts = ts if stats.first_ts is None else min(stats.first_ts, ts)
+                stats.last_ts = ts if stats.last_ts is None else max(stats.last_ts, ts)
             publisher.poll(0)
+    except BrokerUnavailable as exc:
+        stats.error = str(exc)
+        log.error("%s", exc)
     finally:
-        publisher.flush(flush_timeout_s)
+        publisher.flush(flush_timeout_s if stats.error is None else 0.0)
         stats.seconds = time.monotonic() - started
-        stats.delivered = publisher.stats.delivered
-        stats.publish_errors = publisher.stats.errors
+        p = publisher.stats
+        stats.delivered = p.delivered
+        stats.publish_errors = p.errors
         stats.undelivered = publisher.undelivered
+        stats.broker_restarts = p.broker_restarts
+        stats.resent = p.resent
+        stats.acked_before_restart = p.acked_before_restart
     if stats.malformed > max_reported:
         log.warning("%d more malformed line(s) not shown", stats.malformed - max_reported)
+    if stats.messages == 0 and stats.error is None:
+        raise NothingToReplay(
+            f"no exchange message in {len(files)} recording(s)"
+            + (
+                f" ({stats.malformed} bad line(s), e.g. {stats.bad_lines[0]})"
+                if stats.bad_lines
+                else ""
+            )
+        )
     return stats
 
 

@@ -1,12 +1,16 @@
 """The ``backfill`` stage: recordings or the raw archive -> features and labels in Parquet.
 
-Every tick goes through :meth:`FeatureEngine.process` exactly as in the stream, in event-time
-order per product (a stable sort by time: files of one product merge, ties keep file order), and
-becomes the data set of :mod:`tasks.core.dataset`. :func:`run_backfill` is what every entry point
-calls: the raw contract first (a failing recording is set aside), then :func:`backfill`.
+Every tick goes through :meth:`FeatureEngine.process` exactly as in the stream, and in the
+stream's order: the files merged by receive time, each in its own line order
+(:func:`tasks.io.recordings.merged_ticks`, what replay publishes), so late, duplicate and
+misstamped ticks meet the same rules in both paths. It becomes the data set of
+:mod:`tasks.core.dataset`. :func:`run_backfill` is what every entry point calls: the raw contract
+first (a failing recording is set aside), then :func:`backfill`.
 
-Output: one ``.parquet`` file when the path ends in ``.parquet``, else a directory data set
-partitioned by ``product_id`` and ``date`` (:mod:`tasks.io.feature_store`).
+Output (:func:`tasks.io.feature_store.write_dataset`): a ``.parquet`` path is replaced, atomically;
+any other path is a directory data set partitioned by ``product_id`` and ``date``, into which the
+rows are merged by record id (rows of other recordings of the same day stay). A run that yields
+no row writes nothing and raises :class:`NoRows`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from operator import attrgetter
 from pathlib import Path
 
 from tasks.core.dataset import FWD_COLUMN, engine_rows, feature_frame
@@ -24,12 +27,20 @@ from tasks.core.features import FEATURE_SET_VERSION, EngineConfig, FeatureEngine
 from tasks.core.messages import MessageError, Tick, to_tick
 from tasks.core.timeutil import format_ts
 from tasks.io.feature_store import write_dataset
-from tasks.io.recordings import BadLine, expand_inputs, read_ticks
+from tasks.io.recordings import BadLine, expand_inputs, merged_ticks
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _REPORTED = 5  # bad lines and rejected ticks quoted in the stats
+
+
+class NoRows(ValueError):
+    """The inputs gave no row (no usable tick): nothing was written."""
+
+    def __init__(self, message: str, stats: BackfillStats) -> None:
+        super().__init__(message)
+        self.stats = stats
 
 
 @dataclass
@@ -60,11 +71,11 @@ class BackfillStats:
 
 
 def load_ticks(paths: Iterable[Path], stats: BackfillStats | None = None) -> list[Tick]:
-    """Valid ticks of the recordings, stably sorted by event time; bad input counted in stats."""
+    """Valid ticks of the recordings in the order replay publishes them; bad input counted."""
     stats = stats if stats is not None else BackfillStats()
     reasons: Counter[str] = Counter(stats.reject_reasons)
     ticks: list[Tick] = []
-    for item in read_ticks(paths):
+    for item in merged_ticks(paths):
         if isinstance(item, BadLine):
             stats.bad_lines += 1
             if len(stats.first_bad_lines) < _REPORTED:
@@ -79,7 +90,6 @@ def load_ticks(paths: Iterable[Path], stats: BackfillStats | None = None) -> lis
             if len(stats.first_rejects) < _REPORTED:
                 stats.first_rejects.append(f"{item.record_id}: {exc}")
     stats.reject_reasons = dict(reasons)
-    ticks.sort(key=attrgetter("ts"))  # stable: ticks of one file keep their order on ties
     return ticks
 
 
@@ -109,9 +119,14 @@ def backfill(
     stats.rows = len(frame)
     stats.labelled_rows = int(frame[FWD_COLUMN].notna().sum())
     stats.products = sorted(frame["product_id"].unique().tolist())
-    if len(frame):
-        stats.start = format_ts(frame["ts"].min().timestamp())
-        stats.end = format_ts(frame["ts"].max().timestamp())
+    if not len(frame):
+        raise NoRows(
+            f"no rows from {stats.files} file(s): {stats.ticks} ticker(s), {stats.rejected} "
+            f"refused, {stats.bad_lines} bad line(s); {out} left as it was",
+            stats,
+        )
+    stats.start = format_ts(frame["ts"].min().timestamp())
+    stats.end = format_ts(frame["ts"].max().timestamp())
     write_dataset(frame, out)
     stats.seconds = time.perf_counter() - started
     log.info(

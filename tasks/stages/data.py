@@ -3,7 +3,9 @@
 ``--data PATHS`` of ``train``, ``evaluate`` and ``validate`` accept Parquet files or directories
 (a backfill's output) and recordings (``*.ndjson[.gz]`` or directories of them). Recordings are
 backfilled into a cache keyed by the files' names, sizes and modification times and the feature
-set version, so a second run on the same recordings skips the backfill.
+set version, so a second run on the same recordings skips the backfill. A cache file is written
+under a temporary name and renamed (:mod:`tasks.io.feature_store`): two runs filling it at once,
+or a run killed midway, never leave a partial file behind.
 """
 
 from __future__ import annotations
@@ -71,9 +73,7 @@ def load_frame(paths: Iterable[str | Path], cache_dir: Path) -> tuple[pd.DataFra
         info.backfill_cached = target.exists()
         if not target.exists():
             started = time.perf_counter()
-            partial = target.with_suffix(".partial.parquet")
-            backfill(recordings, partial)
-            partial.replace(target)
+            backfill(recordings, target)  # written whole or not at all; NoRows when empty
             info.backfill_s = time.perf_counter() - started
             log.info(
                 "backfilled %d recordings in %.1f s -> %s", len(recordings), info.backfill_s, target

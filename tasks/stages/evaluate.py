@@ -1,14 +1,18 @@
 """The ``evaluate`` stage: any model version on any data, with the model's own stored label
 (tau included): PR-AUC beside the z-score and persistence baselines on the same rows, overall,
-per product and per file."""
+per session (stretches separated by long gaps, each its own market regime) with block-bootstrap
+intervals, per product and per file."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
+from tasks.core.evaluation import epoch_seconds
 from tasks.core.labels import LabelSpec
 from tasks.core.models import ranking_baselines
 from tasks.core.scoring import grouped_metrics, scored_metrics, time_span
+from tasks.core.sessions import judge_by_session
 from tasks.io import model_store, registry
 from tasks.settings import Settings
 from tasks.stages.data import load_frame
@@ -34,6 +38,8 @@ def evaluate_model(settings: Settings, model_uri: str, data_paths: list[str]) ->
         ts = rows["ts"]
         inside = (ts >= pd.Timestamp(train_start)) & (ts <= pd.Timestamp(train_end))
         out["rows_in_training_span"] = int(inside.sum())
+    times = epoch_seconds(rows["ts"]) if len(rows) else np.empty(0)
+    out["sessions"] = judge_by_session(times, y, scores)
     for key, column in (("per_product", "product_id"), ("per_file", "source")):
         out[key] = grouped_metrics(rows, y, scores, column)
     out["data"] = load_info.to_dict()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from tasks.io import model_cards
 from tasks.io.registry import (
     CHALLENGER,
     CHAMPION,
@@ -117,6 +118,9 @@ def promote(
     if alias_version(client, name, CHALLENGER) == version:
         client.delete_registered_model_alias(name, CHALLENGER)
     baseline = _move_baseline(client, settings, version)
+    model_cards.refresh(
+        client, settings, {"ml": [v for v in (version, current) if v], "baseline": [baseline or ""]}
+    )
     log.info("promoted %s version %s (was %s) by %s: %s", name, version, current, who, why)
     return AliasChange("promote", version, current, baseline, who, why)
 
@@ -155,5 +159,6 @@ def rollback(settings: Settings, *, who: str | None = None, why: str | None = No
     client.set_registered_model_alias(name, CHAMPION, target)
     set_champion_history(client, name, history or [target])
     baseline = _move_baseline(client, settings, target)
+    model_cards.refresh(client, settings, {"ml": [target, current], "baseline": [baseline or ""]})
     log.info("rolled %s champion back from %s to %s by %s: %s", name, current, target, who, why)
     return AliasChange("rollback", target, current, baseline, who, why)

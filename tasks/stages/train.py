@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 
 from tasks.core.scoring import format_metric as fmt
-from tasks.io import plots
+from tasks.core.scoring import missing_input_table, session_table
+from tasks.io import model_cards, plots
 from tasks.io.model_store import log_model
+from tasks.io.reference import log_reference_sample
 from tasks.io.registry import (
     CHALLENGER,
     connect,
@@ -86,7 +88,7 @@ def _training_report(result, version: str) -> str:
             f"| {name} | {fmt(metrics['pr_auc'])} | {fmt(metrics['roc_auc'])} | "
             f"{fmt(metrics['brier'])} |"
         )
-    lines += ["", "| candidate | mean val PR-AUC | std | folds | degenerate folds |"]
+    lines += ["", "| walk-forward | mean val PR-AUC | std | folds | degenerate folds |"]
     lines.append("| --- | --- | --- | --- | --- |")
     for name, v in s["validation"].items():
         folds = ", ".join("n/a" if x is None else f"{x:.3f}" for x in v["pr_auc_folds"])
@@ -96,9 +98,47 @@ def _training_report(result, version: str) -> str:
             v["degenerate_folds"],
         )
         lines.append(f"| {name} | {mean} | {std} | {folds} | {degenerate} |")
+    sessions = s["sessions"]
+    if sessions.get("pooled"):
+        names = [n for n in sessions["pooled"]["pr_auc"] if n not in ("persistence", "zscore")]
+        lines += [
+            "",
+            "Leave one session out (train on the other sessions, judge on this one; PR-AUC "
+            "[90 % block-bootstrap interval]; '(judged)': enough spikes to judge a ranking "
+            "inside the session):",
+            "",
+            *session_table(sessions, [*names, "persistence", "zscore"]),
+        ]
+    if sessions.get("missing_inputs"):
+        lines += [
+            "",
+            "Missing inputs (each family blanked in the held-out rows; pooled PR-AUC):",
+            "",
+            *missing_input_table(sessions["missing_inputs"], result.selected),
+        ]
     if s["notes"]:
         lines += ["", "Notes:", *[f"- {n}" for n in s["notes"]]]
     return "\n".join(lines) + "\n"
+
+
+def _session_metrics(sessions: dict, selected: str) -> dict[str, float]:
+    """Leave-one-session-out PR-AUC of every scorer, pooled and per session, and the selected
+    model's interval and gap to persistence, as MLflow metrics."""
+    out: dict[str, float] = {}
+    pooled = sessions.get("pooled")
+    if not pooled:
+        return out
+    parts = [("pooled", pooled)] + [(f"session{f['session']}", f) for f in sessions["sessions"]]
+    for where, figures in parts:
+        out[f"loso_{where}_positive_rate"] = figures["positive_rate"] or 0.0
+        for name, value in figures["pr_auc"].items():
+            if value is not None:
+                out[f"loso_{where}_{name}_pr_auc"] = value
+    for key, prefix in (("interval", "loso_pooled_selected"), ("minus_persistence", "loso_gap")):
+        low, high = pooled.get(key, {}).get(selected, (None, None))
+        if low is not None:
+            out[f"{prefix}_low"], out[f"{prefix}_high"] = low, high
+    return out
 
 
 def _log_figures(result) -> None:
@@ -135,7 +175,8 @@ def log_training(
 ) -> TrainingRecord:
     """Log a :class:`tasks.core.training.TrainResult` as a run, register both models, set ``alias``.
 
-    ``example`` is a frame of feature rows for the input example (e.g. a few training rows).
+    ``example`` is a frame of training feature rows: two make the input example, a sample of
+    those up to the training end is stored as the drift reference.
     """
     client = connect(settings)
     experiment = experiment_id(settings, client)
@@ -194,6 +235,7 @@ def log_training(
             metrics[f"val_{name}_degenerate_folds"] = report.summaries["pr_auc"].n_degenerate
         metrics.update({f"time_{k}_s": v for k, v in result.timings.items()})
         metrics["dev_positive_rate"] = result.data["dev_positive_rate"] or 0.0
+        metrics.update(_session_metrics(result.sessions, result.selected))
         mlflow.log_metrics(metrics)
         for name, report in result.reports.items():
             for fold in report.folds:
@@ -203,6 +245,7 @@ def log_training(
         mlflow.log_dict(summary, "summary.json")
         mlflow.log_dict(result.split, "split.json")
         mlflow.log_dict({n: r.to_dict() for n, r in result.reports.items()}, "folds.json")
+        mlflow.log_dict(result.sessions, "sessions.json")
 
         model_info = log_model("model", predictor, example)
         baseline_info = log_model("baseline", baseline, example)
@@ -211,6 +254,7 @@ def log_training(
             client, baseline_info, model_name(settings, "baseline"), run.info.run_id
         )
         mlflow.log_text(_training_report(result, version), "report.md")
+        log_reference_sample(example, result.split)  # the drift monitor's reference
         mlflow.set_tags({"registered_version": version, "baseline_version": baseline_version})
 
     common = {
@@ -237,6 +281,7 @@ def log_training(
             "test_pr_auc": str(summary["test"]["pr_auc"]),
             "test_baseline_pr_auc": str(summary["test"]["baseline_pr_auc"]),
             "test_persistence_pr_auc": str(summary["test"]["persistence_pr_auc"]),
+            **_session_tags(result.sessions, result.selected),
         },
     )
     tag_version(
@@ -254,6 +299,7 @@ def log_training(
     if alias:
         client.set_registered_model_alias(model_name(settings, "ml"), alias, version)
         client.set_registered_model_alias(model_name(settings, "baseline"), alias, baseline_version)
+    model_cards.refresh(client, settings, {"ml": [version], "baseline": [baseline_version]})
     log.info(
         "registered %s version %s (%s), alias %s",
         model_name(settings),
@@ -268,6 +314,18 @@ def log_training(
         model_uri=f"models:/{model_name(settings)}/{version}",
         summary=summary,
     )
+
+
+def _session_tags(sessions: dict, selected: str) -> dict[str, str]:
+    pooled = sessions.get("pooled")
+    if not pooled:
+        return {"loso": "not measured (fewer than two sessions)"}
+    return {
+        "loso_pr_auc": str(pooled["pr_auc"].get(selected)),
+        "loso_persistence_pr_auc": str(pooled["pr_auc"]["persistence"]),
+        "loso_zscore_pr_auc": str(pooled["pr_auc"]["zscore"]),
+        "loso_sessions": str(len(sessions["sessions"])),
+    }
 
 
 def train_and_register(
@@ -303,9 +361,7 @@ def train_and_register(
     loaded_at = time.perf_counter()
     result = train(frame, config)
     trained_at = time.perf_counter()
-    record = log_training(
-        settings, result, example=frame.head(100), data_paths=data_paths, alias=alias
-    )
+    record = log_training(settings, result, example=frame, data_paths=data_paths, alias=alias)
     done = time.perf_counter()
     timings = {
         "contracts_s": admitted_at - started,

@@ -23,14 +23,22 @@ import pandas as pd
 
 from tasks.core.evaluation import (
     embargo_for,
+    epoch_seconds,
     expected_calibration_error,
     ranking_metrics,
 )
-from tasks.core.gates import GateConfig, GateDecision, GateFigures, decide, markdown_report
+from tasks.core.gates import (
+    GateConfig,
+    GateDecision,
+    GateFigures,
+    decide,
+    markdown_report,
+    session_figures,
+)
 from tasks.core.labels import LabelSpec
 from tasks.core.models import SpikePredictor, feature_matrix, ranking_baselines
 from tasks.core.scoring import time_span, unseen_window
-from tasks.io import model_store, plots, registry
+from tasks.io import model_cards, model_store, plots, registry
 from tasks.settings import Settings
 from tasks.stages.data import load_frame
 
@@ -103,6 +111,10 @@ def _measure(
         if champion is not None:
             scores["champion"] = champion.predict_proba(rows)
     pr_auc = {k: ranking_metrics(y, v)["pr_auc"] for k, v in scores.items()}
+    sessions = ()
+    if len(y):
+        judged = {k: scores[k] for k in ("challenger", "persistence", "zscore")}
+        sessions = session_figures(epoch_seconds(rows["ts"]), y, judged)
     figures = GateFigures(
         rows=len(y),
         positives=int(y.sum()),
@@ -116,6 +128,7 @@ def _measure(
         latency_p95_ms=_latency_p95_ms(challenger, rows, latency_rows),
         contracts_passed=contracts[0],
         contract_failures=contracts[1],
+        sessions=sessions,
     )
     return figures, scores
 
@@ -209,6 +222,7 @@ def validate_challenger(
     }
     run_id = _log_decision(settings, client, logged, report, y, scores)
     registry.record_validation(settings, challenger_version, decision.to_dict(), run_id)
+    model_cards.refresh(client, settings, {"ml": [challenger_version]})
 
     report_dir = report_dir or settings.reports_dir
     report_dir.mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,10 @@ def future_timestamp(lines: list, at: int) -> None:
     lines[at]["timestamp"] = later.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def past_timestamp(lines: list, at: int) -> None:
+    lines[at]["timestamp"] = "2019-03-01T00:00:00.000000Z"  # years before its neighbours
+
+
 def unparseable_timestamp(lines: list, at: int) -> None:
     lines[at]["timestamp"] = "06/12/2025 05:47:12"
 
@@ -107,7 +111,10 @@ CORRUPTIONS = [
     corruption(
         "unparseable_timestamp", unparseable_timestamp, {"timestamp", "unparseable"}, "timestamp"
     ),
-    corruption("future_timestamp", future_timestamp, {"timestamp"}),
+    # far from the neighbouring lines' times, so far from its receive time: refused by the
+    # contract and, in both the batch and the stream, by to_tick
+    corruption("future_timestamp", future_timestamp, {"timestamp", "receive_lead_s"}, "event time"),
+    corruption("past_timestamp", past_timestamp, {"receive_lead_s"}, "event time"),
     corruption("missing_price", drop_ticker("price"), {"price"}, "price"),
     corruption(
         "non_numeric_price", set_ticker("price", "89,565.12"), {"price", "unparseable"}, "price"

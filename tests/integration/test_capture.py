@@ -172,7 +172,7 @@ def test_capture_archive_replay_round_trip_gives_identical_tickers(kafka_setting
 @pytest.mark.parametrize("command", ["capture", "replay"])
 def test_commands_fail_fast_with_a_hint_when_no_broker_answers(command, tmp_path):
     recording = tmp_path / "one.ndjson"
-    recording.write_text("")
+    recording.write_text('{"channel":"heartbeats","timestamp":"2026-01-01T00:00:00Z"}\n')
     args = ["--minutes", "0.1", "--metrics-port", "0"] if command == "capture" else [str(recording)]
     env = {
         **os.environ,
@@ -221,3 +221,91 @@ def test_capture_command_runs_for_the_minutes_given(kafka_settings, tmp_path):
     assert {p.parent.name for p in files} == {*PRODUCTS, "_control"}
     records = read_raw_ticks(kafka_settings, kafka_settings.raw_topic, expected=summary["tickers"])
     assert len(records) == summary["tickers"]
+
+
+def test_capture_that_never_connects_fails_saying_so(kafka_settings, tmp_path):
+    """Before, ``capture --url`` pointing at nothing exited 0 after zero connections."""
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_settings.kafka_bootstrap_servers,
+        "CRYPTOVOL_RAW_TOPIC": kafka_settings.raw_topic,
+    }
+    url = f"ws://127.0.0.1:{free_port()}"
+    args = ["--url", url, "--minutes", "0.05", "--metrics-port", "0", "--data-dir", str(tmp_path)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tasks.cli", "capture", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert f"never connected to {url}" in proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["connections"] == 0 and summary["error"].startswith("never connected")
+
+
+def _poison_exchange(messages: list[str | bytes], ready: threading.Event, port: list[int]):
+    """A WebSocket server that answers every subscription with ``messages``, then stays open."""
+    import asyncio
+
+    from websockets.asyncio.server import serve
+
+    async def handler(ws) -> None:
+        await ws.recv()  # the ticker subscription
+        await ws.recv()  # the heartbeats one
+        for message in messages:
+            await ws.send(message)
+        await asyncio.sleep(30)
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0) as server:
+            port.append(server.sockets[0].getsockname()[1])
+            ready.set()
+            await asyncio.sleep(60)
+
+    asyncio.run(main())
+
+
+def test_poison_messages_from_the_exchange_are_counted_and_capture_goes_on(kafka_settings):
+    """Before, a deeply nested message raised a RecursionError out of the capture loop."""
+    stamp = "2026-01-01T00:00:00.000000Z"
+    subscribed = {
+        "channel": "subscriptions",
+        "timestamp": stamp,
+        "sequence_num": 0,
+        "events": [{"subscriptions": {"ticker": list(PRODUCTS), "heartbeats": ["heartbeats"]}}],
+    }
+    good_ticker = {"product_id": "ETH-USD", "price": "3000", "best_bid": "2999", "best_ask": "3001"}
+    messages = [
+        json.dumps(subscribed),
+        "[" * 100_000 + "]" * 100_000,  # deeper than the parser recurses
+        '{"channel":"ticker","timestamp":"' + stamp + '","sequence_num":2,"events":'
+        '[{"tickers":[{"product_id":["BTC-USD"]}]}, 7]}',  # malformed tickers: counted
+        b"\xff\xfe binary, not UTF-8",
+        '{"channel":["not","a","string"],"timestamp":"' + stamp + '"}',
+        json.dumps(
+            {
+                "channel": "ticker",
+                "timestamp": stamp,
+                "sequence_num": 5,
+                "events": [{"type": "update", "tickers": [good_ticker]}],
+            }
+        ),
+    ]
+    ready, port = threading.Event(), []
+    threading.Thread(target=_poison_exchange, args=(messages, ready, port), daemon=True).start()
+    assert ready.wait(10)
+    client = AdvancedTradeClient(f"ws://127.0.0.1:{port[0]}", PRODUCTS, idle_timeout_s=30)
+    stop = threading.Event()
+    threading.Timer(4.0, stop.set).start()
+    stats = run_capture(kafka_settings, stop_event=stop, metrics_port=0, client=client)
+    assert stats.error is None and stats.connections == 1
+    assert stats.messages == len(messages)
+    assert stats.by_channel["_invalid"] == 3  # too deep, not UTF-8 JSON, channel not a string
+    assert stats.malformed == 2  # the ticker without a product id, the event that is a number
+    assert stats.tickers == 1 and stats.by_product == {"ETH-USD": 1}
+    assert stats.archive_lines == len(messages)  # every message kept as received
+    records = read_raw_ticks(kafka_settings, kafka_settings.raw_topic, expected=stats.tickers)
+    assert len(records) == stats.tickers

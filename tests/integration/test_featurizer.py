@@ -63,7 +63,13 @@ MALFORMED = [
     (_raw(schema_version=99), "unsupported schema_version"),
     (_raw(timestamp="yesterday"), "timestamp"),
     (_raw(ticker={"best_ask": "NaN"}), "not finite"),
+    # poison: before, these raised out of the loop (a crash on every restart)
+    (b"[" * 50_000 + b"]" * 50_000, "nested too deeply"),
+    (_raw(ticker={"price": {"nested": [1e400]}}), "'price' is not a number"),
+    (_raw(product_id=5), "'product_id' is not a string"),
+    (_raw(timestamp="2027-01-01T00:00:01.000000Z"), "event time"),  # a year after receipt
 ]
+DEEP = b'{"schema_version":1,"ticker":' + b"[" * 50_000 + b"]" * 50_000 + b"}"
 
 
 def metric_values(port: int) -> dict[str, float]:
@@ -223,3 +229,18 @@ def test_a_second_featurizer_joining_mid_stream_takes_over_partitions_warm(
     assert results["second"].features_out > 0
     out = feature_records(read_topic(settings, settings.features_topic))  # all, until quiet
     assert compare_with_batch(batch, out) == []  # both featurizers, bit-identical
+
+
+def test_a_poison_record_is_dead_lettered_and_committed_not_a_crash_loop(kafka_settings, tmp_path):
+    settings = kafka_settings
+    recording = write_recording(tmp_path / "sim.ndjson.gz", ticks=600, seconds=300, seed=4)
+    good = tick_records(raw_ticks([recording]))
+    produce(settings, [*good[:300], (b"BTC-USD", DEEP), *good[300:]])
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    first = run_featurizer(settings, group, max_idle_s=3, metrics_port=0)
+    assert first.dlq == 1 and first.features_out == len(good)
+    again = run_featurizer(settings, group, max_idle_s=3, metrics_port=0)  # a restart
+    assert again.dlq == 0 and again.features_out == 0 and again.ticks_in == 0
+    (dead,) = read_topic(settings, settings.dlq_topic, quiet_s=1)
+    assert dead.value() == DEEP
+    assert "nested too deeply" in dict(dead.headers())["error"].decode()

@@ -85,6 +85,7 @@ def test_corrupt_lines_are_reported_and_nothing_else_is_lost(kafka_settings, tmp
         30: '{"channel":"ticker","timestamp":"yesterday","events":[]}',
         41: "[1, 2, 3]",
         50: '{"type":"error","message":"rate limited"}',
+        60: "[" * 100_000 + "]" * 100_000,  # poison: before, a RecursionError ended the replay
     }
     corrupt = list(lines)
     for lineno in sorted(bad_lines):  # 1-based line numbers in the final file

@@ -29,7 +29,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # Whether a model beats persistence on 80 simulated minutes depends on the seed (short data):
 # the first promotion only needs a scored, recorded decision; the gates' thresholds are
 # unit-tested, and the degraded challenger below faces the default gates.
-SCORED_ONLY = GateConfig(baseline_gain=-1.0, max_ece=1.0, max_rate_ratio=1e9, min_positives=1)
+SCORED_ONLY = GateConfig(
+    baseline_gain=-1.0, session_margin=1.0, max_ece=1.0, max_rate_ratio=1e9, min_positives=1
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +48,11 @@ def settings(tmp_path, monkeypatch) -> Settings:
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()
+
+
+def _any_parquet(settings: Settings) -> Path:
+    """A backfilled feature file of the recordings (the cache train and validate filled)."""
+    return next(settings.backfill_cache_dir.glob("*.parquet"))
 
 
 def _train_cli(capsys, recordings: str, *extra: str) -> dict:
@@ -99,6 +106,9 @@ def test_life_cycle(settings, recordings, capsys, tmp_path):
     assert evaluated["rows"] > 1000 and evaluated["label"] == meta["label"]
     assert set(evaluated["per_product"]) == {"BTC-USD", "ETH-USD"}
     assert evaluated["per_file"] and evaluated["rows_in_training_span"] > 0
+    sessions = evaluated["sessions"]
+    assert sessions["pooled"]["rows"] == evaluated["rows"]
+    assert sessions["pooled"]["pr_auc"]["model"] == pytest.approx(evaluated["pr_auc"])
     for key in ("pr_auc", "baseline_pr_auc", "persistence_pr_auc", "roc_auc", "positive_rate"):
         assert evaluated[key] is not None, key
 
@@ -131,6 +141,22 @@ def test_life_cycle(settings, recordings, capsys, tmp_path):
         promote.promote(settings)
     assert registry.alias_version(client, name, "champion") == "1"
 
+    # a challenger that ranks no better than persistence: the z-score baseline, registered as
+    # the ML model (against the absolute label, recent volatility relative to its trailing level
+    # says less than its level)
+    zscore = model_store.load_predictor(registry.model_uri(settings, "baseline", "champion"))
+    with mlflow.start_run(experiment_id=registry.experiment_id(settings, client)) as run:
+        info = model_store.log_model("model", zscore, pd.read_parquet(_any_parquet(settings)))
+    below = registry.register_version(client, info, name, run.info.run_id)
+    client.set_registered_model_alias(name, "challenger", below)
+    refused_below = validate_challenger(settings, [recordings])
+    figures = refused_below.figures
+    assert not refused_below.decision.passed
+    assert "vs_baselines" in {c.name for c in refused_below.decision.failed}
+    assert figures["challenger_pr_auc"] <= figures["persistence_pr_auc"]
+    assert {c.name for c in refused_below.decision.checks} >= {"within_sessions", "vs_baselines"}
+    client.set_registered_model_alias(name, "challenger", "2")
+
     forced = promote.promote(settings, "2", force=True, who="tester", why="drill")
     assert (forced.champion, forced.previous, forced.baseline_champion) == ("2", "1", "2")
     tags = registry.version_tags(client, name, "2")
@@ -144,6 +170,17 @@ def test_life_cycle(settings, recordings, capsys, tmp_path):
     assert registry.alias_version(client, name, "champion") == "1"
     assert registry.alias_version(client, baseline_name, "champion") == "1"
     assert registry.version_tags(client, name, "2")["rollback_reason"] == "bad model"
+
+    # the registry UI's descriptions say what each version is and what was decided about it
+    first_card = client.get_model_version(name, "1").description
+    assert "Test part PR-AUC: model" in first_card and "persistence" in first_card
+    assert "Validation: **pass**" in first_card and "Restored as champion" in first_card
+    assert f"{float(meta['label']['tau']):.3f}" in first_card
+    second_card = client.get_model_version(name, "2").description
+    assert "Degraded on purpose" in second_card and "Validation: **fail**" in second_card
+    assert "Rolled back" in second_card and "bad model" in second_card
+    assert "Champion: version 1" in client.get_registered_model(name).description
+    assert "MODEL_VARIANT=baseline" in client.get_registered_model(baseline_name).description
 
     # someone moves the alias by hand in the MLflow UI; rollback returns to the recorded champion
     client.set_registered_model_alias(name, "champion", "2")

@@ -133,7 +133,7 @@ def test_the_import_graph_has_no_cycle():
         state[module] = 1
         for target in sorted(graph[module]):
             if state.get(target) == 1:
-                cycle = path[path.index(target) :] + [target] if target in path else [target]
+                cycle = [*path[path.index(target) :], target] if target in path else [target]
                 raise AssertionError(" -> ".join(cycle))
             if target not in state:
                 visit(target, [*path, target])

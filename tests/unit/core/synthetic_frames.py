@@ -73,3 +73,33 @@ def synthetic_dataset(
     rng = np.random.default_rng(seed)
     frames = [_product_frame(p, seconds, rng) for p in products]
     return pd.concat(frames).sort_values(["ts", "product_id"]).reset_index(drop=True)
+
+
+VOLATILITY_COLUMNS = (
+    "realized_vol_1s_60",
+    "realized_vol_1s_300",
+    "realized_vol_30",
+    "realized_vol_60",
+    "realized_vol_300",
+    "fwd_vol_60",
+    "trail_vol_900",
+)
+
+
+def synthetic_sessions(
+    levels: tuple[float, ...] = (1.0, 2.5, 1.0),
+    seconds: int = 2400,
+    gap_s: int = 7200,
+    seed: int = 7,
+) -> pd.DataFrame:
+    """Sessions of :func:`synthetic_dataset` separated by ``gap_s`` without rows, the volatility
+    of each scaled by its level (a market regime twice as volatile is ``2.0``)."""
+    frames = []
+    for i, level in enumerate(levels):
+        frame = synthetic_dataset(seconds=seconds, seed=seed + i)
+        frame[list(VOLATILITY_COLUMNS)] *= level
+        shift = pd.Timedelta(seconds=i * (seconds + gap_s))
+        frame["ts"] += shift
+        frame["tick_ts"] += shift
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)

@@ -7,17 +7,24 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import average_precision_score
 
 from tasks.core.evaluation import (
     FoldResult,
     SplitError,
+    average_precision,
+    bootstrap_pr_auc,
     choose_threshold,
     classifier_metrics,
     epoch_seconds,
     expected_calibration_error,
     ranking_metrics,
     summarize_folds,
+    tail_split,
     threshold_metrics,
+    time_blocks,
     walk_forward_splits,
 )
 
@@ -133,3 +140,66 @@ def test_expected_calibration_error():
     y = (rng.random(50000) < p).astype(float)
     assert expected_calibration_error(y, p) < 0.02
     assert expected_calibration_error(y, np.clip(p * 2, 0, 1)) > 0.1
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.booleans(), st.integers(0, 6)), min_size=2, max_size=60).filter(
+        lambda rows: 0 < sum(y for y, _ in rows) < len(rows)
+    )
+)
+def test_average_precision_is_scikit_learns_ties_included(rows):
+    y = np.array([float(label) for label, _ in rows])
+    score = np.array([s / 3.0 for _, s in rows])  # few distinct values: many ties
+    assert average_precision(y, score) == pytest.approx(average_precision_score(y, score))
+
+
+def test_average_precision_is_none_on_a_degenerate_part():
+    assert average_precision(np.zeros(5), np.arange(5.0)) is None
+
+
+def test_the_tail_is_the_latest_rows_behind_an_embargo():
+    times = _times(3600)
+    fit, tail = tail_split(times, fraction=0.2, embargo_s=360)
+    assert times[fit].max() < times[tail].min() - 360
+    assert len(tail) == pytest.approx(0.2 * len(times), rel=0.01)
+    assert not set(fit) & set(tail)
+    everything, none = tail_split(times[:10], fraction=0.2, embargo_s=360)
+    assert len(everything) == 10 and len(none) == 0, "too short for a tail: fit on all"
+
+
+def test_time_blocks_never_span_two_groups():
+    times = np.concatenate([np.arange(900.0), np.arange(900.0) + 5000])
+    groups = np.repeat([0, 1], 900)
+    blocks = time_blocks(times, groups, block_s=300)
+    assert len(set(blocks)) == 6
+    for block in set(blocks):
+        assert len(set(groups[blocks == block])) == 1
+
+
+def test_bootstrap_intervals_hold_the_estimate_and_are_wider_in_blocks_when_spikes_burst():
+    """Spikes come in bursts, and a scorer is right or wrong about a whole burst at once:
+    resampling single rows would pretend to far more independent evidence than there is."""
+    rng = np.random.default_rng(3)
+    times = np.arange(12000.0)
+    burst = np.repeat(rng.random(200) < 0.15, 60)  # 60 s bursts
+    quality = np.repeat(rng.standard_normal(200), 60)  # how well a burst is foreseen
+    y = burst.astype(float)
+    scores = {
+        "good": y * (1 + quality) + 0.5 * rng.standard_normal(len(y)),
+        "noise": rng.standard_normal(len(y)),
+    }
+    point = {k: average_precision(y, v) for k, v in scores.items()}
+    zeros = np.zeros(len(y))
+    blocks = bootstrap_pr_auc(y, scores, time_blocks(times, zeros, 300), references=("noise",))
+    rows = bootstrap_pr_auc(y, scores, time_blocks(times, zeros, 1), references=("noise",))
+    for name, value in point.items():
+        assert blocks["pr_auc"][name].low < value < blocks["pr_auc"][name].high
+    assert blocks["minus_noise"]["good"].low > 0
+    width = {
+        k: v["pr_auc"]["good"].high - v["pr_auc"]["good"].low
+        for k, v in (("blocks", blocks), ("rows", rows))
+    }
+    assert width["blocks"] > 1.5 * width["rows"]
+    again = bootstrap_pr_auc(y, scores, time_blocks(times, zeros, 300), references=("noise",))
+    assert again == blocks, "seeded: the same intervals every time"

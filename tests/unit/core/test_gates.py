@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from tasks.core.gates import GateConfig, GateFigures, decide, markdown_report
+from tasks.core.gates import (
+    GateConfig,
+    GateFigures,
+    SessionFigures,
+    decide,
+    markdown_report,
+    session_figures,
+)
 
 
 def _figures(**changes) -> GateFigures:
@@ -66,3 +74,59 @@ def test_no_champion_is_judged_against_baselines_only():
 def test_margin_lets_a_slightly_weaker_challenger_through():
     assert decide(_figures(champion_pr_auc=0.31), GateConfig(margin=0.02)).passed
     assert not decide(_figures(champion_pr_auc=0.31), GateConfig(margin=0.0)).passed
+
+
+def _session(session: int, challenger: float, persistence: float, **changes) -> SessionFigures:
+    base = dict(
+        session=session,
+        rows=1500,
+        positives=150,
+        episodes=8,
+        challenger_pr_auc=challenger,
+        persistence_pr_auc=persistence,
+        zscore_pr_auc=0.10,
+    )
+    base.update(changes)
+    return SessionFigures(**base)
+
+
+def test_a_challenger_below_persistence_inside_a_session_is_refused():
+    """Better than persistence over the whole window (it tells the regimes apart), worse inside
+    the calm session: refused."""
+    sessions = (_session(0, 0.60, 0.50), _session(1, 0.08, 0.12))
+    decision = decide(_figures(sessions=sessions))
+    assert not decision.passed
+    assert [c.name for c in decision.failed] == ["within_sessions"]
+    assert "session 1" in decision.reason()
+    assert "| 1 | 1500 | 150 | 8 |" in markdown_report(decision)
+    assert decide(_figures(sessions=sessions), GateConfig(session_margin=0.05)).passed
+
+
+def test_a_session_with_too_few_spikes_or_bursts_is_not_judged_inside():
+    few = (_session(0, 0.60, 0.50), _session(1, 0.01, 0.12, positives=12))
+    one_burst = (_session(0, 0.60, 0.50), _session(1, 0.01, 0.12, episodes=1))
+    assert decide(_figures(sessions=few)).passed
+    assert decide(_figures(sessions=one_burst)).passed
+    check = next(c for c in decide(_figures(sessions=())).checks if c.name == "within_sessions")
+    assert check.passed and "nothing to judge" in check.detail
+
+
+def test_a_degraded_challenger_and_one_below_persistence_are_both_refused():
+    degraded = decide(_figures(challenger_pr_auc=0.11, challenger_ece=0.02))
+    below = decide(_figures(challenger_pr_auc=0.24, champion_pr_auc=None))
+    assert not degraded.passed and not below.passed
+    assert "vs_baselines" in {c.name for c in degraded.failed}
+    assert {c.name for c in below.failed} == {"vs_baselines"}
+
+
+def test_session_figures_cut_the_window_at_long_gaps():
+    times = np.concatenate([np.arange(3000.0), np.arange(3000.0) + 10_000]) + 1.76e9
+    y = np.zeros(6000)
+    y[[100, 400, 900, 3100, 3500, 5000]] = 1
+    scores = {"challenger": y, "persistence": 1 - y, "zscore": np.zeros(6000)}
+    figures = session_figures(times, y, scores)
+    assert [(f.session, f.rows, f.positives, f.episodes) for f in figures] == [
+        (0, 3000, 3, 3),
+        (1, 3000, 3, 3),
+    ]
+    assert figures[0].challenger_pr_auc == 1.0 and figures[0].persistence_pr_auc < 0.01

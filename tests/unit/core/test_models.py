@@ -1,21 +1,22 @@
-"""Baselines, candidates, the served predictor and the training pipeline, on synthetic data."""
+"""Baselines, candidates and the served predictor, on synthetic data."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic_frames import synthetic_dataset
+from synthetic_frames import VOLATILITY_COLUMNS, synthetic_dataset
 
 from tasks.core.evaluation import ranking_metrics
 from tasks.core.features import FEATURE_NAMES
 from tasks.core.labels import LabelSpec
 from tasks.core.models import (
     CANDIDATES,
+    OPTIONAL_CANDIDATES,
+    HarRvRegression,
     ModelFormatError,
     PriorShift,
     SpikePredictor,
@@ -25,7 +26,9 @@ from tasks.core.models import (
     make_estimator,
     ranking_baselines,
 )
-from tasks.core.training import TrainConfig, TrainingError, train
+from tasks.core.scorer import FitTarget
+
+ALL_KINDS = ["zscore", "persistence", *CANDIDATES, *OPTIONAL_CANDIDATES]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,8 @@ def dataset() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def split(dataset):
-    """Training rows (first 60 %), then validation rows after a 360 s embargo."""
+    """Training rows (first 60 %), then validation rows after a 360 s embargo, and the label's
+    continuous target on the training rows (what a regression learns)."""
     rows = dataset[dataset["fwd_vol_60"].notna()]
     cut = rows["ts"].min() + pd.Timedelta(seconds=2100)
     train_rows = rows[rows["ts"] < cut]
@@ -46,7 +50,15 @@ def split(dataset):
         spec.apply(train_rows).to_numpy(),
         feature_matrix(valid_rows),
         spec.apply(valid_rows).to_numpy(),
+        FitTarget(spec.target_values(train_rows), spec.threshold_value),
     )
+
+
+def _fit(kind: str, split, **params):
+    X_train, y_train, X_valid, y_valid, target = split
+    xgb = XGBoostParams(n_estimators=60, early_stopping_rounds=5)
+    estimator = make_estimator(kind, xgb=xgb, **params)
+    return estimator.fit(X_train, y_train, (X_valid, y_valid), target)
 
 
 def test_feature_matrix_orders_columns_and_fills_missing_with_nan():
@@ -57,23 +69,20 @@ def test_feature_matrix_orders_columns_and_fills_missing_with_nan():
     assert X.drop(columns=["n", "ret_std"]).isna().all().all()
 
 
-@pytest.mark.parametrize("kind", ["zscore", "persistence", *CANDIDATES])
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_every_scorer_returns_probabilities_for_rows_with_missing_inputs(kind, split):
-    X_train, y_train, X_valid, y_valid = split
-    estimator = make_estimator(kind, xgb=XGBoostParams(n_estimators=60))
-    estimator.fit(X_train, y_train, (X_valid, y_valid))
+    X_valid = split[2]
+    estimator = _fit(kind, split)
     sparse = pd.DataFrame({"realized_vol_60": [np.nan, 1e-4]}).reindex(columns=FEATURE_NAMES)
-    for X in (X_valid, sparse):
+    for X in (X_valid, sparse, X_valid.iloc[:0]):
         p = estimator.predict_proba(X)
         assert p.shape == (len(X),)
         assert np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()
     assert isinstance(estimator.importance(), dict)
-    predictor = SpikePredictor(kind, estimator, LabelSpec(tau=1.0).to_dict(), 0.5)
-    assert predictor.predict_proba(X_valid.iloc[:0]).shape == (0,)
 
 
 def test_baselines_rank_by_their_own_feature(split):
-    X_train, y_train, X_valid, _ = split
+    X_train, y_train, X_valid, _, _ = split
     scores = ranking_baselines(X_valid)
     persistence = make_estimator("persistence").fit(X_train, y_train)
     complete = X_valid["realized_vol_60"].notna().to_numpy()
@@ -94,16 +103,61 @@ def test_a_baseline_never_flips_its_direction():
     assert np.all(np.diff(p) >= 0), "higher z-score may never mean a lower spike probability"
 
 
-def test_models_beat_chance_where_there_is_signal(split):
-    X_train, y_train, X_valid, y_valid = split
-    rate = y_valid.mean()
-    for kind in ("har_logistic", "xgboost"):
-        p = make_estimator(kind).fit(X_train, y_train, (X_valid, y_valid)).predict_proba(X_valid)
-        assert ranking_metrics(y_valid, p)["pr_auc"] > 2 * rate
+@pytest.mark.parametrize("kind", ["har_logistic", "har_rv", "stack", "xgboost"])
+def test_models_beat_chance_where_there_is_signal(kind, split):
+    X_valid, y_valid = split[2], split[3]
+    p = _fit(kind, split).predict_proba(X_valid)
+    assert ranking_metrics(y_valid, p)["pr_auc"] > 2 * y_valid.mean()
 
 
-def test_xgboost_stops_early_on_validation_and_trains_fixed_rounds_without(split):
-    X_train, y_train, X_valid, y_valid = split
+def test_har_rv_carries_over_to_a_market_three_times_as_volatile(split):
+    """Scale-free: every volatility (and the forward one) times 3 moves the predicted log
+    volatility by log 3 exactly, so P(forward >= 3 tau) is what P(forward >= tau) was."""
+    X_valid = split[2].copy()
+    X_valid[["range_bps_30", "range_bps_60", "range_bps_300"]] = np.nan  # noise, not ranges here
+    model = _fit("har_rv", split)
+    louder = X_valid.copy()
+    louder[[c for c in VOLATILITY_COLUMNS if c in louder]] *= 3.0
+    shifted = HarRvRegression.from_params(model.to_params({}), {})
+    shifted.log_threshold += math.log(3.0)
+    np.testing.assert_allclose(
+        shifted.predict_proba(louder), model.predict_proba(X_valid), atol=1e-9
+    )
+    # a classifier on log levels has no such property: it calls the louder market all spikes
+    har = _fit("har_logistic", split)
+    assert har.predict_proba(louder).mean() > 2 * har.predict_proba(X_valid).mean()
+
+
+def test_har_rv_probability_falls_as_the_threshold_rises(split):
+    X_valid = split[2]
+    model = _fit("har_rv", split)
+    low = model.predict_proba(X_valid)
+    model.log_threshold += 0.5
+    assert (
+        np.all(model.predict_proba(X_valid) <= low)
+        and model.predict_proba(X_valid).mean() < low.mean()
+    )
+
+
+def test_har_rv_needs_the_forward_volatility(split):
+    X_train, y_train = split[0], split[1]
+    with pytest.raises(ValueError, match="FitTarget"):
+        make_estimator("har_rv").fit(X_train, y_train)
+
+
+def test_har_rv_scores_from_the_inputs_that_remain(split):
+    """Without its first anchor (the 300 s grid volatility) the next one stands in."""
+    X_valid, y_valid = split[2], split[3]
+    model = _fit("har_rv", split)
+    blanked = X_valid.copy()
+    blanked[["realized_vol_1s_300", "realized_vol_1s_60"]] = np.nan
+    full = ranking_metrics(y_valid, model.predict_proba(X_valid))["pr_auc"]
+    partial = ranking_metrics(y_valid, model.predict_proba(blanked))["pr_auc"]
+    assert partial > 2 * y_valid.mean() and partial > full - 0.15
+
+
+def test_xgboost_stops_early_on_its_tail_and_trains_fixed_rounds_without(split):
+    X_train, y_train, X_valid, y_valid, _ = split
     params = XGBoostParams(n_estimators=400, early_stopping_rounds=10)
     stopped = XGBoostSpike(params).fit(X_train, y_train, (X_valid, y_valid))
     assert stopped.early_stopped and 1 <= stopped.best_rounds < 400
@@ -114,14 +168,14 @@ def test_xgboost_stops_early_on_validation_and_trains_fixed_rounds_without(split
 
 @pytest.mark.parametrize("kind", ["har_logistic", "xgboost", "random_forest", "zscore"])
 def test_one_class_training_data_gives_a_constant_not_a_crash(kind, split):
-    X_train, _, X_valid, _ = split
+    X_train, _, X_valid, _, _ = split
     p = make_estimator(kind).fit(X_train, np.zeros(len(X_train))).predict_proba(X_valid)
     assert np.isfinite(p).all() and p.max() <= 0.01
 
 
 def test_prior_shift_moves_the_mean_probability_but_not_the_ranking(split):
-    X_train, y_train, X_valid, _ = split
-    base = make_estimator("har_logistic").fit(X_train, y_train)
+    X_valid = split[2]
+    base = _fit("har_logistic", split)
     shifted = PriorShift.to_rate(base, X_valid, 0.05)
     p_base, p_shifted = base.predict_proba(X_valid), shifted.predict_proba(X_valid)
     assert p_shifted.mean() == pytest.approx(0.05, abs=1e-4)
@@ -129,11 +183,8 @@ def test_prior_shift_moves_the_mean_probability_but_not_the_ranking(split):
 
 
 def test_predictor_serves_probabilities_and_describes_itself(split):
-    X_train, y_train, _, _ = split
     label = LabelSpec(tau=0.01).to_dict()
-    predictor = SpikePredictor(
-        "har_logistic", make_estimator("har_logistic").fit(X_train, y_train), label, 0.3
-    )
+    predictor = SpikePredictor("har_rv", _fit("har_rv", split), label, 0.3)
     rows = pd.DataFrame([{"ret_mean": 0.05, "ret_std": 0.01, "n": 50}])
     p = predictor.predict_proba(rows)
     assert p.shape == (1,) and 0.0 <= p[0] <= 1.0
@@ -143,13 +194,10 @@ def test_predictor_serves_probabilities_and_describes_itself(split):
     assert meta["label"]["tau"] == 0.01 and meta["threshold"] == 0.3
 
 
-@pytest.mark.parametrize("kind", ["zscore", "persistence", *CANDIDATES])
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_a_predictor_is_stored_as_data_and_scores_identically_when_rebuilt(kind, split):
-    X_train, y_train, X_valid, y_valid = split
-    estimator = make_estimator(kind, xgb=XGBoostParams(n_estimators=40, early_stopping_rounds=5))
-    estimator = PriorShift.to_rate(
-        estimator.fit(X_train, y_train, (X_valid, y_valid)), X_valid, 0.1
-    )
+    X_valid = split[2]
+    estimator = PriorShift.to_rate(_fit(kind, split), X_valid, 0.1)
     info = {"train_end": "2026-01-01T00:35:00+00:00", "degraded": False}
     predictor = SpikePredictor(kind, estimator, LabelSpec(tau=0.01).to_dict(), 0.3, info=info)
     document, blobs = predictor.to_document()
@@ -169,90 +217,23 @@ def test_a_predictor_is_stored_as_data_and_scores_identically_when_rebuilt(kind,
 
 
 def test_a_document_of_an_unknown_format_or_scorer_is_refused_clearly(split):
-    X_train, y_train, _, _ = split
-    predictor = SpikePredictor(
-        "zscore", make_estimator("zscore").fit(X_train, y_train), LabelSpec(tau=1.0).to_dict(), 0.5
-    )
+    predictor = SpikePredictor("zscore", _fit("zscore", split), LabelSpec(tau=1.0).to_dict(), 0.5)
     document, blobs = predictor.to_document()
     with pytest.raises(ModelFormatError, match="version 99"):
         SpikePredictor.from_document({**document, "format_version": 99}, blobs)
     with pytest.raises(ModelFormatError, match="unknown scorer type 'pickle'"):
         SpikePredictor.from_document({**document, "scorer": {"type": "pickle"}}, blobs)
+    with pytest.raises(ModelFormatError, match="incomplete"):
+        SpikePredictor.from_document({**document, "scorer": {"type": "har_rv"}}, blobs)
 
 
-def test_predict_array_checks_the_shape_and_takes_only_arrays_in_feature_order(split):
-    X_train, y_train, X_valid, _ = split
-    predictor = SpikePredictor(
-        "har_logistic",
-        make_estimator("har_logistic").fit(X_train, y_train),
-        LabelSpec(tau=1.0).to_dict(),
-        0.5,
-    )
+def test_predict_array_checks_the_shape_and_matches_predict_proba(split):
+    X_valid = split[2]
+    predictor = SpikePredictor("har_rv", _fit("har_rv", split), LabelSpec(tau=1.0).to_dict(), 0.5)
     with pytest.raises(ValueError, match="shape"):
         predictor.predict_array(np.zeros((1, 3)))
     shuffled = X_valid[list(reversed(X_valid.columns))]  # by name, any order
     assert np.array_equal(predictor.predict_proba(shuffled), predictor.predict_proba(X_valid))
-
-
-def test_training_pipeline_end_to_end(dataset):
-    config = TrainConfig(
-        n_folds=3,
-        candidates=("har_logistic", "xgboost", "stack"),
-        xgboost=XGBoostParams(n_estimators=80),
+    assert np.array_equal(
+        predictor.predict_array(X_valid.to_numpy()), predictor.predict_proba(X_valid)
     )
-    result = train(dataset, config)
-    summary = json.loads(json.dumps(result.summary()))
-    assert result.selected in CANDIDATES
-    test = summary["test"]
-    assert test["rows"] == len(result.test_scores) > 0
-    assert test["pr_auc"] > test["positive_rate"]
-    assert set(summary["validation"]) == {
-        "zscore",
-        "persistence",
-        "har_logistic",
-        "xgboost",
-        "stack",
-    }
-    assert all(len(v["pr_auc_folds"]) == 3 for v in summary["validation"].values())
-    assert result.label["tau"] > 0 and 0 < result.threshold < 1
-    assert result.predictor.info["train_end"] < summary["split"]["test_start"]
-    # the model is scored on exactly the rows the baselines are scored on
-    assert result.test_metrics["model"]["rows"] == result.test_metrics["persistence"]["rows"]
-
-
-def test_training_reports_folds_without_spikes_instead_of_hiding_them(dataset):
-    calm = dataset.copy()
-    late = calm["ts"] > calm["ts"].min() + pd.Timedelta(seconds=1500)
-    calm.loc[late, "fwd_vol_60"] = 1e-9  # after 25 min nothing moves: no spike can exist
-    config = TrainConfig(n_folds=3, tau_window_s=None, candidates=("har_logistic",))
-    result = train(calm, config)
-    degenerate = result.reports["har_logistic"].summaries["pr_auc"].n_degenerate
-    assert degenerate >= 1
-    assert any("degenerate" in note for note in result.notes)
-    assert result.test_metrics["model"]["pr_auc"] is None
-    assert result.summary()["test"]["degenerate"] is True
-
-
-def test_shuffled_labels_destroy_the_signal(dataset):
-    config = TrainConfig(n_folds=3, candidates=("har_logistic",), shuffle_labels=True)
-    result = train(dataset, config)
-    test = result.test_metrics
-    assert test["model"]["pr_auc"] < test["persistence"]["pr_auc"]
-
-
-def test_too_short_data_is_refused(dataset):
-    short = dataset[dataset["ts"] < dataset["ts"].min() + pd.Timedelta(seconds=600)]
-    with pytest.raises(TrainingError, match="too short"):
-        train(short, TrainConfig())
-
-
-def test_pure_modules_import_no_io_libraries():
-    code = (
-        "import sys, tasks.core.models, tasks.core.evaluation, tasks.core.gates\n"
-        "import tasks.core.training\n"
-        "bad = [m for m in ('mlflow', 'confluent_kafka', 'prefect', 'websockets', 'requests')"
-        " if m in sys.modules]\n"
-        "print(','.join(bad))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""

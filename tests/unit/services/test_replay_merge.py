@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tasks.core.timeutil import format_ts
-from tasks.io.recordings import BadLine
-from tasks.services.replay import merge_by_time, parse_speed
+from tasks.io.recordings import BadLine, merge_by_receive_time
+from tasks.services.replay import parse_speed
 from tasks.sim.exchange import recording_ticks
 
 T0 = 1767225600.0
@@ -39,7 +39,7 @@ def test_files_are_merged_by_event_time_with_bad_lines_kept_in_place(tmp_path):
     b = _write(tmp_path / "b.ndjson", [_line(T0 + 1, 0, "ETH-USD"), _line(T0 + 3, 1, "ETH-USD")])
     late = _write(tmp_path / "late.ndjson", [_line(T0 + 10, 0)])
     empty = _write(tmp_path / "empty.ndjson", [])
-    merged = list(merge_by_time([late, empty, a, b]))
+    merged = list(merge_by_receive_time([late, empty, a, b]))
     order = [
         (Path(item.path).name, "bad" if isinstance(item, BadLine) else item.envelope.sequence_num)
         for _, item in merged
@@ -60,7 +60,7 @@ def test_files_are_merged_by_event_time_with_bad_lines_kept_in_place(tmp_path):
 def test_a_file_of_garbage_is_read_once_as_bad_lines(tmp_path):
     junk = _write(tmp_path / "junk.ndjson", ["x", "y"])
     good = _write(tmp_path / "good.ndjson", [_line(T0, 0)])
-    merged = [item for _, item in merge_by_time([good, junk])]
+    merged = [item for _, item in merge_by_receive_time([good, junk])]
     assert [isinstance(i, BadLine) for i in merged] == [True, True, False]
     assert [i.lineno for i in merged] == [1, 2, 1]
 

@@ -1,0 +1,129 @@
+"""Backfill never loses what it wrote before (issue 9, case 5).
+
+Before, a run with no usable tick replaced its output with an empty file, a failing write left a
+half-written one, and a partitioned store lost whole product/date partitions to the next
+recording of the same day.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from tasks.cli import main as cli
+from tasks.core.timeutil import format_ts
+from tasks.io.feature_store import load_dataset
+from tasks.stages.backfill import NoRows, backfill
+
+T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
+
+
+def _recording(path: Path, start: float, minutes: float = 8, products=("BTC-USD",)) -> Path:
+    lines = []
+    for i in range(int(minutes * 60 * 2)):
+        tickers = [
+            {
+                "product_id": product,
+                "price": f"{100 + 0.01 * (i % 17) + n:.2f}",
+                "best_bid": f"{99.99 + 0.01 * (i % 17) + n:.2f}",
+                "best_ask": f"{100.01 + 0.01 * (i % 17) + n:.2f}",
+            }
+            for n, product in enumerate(products)
+        ]
+        envelope = {
+            "channel": "ticker",
+            "timestamp": format_ts(start + 0.5 * i),
+            "sequence_num": i,
+            "events": [{"type": "update", "tickers": tickers}],
+        }
+        lines.append(json.dumps(envelope))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _useless(path: Path) -> Path:
+    path.write_text('{"channel":"heartbeats","timestamp":"2026-01-01T00:00:00Z"}\nnot json\n')
+    return path
+
+
+def test_a_run_without_rows_writes_nothing(tmp_path):
+    good = _recording(tmp_path / "good.ndjson", T0)
+    out = tmp_path / "out.parquet"
+    backfill([good], out)
+    before = out.read_bytes()
+    store = tmp_path / "store"
+    backfill([good], store)
+    stored = load_dataset(store)
+
+    with pytest.raises(NoRows, match="left as it was"):
+        backfill([_useless(tmp_path / "useless.ndjson")], out)
+    with pytest.raises(NoRows):
+        backfill([_useless(tmp_path / "useless.ndjson")], store)
+    assert out.read_bytes() == before
+    pd.testing.assert_frame_equal(load_dataset(store), stored)
+
+
+def test_the_command_says_so_and_exits_1(tmp_path, capsys):
+    out = tmp_path / "out.parquet"
+    backfill([_recording(tmp_path / "good.ndjson", T0)], out)
+    before = out.read_bytes()
+    useless = _useless(tmp_path / "useless.ndjson")
+    assert cli(["backfill", str(useless), "--out", str(out), "--skip-contracts"]) == 1
+    assert out.read_bytes() == before
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["rows"] == 0
+
+
+def test_a_failed_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    out = tmp_path / "out.parquet"
+    backfill([_recording(tmp_path / "a.ndjson", T0)], out)
+    before = pd.read_parquet(out)
+
+    real_write = pq.write_table
+
+    def write_half_then_fail(table, where, **kwargs):
+        real_write(table.slice(0, 10), where, **kwargs)
+        Path(where).write_bytes(Path(where).read_bytes()[:100])  # a crash mid-write
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", write_half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        backfill([_recording(tmp_path / "b.ndjson", T0 + 3600)], out)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), before)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_store_is_merged_by_record_id_not_replaced(tmp_path):
+    store = tmp_path / "store"
+    morning = _recording(tmp_path / "morning" / "BTC-USD_0800.ndjson", T0 + 8 * 3600)
+    evening = _recording(
+        tmp_path / "evening" / "BTC-USD_2000.ndjson",
+        T0 + 20 * 3600,
+        products=("BTC-USD", "ETH-USD"),
+    )
+    first = backfill([morning], store)
+    second = backfill([evening], store)
+    merged = load_dataset(store)
+    assert len(merged) == first.rows + second.rows  # the same day, both recordings
+    assert set(merged["source"]) == {morning.name, evening.name}
+    assert not merged.duplicated(["product_id", "ts"]).any()
+
+    again = backfill([morning], store)  # backfilling a recording again replaces its rows
+    assert again.rows == first.rows
+    pd.testing.assert_frame_equal(load_dataset(store), merged)
+    partitions = sorted(p.relative_to(store).parent.as_posix() for p in store.rglob("*.parquet"))
+    assert partitions == [
+        "product_id=BTC-USD/date=2026-01-01",
+        "product_id=ETH-USD/date=2026-01-01",
+    ]
+
+
+def test_help_says_how_the_output_is_written(capsys):
+    with pytest.raises(SystemExit):
+        cli(["backfill", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "merged by record id" in text and "(replaced)" in text and "atomically" in text
