@@ -1,4 +1,5 @@
-"""The expectation suites, defined in code: raw ticks, features, training sets.
+"""The expectation suites, defined in code: raw ticks, features, training sets, predictions
+(the last in :mod:`data_contracts.predictions`).
 
 Nothing here touches disk. Great Expectations is imported inside :func:`build_suite` only, since
 importing it takes seconds. Each expectation carries a short ``description`` (the rule in plain
@@ -23,7 +24,7 @@ from data_contracts.frames import RAW_COLUMNS, RAW_NUMERIC_FIELDS, SPLIT_ORDER, 
 from tasks.core.features import FEATURE_NAMES, FEATURE_SET_VERSION
 from tasks.core.messages import MAX_LAG_S, MAX_LEAD_S
 
-KINDS = ("raw", "features", "training")
+KINDS = ("raw", "features", "training", "predictions")
 DEFAULT_PRODUCTS = ("BTC-USD", "ETH-USD", "SOL-USD")
 FLOAT_MAX = sys.float_info.max  # "between -FLOAT_MAX and FLOAT_MAX" is "finite" for non-null values
 
@@ -126,6 +127,10 @@ def build_suite(kind: str, options: ContractOptions, frame: pd.DataFrame) -> Sui
         raise ValueError(f"unknown contract kind {kind!r}; expected one of {', '.join(KINDS)}")
     if kind == "raw":
         return SuiteSpec("raw_ticks", _raw_expectations(options))
+    if kind == "predictions":
+        from data_contracts.predictions import prediction_expectations
+
+        return SuiteSpec("predictions", prediction_expectations(options.products))
     expectations, notes = _feature_expectations(options, set(frame.columns))
     if kind == "features":
         return SuiteSpec("features", expectations, notes)

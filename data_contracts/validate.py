@@ -121,7 +121,7 @@ def _batch_definition() -> Any:
 
 def prepare(kind: str, frame: pd.DataFrame) -> pd.DataFrame:
     """The frame with the helper columns its suite checks (raw frames already carry theirs)."""
-    if kind == "raw":
+    if kind in ("raw", "predictions"):
         return frame
     out = with_time_steps(frame)
     ts_dtype = out["ts"].dtype if "ts" in out.columns else None

@@ -22,12 +22,15 @@ COMMANDS: dict[str, str] = {
     "simulate": "Write synthetic recordings from the market simulator",
     "exchange": "Serve the simulator or a recording over a local Advanced Trade WebSocket",
     "featurize": "Stream features from ticks.raw to ticks.features",
+    "score": "Score ticks.features with the registered champion into ticks.predictions",
     "backfill": "Compute features and labels from recordings into Parquet",
     "validate-data": "Check raw ticks, features or a training set against the data contracts",
     "train": "Train, evaluate against baselines and register a challenger",
     "evaluate": "Evaluate a registered model on recordings or a data set",
     "promote": "Move the champion alias to a model version",
     "rollback": "Move the champion alias back to the previous champion",
+    "drift": "Judge the current features against the champion's training sample",
+    "reports": "Serve the drift reports on 127.0.0.1 (or print the index path)",
     "bench": "Measure throughput of the engine, replay and capture",
 }
 

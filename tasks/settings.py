@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,7 @@ class Settings(BaseSettings):
     features_topic: str = "ticks.features"
     predictions_topic: str = "ticks.predictions"
     dlq_topic: str = "ticks.raw.dlq"
+    features_dlq_topic: str = "ticks.features.dlq"  # feature records the scorer cannot score
     raw_partitions: int = 3
     kafka_connect_timeout_s: float = 5.0
 
@@ -45,6 +47,15 @@ class Settings(BaseSettings):
     # Storage
     data_dir: Path = Path(".cryptovol")
 
+    # Monitoring (monitoring/prometheus/alerts.yml uses the same limits; a test keeps them equal)
+    pushgateway_url: str = "http://127.0.0.1:9091"  # empty: figures are not pushed
+    drift_share_limit: float = 0.5  # share of drifted features that counts as drift
+    drift_checks_to_retrain: int = 2  # consecutive checks over the limit that start a retraining
+    live_min_positives: int = 20  # spikes a window needs before its PR-AUC is compared
+    monitor_minutes: float = 60.0  # the latest features a drift check judges
+    reports_keep_days: float = 7.0  # drift reports older than this are deleted (index stays)
+    reports_port: int = 8090  # `cryptovol reports` serves reports_dir on metrics_host here
+
     # Metrics
     metrics_host: str = "127.0.0.1"
     capture_metrics_port: int = 9101
@@ -56,13 +67,19 @@ class Settings(BaseSettings):
     mlflow_port: int = 5000
     prefect_port: int = 4200
     prometheus_port: int = 9090
-    pushgateway_port: int = 9091
 
     # MLflow (empty: a SQLite store under data_dir)
     mlflow_tracking_uri: str = Field(
         "", validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "CRYPTOVOL_MLFLOW_TRACKING_URI")
     )
     registered_model: str = "volatility-spike"
+
+    # Serving (the BentoML service and the scorer): which registered model, how often to look
+    # for a moved alias. ``MODEL_VARIANT=baseline`` serves the z-score baseline.
+    model_variant: Literal["ml", "baseline"] = Field(
+        "ml", validation_alias=AliasChoices("MODEL_VARIANT", "CRYPTOVOL_MODEL_VARIANT")
+    )
+    model_poll_s: float = Field(10.0, gt=0)
 
     # Derived folders under data_dir: the one home of each path.
     @property

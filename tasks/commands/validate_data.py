@@ -1,4 +1,5 @@
-"""``cryptovol validate-data raw|features|training PATH...``: check data against its contract.
+"""``cryptovol validate-data raw|features|training|predictions PATH...``: check data against its
+contract.
 
 Prints one line per expectation (PASS/FAIL, rule, unexpected count, a sample) and exits 0 when
 everything passes, 1 when an expectation fails, 2 when the input cannot be read.
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="PATH",
         help="raw: recordings (*.ndjson[.gz]) or directories; features/training: Parquet files "
-        "or directories",
+        "or directories; predictions: NDJSON dumps of ticks.predictions",
     )
     parser.add_argument("--json", action="store_true", help="print the JSON report, not a table")
     parser.add_argument("--report", type=Path, help="also write the JSON report to this file")
@@ -62,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from data_contracts.frames import read_raw_batch, read_table
+    from data_contracts.predictions import read_predictions
     from data_contracts.validate import validate_frame, validate_raw_batch
     from tasks.settings import get_settings
 
@@ -81,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.kind == "raw":
             batch = read_raw_batch(args.paths)
+        elif args.kind == "predictions":
+            frame = read_predictions(args.paths)
         else:
             frame = read_table(args.paths)
     except (OSError, ValueError) as exc:  # missing files, unreadable Parquet (ArrowInvalid)

@@ -69,6 +69,7 @@ from tasks.io.kafka import (
     ensure_topics,
     make_consumer,
     make_producer,
+    poll_batch,
     require_broker,
 )
 from tasks.settings import Settings
@@ -567,7 +568,7 @@ class Featurizer:
                 started = last_input = time.monotonic()
                 continue
             generation = self._generation
-            msgs = self._consumer.consume(self.batch_size, self.poll_timeout_s)
+            msgs = poll_batch(self._consumer, self.batch_size, self.poll_timeout_s)
             now = time.monotonic()
             if self._generation != generation:
                 if msgs:

@@ -56,6 +56,7 @@ class QuickstartOptions:
     seed: int = 7
     broker_port: int = 9092
     train: bool = True
+    serve_requests: int = 1000
 
 
 @dataclass
@@ -76,34 +77,65 @@ class QuickstartReport:
         return result
 
     def render(self, settings: Settings) -> str:
-        """A short human summary: one line per stage, then where to look next."""
-        lines = ["cryptovol quickstart: done", ""]
-        for name, stage in self.stages.items():
-            if name == "registry":
-                continue
-            shown = [f"{k}={_short(stage[k])}" for k in SUMMARY_KEYS if k in stage]
-            seconds = self.seconds.get(name)
-            took = f"{seconds:.1f} s" if seconds is not None else ""
-            lines.append(f"{name:<10} {took:>8}  " + ", ".join(shown))
-        registry = self.stages.get("registry", {}).get("ml", {})
-        if registry:
+        """The summary: what was built and measured, where to look, what to run next."""
+        st = self.stages
+        lines = ["", "cryptovol quickstart: done", ""]
+        backfill = st.get("backfill", {})
+        lines.append(
+            f"data      {backfill.get('rows', 0)} feature rows, {backfill.get('start')} to "
+            f"{backfill.get('end')}, products {', '.join(backfill.get('products', []))}"
+        )
+        train, registry = st.get("train"), st.get("registry", {}).get("ml", {})
+        if train:
             lines.append(
-                f"{'registry':<10} {'':>8}  volatility-spike: champion={registry.get('champion')},"
-                f" challenger={registry.get('challenger')}"
+                f"model     volatility-spike v{train['version']} ({train.get('selected', '?')}): "
+                f"test PR-AUC {_short(train.get('pr_auc'))} vs persistence "
+                f"{_short(train.get('persistence_pr_auc'))} vs z-score "
+                f"{_short(train.get('baseline_pr_auc'))} (spike rate "
+                f"{_short(train.get('positive_rate'))})"
+            )
+            decision = st.get("validate", {}).get("decision")
+            lines.append(
+                f"registry  validation {decision}; champion v{registry.get('champion')}, "
+                f"challenger {registry.get('challenger') or 'none'}"
+            )
+        if "score" in st:
+            lines.append(
+                f"scored    {st['score'].get('predictions_out', 0)} feature records of the stream "
+                f"-> {settings.predictions_topic}"
+            )
+        if "serve" in st:
+            serve = st["serve"]
+            lines.append(
+                f"serving   {serve['requests']} one-row /predict requests: p50 "
+                f"{serve['p50_ms']:.2f} ms, p99 {serve['p99_ms']:.2f} ms (v{serve['version']})"
+            )
+        if "drift" in st:
+            lines.append(
+                f"drift     share of drifted features {_short(st['drift']['drift_share'])}; "
+                f"report {st['drift']['report']}"
             )
         lines += [
             "",
-            f"data directory: {settings.data_dir.resolve()}",
-            _registry_hint(settings.tracking_uri),
-            "the README's operating guide runs the same stages as scheduled Prefect deployments.",
+            "open:",
+            f"  drift reports  {st.get('drift', {}).get('index', settings.reports_dir)}"
+            "  (or `uv run cryptovol reports`)",
+            f"  MLflow         {_registry_hint(settings.tracking_uri)}",
+            "  the whole stack: `uv run cryptovol up` serves MLflow http://127.0.0.1:5000, Prefect "
+            "http://127.0.0.1:4200, the service http://127.0.0.1:3000, Prometheus "
+            "http://127.0.0.1:9090",
+            "next:",
+            "  uv run cryptovol promote [VERSION]      # move champion through the gates",
+            "  uv run cryptovol rollback --why '...'   # back to the previous champion",
+            f"  everything it wrote: {settings.data_dir.resolve()}",
         ]
         return "\n".join(lines)
 
 
 def _registry_hint(uri: str) -> str:
     if uri.startswith("sqlite:"):
-        return f"browse the registry: uv run mlflow ui --backend-store-uri {uri}"
-    return f"browse the registry: {uri}"
+        return f"uv run mlflow ui --backend-store-uri {uri}"
+    return uri
 
 
 def _short(value: Any) -> str:
@@ -216,14 +248,115 @@ def run_quickstart(
             wait_for_features(lambda: featurized, timeout=120)
         report.stages["featurize"] = dict(featurized)
 
-    report.stage(
-        "backfill",
-        lambda: run_backfill(settings, [history_dir, settings.archive_dir], features_dir).as_dict(),
-    )
-    report.stage("contracts", lambda: _check_features(features_dir))
-    if options.train:
+        report.stage(
+            "backfill",
+            lambda: run_backfill(
+                settings, [history_dir, settings.archive_dir], features_dir
+            ).as_dict(),
+        )
+        report.stage("contracts", lambda: _check_features(features_dir))
+        if not options.train:
+            return report
         _train_stages(settings, features_dir, report)
+        if report.stages["registry"]["ml"]["champion"] is None:
+            progress("no champion: the challenger was refused, so nothing is served or scored")
+            return report
+        report.stage("score", lambda: _score_stream(kafka))
+    report.stage("serve", lambda: _serve_and_measure(settings, features_dir, options))
+    report.stage("drift", lambda: _drift_report(settings, features_dir))
     return report
+
+
+def _score_stream(settings: Settings) -> dict[str, Any]:
+    """The scorer over every feature record the stream produced, until it goes idle."""
+    from tasks.services.scorer import run_scorer
+
+    stats = run_scorer(settings, max_idle_s=5.0, metrics_port=0)
+    return stats.as_dict()
+
+
+def _serve_and_measure(
+    settings: Settings, features_dir: Path, options: QuickstartOptions
+) -> dict[str, Any]:
+    """``bentoml serve`` on a free port for the champion; 1,000 one-row requests, p50 and p99."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    import numpy as np
+
+    from tasks.io.broker import free_port
+    from tasks.io.feature_store import load_dataset
+    from tasks.stack.servers import PROJECT_DIR, wait_http
+
+    port = free_port()
+    log_path = settings.data_dir / "bentoml.log"
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "CRYPTOVOL_DATA_DIR": str(settings.data_dir.resolve()),
+        "BENTOML_HOME": str((settings.data_dir / "bentoml").resolve()),
+    }
+    bentoml = str(Path(sys.executable).with_name("bentoml"))
+    cmd = [bentoml, "serve", "bentos.service:VolatilityService", "--port", str(port)]
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=PROJECT_DIR,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", 120, proc)
+        with urllib.request.urlopen(f"{url}/version", timeout=5) as response:
+            version = json.load(response)
+        with urllib.request.urlopen(f"{url}/features", timeout=5) as response:
+            names = [f["name"] for f in json.load(response)["features"]]
+        rows = load_dataset(features_dir)[names].tail(options.serve_requests)
+        bodies = [
+            json.dumps({"rows": [{k: v for k, v in row.items() if v == v}]}).encode()
+            for row in rows.to_dict("records")
+        ]
+        times = []
+        for body in bodies:
+            request = urllib.request.Request(
+                f"{url}/predict", body, {"Content-Type": "application/json"}
+            )
+            started = time.perf_counter()
+            with urllib.request.urlopen(request, timeout=5) as response:
+                response.read()
+            times.append((time.perf_counter() - started) * 1000.0)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return {
+        "version": version["version"],
+        "requests": len(times),
+        "p50_ms": float(np.percentile(times, 50)),
+        "p99_ms": float(np.percentile(times, 99)),
+    }
+
+
+def _drift_report(settings: Settings, features_dir: Path) -> dict[str, Any]:
+    """A drift check of the feature store against the champion's training sample."""
+    from monitoring.check import run_check
+
+    result = run_check(
+        settings, current=[str(features_dir)], live=False, push=False, log_to_mlflow=True
+    )
+    return {
+        "report": str(result.report),
+        "index": str(result.index),
+        "drift_share": result.entry["drift"].get("share"),
+    }
 
 
 def _sim_summary(summary: Any) -> dict[str, Any]:
@@ -270,4 +403,9 @@ def _train_stages(settings: Settings, features_dir: Path, report: QuickstartRepo
 
 def _train_summary(result: dict[str, Any]) -> dict[str, Any]:
     metrics = result.get("metrics", {})
-    return {"version": result["version"], "run_id": result.get("run_id"), **metrics}
+    return {
+        "version": result["version"],
+        "run_id": result.get("run_id"),
+        "selected": result.get("selected"),
+        **metrics,
+    }

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tasks.settings import Settings
 from tasks.stack.supervisor import Part, Stack, StackError, healthy
@@ -83,6 +84,10 @@ class Endpoints:
 
 def _broker_port(settings: Settings) -> int:
     return int(settings.kafka_bootstrap_servers.rsplit(":", 1)[-1])
+
+
+def _pushgateway_port(settings: Settings) -> int:
+    return urlsplit(settings.pushgateway_url or "http://127.0.0.1:9091").port or 9091
 
 
 def server_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
@@ -217,10 +222,10 @@ def monitoring_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
     parts.append(
         Part(
             "pushgateway",
-            (pushgateway, f"--web.listen-address=127.0.0.1:{settings.pushgateway_port}"),
-            port=settings.pushgateway_port,
-            health_url=f"http://127.0.0.1:{settings.pushgateway_port}/-/ready",
-            url=f"http://127.0.0.1:{settings.pushgateway_port}",
+            (pushgateway, f"--web.listen-address=127.0.0.1:{_pushgateway_port(settings)}"),
+            port=_pushgateway_port(settings),
+            health_url=f"http://127.0.0.1:{_pushgateway_port(settings)}/-/ready",
+            url=f"http://127.0.0.1:{_pushgateway_port(settings)}",
             env=env,
         )
     )

@@ -17,6 +17,7 @@ from tasks.core.scoring import format_metric as fmt
 from tasks.core.scoring import missing_input_table, session_table
 from tasks.io import model_cards, plots
 from tasks.io.model_store import log_model
+from tasks.io.reference import log_reference_sample
 from tasks.io.registry import (
     CHALLENGER,
     connect,
@@ -174,7 +175,8 @@ def log_training(
 ) -> TrainingRecord:
     """Log a :class:`tasks.core.training.TrainResult` as a run, register both models, set ``alias``.
 
-    ``example`` is a frame of feature rows for the input example (e.g. a few training rows).
+    ``example`` is a frame of training feature rows: two make the input example, a sample of
+    those up to the training end is stored as the drift reference.
     """
     client = connect(settings)
     experiment = experiment_id(settings, client)
@@ -252,6 +254,7 @@ def log_training(
             client, baseline_info, model_name(settings, "baseline"), run.info.run_id
         )
         mlflow.log_text(_training_report(result, version), "report.md")
+        log_reference_sample(example, result.split)  # the drift monitor's reference
         mlflow.set_tags({"registered_version": version, "baseline_version": baseline_version})
 
     common = {
@@ -358,9 +361,7 @@ def train_and_register(
     loaded_at = time.perf_counter()
     result = train(frame, config)
     trained_at = time.perf_counter()
-    record = log_training(
-        settings, result, example=frame.head(100), data_paths=data_paths, alias=alias
-    )
+    record = log_training(settings, result, example=frame, data_paths=data_paths, alias=alias)
     done = time.perf_counter()
     timings = {
         "contracts_s": admitted_at - started,

@@ -1,0 +1,239 @@
+"""One drift check, the stage behind ``cryptovol drift`` and the ``monitor`` flow.
+
+1. The judged model (the champion unless told otherwise) and its reference: the training sample
+   stored with its run, or a data set given instead.
+2. The current rows: a backfilled data set or recordings, or the latest ``minutes`` of
+   ``ticks.features`` put on the label grid.
+3. Both scored by the judged model (prediction drift), then the Evidently report and its figures.
+4. Live model quality: the served predictions judged against what happened since.
+5. The figures pushed to the Pushgateway; retraining decided on (:mod:`monitoring.policy`) and,
+   when due and allowed, started (:mod:`monitoring.retrain`).
+6. The report written to the report folder with the check's summary on top, the history and the
+   index updated, the check logged to MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from monitoring import drift, export, pages, policy, report_store, tracking
+from monitoring.live import stream_quality
+from tasks.core.features import FEATURE_NAMES
+from tasks.core.live_quality import on_label_grid
+from tasks.io import model_store, reference, registry, streams
+from tasks.io.kafka import BrokerUnavailable
+from tasks.settings import Settings
+
+log = logging.getLogger("cryptovol.monitor")
+
+CURRENT_ROWS = 50_000  # a larger current window is sampled (seeded) for the report
+
+
+class NoCurrentData(LookupError):
+    """Nothing to judge: the window or data set holds no feature rows."""
+
+
+@dataclass
+class CheckResult:
+    entry: dict  # the history entry (figures, spans, decision)
+    report: Path
+    index: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            **self.entry,
+            "report_path": str(self.report),
+            "index": str(self.index),
+            "timings": self.timings,
+        }
+
+
+def _span(frame: pd.DataFrame, source: str) -> dict:
+    if frame.empty:
+        return {"source": source, "rows": 0, "start": None, "end": None}
+    ts = pd.to_datetime(frame["ts"], utc=True)
+    return {
+        "source": source,
+        "rows": len(frame),
+        "start": ts.min().isoformat(),
+        "end": ts.max().isoformat(),
+    }
+
+
+def _load_data(settings: Settings, paths: list[str]) -> pd.DataFrame:
+    from tasks.stages.data import load_frame
+
+    frame, _ = load_frame(paths, settings.backfill_cache_dir)
+    return frame
+
+
+def current_from_stream(settings: Settings, minutes: float, now: float) -> pd.DataFrame:
+    """The last ``minutes`` of event time of what ``ticks.features`` received in the last
+    ``minutes`` of wall clock, one row per product and grid second."""
+    values = streams.iter_window(settings, settings.features_topic, now - minutes * 60)
+    records, malformed = streams.feature_records(values)
+    if malformed:
+        log.warning("%d malformed records on %s skipped", malformed, settings.features_topic)
+    if records.empty:
+        return records
+    newest = records["ts"].max()
+    recent = records[records["ts"] >= newest - pd.Timedelta(minutes=minutes)]
+    return on_label_grid(recent)
+
+
+def _sample(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
+    if len(frame) <= rows:
+        return frame
+    picked = np.sort(np.random.default_rng(0).choice(len(frame), size=rows, replace=False))
+    return frame.iloc[picked].reset_index(drop=True)
+
+
+def _push(settings: Settings, entry: dict, history: list[dict]) -> bool:
+    """Push the check's figures; a Pushgateway that does not answer is noted, not fatal."""
+    if not settings.pushgateway_url:
+        return False
+    retrains = [e["time"] for e in [*history, entry] if (e.get("retrain") or {}).get("triggered")]
+    registry_ = export.monitor_metrics(
+        entry, retrains=len(retrains), last_retrain=retrains[-1] if retrains else None
+    )
+    try:
+        export.push(settings.pushgateway_url, registry_)
+    except OSError as exc:
+        log.warning("figures not pushed to %s: %s", settings.pushgateway_url, exc)
+        entry["notes"].append(f"figures not pushed: {exc}")
+        return False
+    return True
+
+
+def run_check(
+    settings: Settings,
+    *,
+    current: list[str] | None = None,
+    minutes: float | None = None,
+    reference_data: list[str] | None = None,
+    model_uri: str | None = None,
+    live: bool = True,
+    live_raw: list[str] | None = None,
+    push: bool = True,
+    log_to_mlflow: bool = True,
+    retrain: Callable[[str], dict] | None = None,
+    now: datetime | None = None,
+) -> CheckResult:
+    """Judge the current features against the model's training sample, and the served
+    predictions against what happened (``live``; raw ticks from ``ticks.raw`` or ``live_raw``
+    files); push the figures; decide on retraining (:mod:`monitoring.policy`) and, when it is
+    due, call ``retrain(why)`` (without it the decision is only recorded); write the report,
+    the history and the index; log the check to MLflow."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    now = now or datetime.now(UTC)
+    notes: list[str] = []
+
+    uri = model_uri or registry.model_uri(settings)
+    model: reference.ModelRef | None
+    try:
+        model = reference.resolve_model(settings, uri)
+    except LookupError:
+        if not reference_data:
+            raise
+        model = None
+        notes.append(f"no model at {uri}: prediction drift not measured")
+    if reference_data:
+        ref = reference.training_sample(_load_data(settings, reference_data), None)
+        ref_source = ", ".join(map(str, reference_data))[:300]
+    else:
+        ref = reference.load_reference(settings, model)
+        ref_source = f"training sample of {model.name} v{model.version}"
+
+    if current:
+        cur = _load_data(settings, current)
+        cur_source = ", ".join(map(str, current))[:300]
+    else:
+        minutes = minutes or settings.monitor_minutes
+        cur = current_from_stream(settings, minutes, now.timestamp())
+        cur_source = f"{settings.features_topic}, last {minutes:g} min"
+    if cur.empty:
+        raise NoCurrentData(f"no feature rows in {cur_source}")
+    if len(cur) > CURRENT_ROWS:
+        notes.append(f"current: a sample of {CURRENT_ROWS} of its {len(cur)} rows compared")
+    cur_span = _span(cur, cur_source)
+    cur = _sample(cur, CURRENT_ROWS)
+    timings["load_s"] = time.perf_counter() - started
+
+    live_figures = None
+    if model is not None:
+        predictor = model_store.load_predictor(model.uri)
+        ref = ref.assign(**{drift.SCORE_COLUMN: predictor.predict_proba(ref)})
+        cur = cur.assign(**{drift.SCORE_COLUMN: predictor.predict_proba(cur)})
+        if live:
+            live_started = time.perf_counter()
+            try:
+                live_figures, live_notes = stream_quality(
+                    settings, predictor.label, now.timestamp(), raw=live_raw
+                )
+                notes.extend(f"live: {n}" for n in live_notes)
+            except BrokerUnavailable as exc:
+                notes.append(f"live quality not measured: {exc}")
+            timings["live_s"] = time.perf_counter() - live_started
+    scored_at = time.perf_counter()
+
+    snapshot = drift.run_report(ref, cur, FEATURE_NAMES, drift_share=settings.drift_share_limit)
+    figures = drift.snapshot_figures(snapshot)
+    summary = drift.summarize(figures, FEATURE_NAMES)
+    reported_at = time.perf_counter()
+    timings["evidently_s"] = reported_at - scored_at
+
+    folder = report_store.drift_dir(settings.reports_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = report_store.report_name(folder, now)
+    entry = {
+        "time": now.isoformat(timespec="seconds"),
+        "report": name,
+        "model": None
+        if model is None
+        else {"name": model.name, "version": model.version, "run_id": model.run_id},
+        "reference": _span(ref, ref_source),
+        "current": cur_span,
+        "drift": summary.to_dict(),
+        "limit": settings.drift_share_limit,
+        "live": live_figures,
+        "notes": notes + list(summary.notes),
+    }
+    history = report_store.read_history(folder)
+    decision = policy.decide(history, entry, policy.RetrainPolicy.of(settings))
+    entry["retrain"] = {"triggered": decision.due and retrain is not None, "why": decision.why}
+    if decision.due and retrain is None:
+        entry["retrain"]["why"] += " (due; not started by this check)"
+    entry["pushed"] = _push(settings, entry, history) if push else False
+
+    if entry["retrain"]["triggered"]:
+        log.warning("retraining: %s", decision.why)
+        retrain_started = time.perf_counter()
+        entry["retrain"]["outcome"] = retrain(decision.why)
+        timings["retrain_s"] = time.perf_counter() - retrain_started
+    report = report_store.save_report(snapshot, folder, name, pages.summary_section(entry))
+    if log_to_mlflow:
+        entry["mlflow_run_id"] = tracking.log_check(settings, entry, report, figures)
+    report_store.append_history(folder, entry)
+    report_store.prune(folder, keep_days=settings.reports_keep_days, now=now)
+    index = report_store.write_index(folder, limit=settings.drift_share_limit)
+    timings["write_s"] = time.perf_counter() - reported_at - timings.get("retrain_s", 0.0)
+    timings["total_s"] = time.perf_counter() - started
+    log.info(
+        "drift share %.2f (%d of %d features) against %s; report %s",
+        summary.share,
+        summary.drifted,
+        len(summary.features),
+        ref_source,
+        report,
+    )
+    return CheckResult(entry, report, index, timings)

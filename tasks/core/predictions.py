@@ -1,0 +1,137 @@
+"""From feature values to a model's input array, and from a score to a ``ticks.predictions``
+record. Pure.
+
+One path turns feature values by name into the predictor's array, for the HTTP service (rows of a
+request) and the stream scorer (records of ``ticks.features``) alike: names the row leaves out, or
+gives as null, are missing (NaN), never zero, and are listed per row.
+
+A prediction record carries the id of the feature record it scores (which is the raw tick's id),
+so a feature record delivered twice gives two predictions with one id and a reader drops one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tasks.core.features import FEATURES_SCHEMA_VERSION
+from tasks.core.timeutil import TimestampError, parse_ts
+
+PREDICTIONS_SCHEMA_VERSION = 1
+# Score histogram buckets, 0.05 .. 1.0 in steps of 0.05 (the metrics contract).
+SCORE_BUCKETS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 21))
+
+
+class FeatureRecordError(ValueError):
+    """A ``ticks.features`` record that cannot be scored (the message says why)."""
+
+
+def feature_array(
+    rows: Sequence[Mapping[str, Any]], names: Sequence[str]
+) -> tuple[np.ndarray, list[list[str]]]:
+    """The float array (one row per mapping, columns ``names`` in order) and each row's missing
+    names. Values must already be numbers or None: validation is the caller's edge."""
+    nan = math.nan
+    matrix = np.empty((len(rows), len(names)), dtype=float)
+    missing: list[list[str]] = []
+    for i, row in enumerate(rows):
+        values = [row.get(name) for name in names]
+        absent = [name for name, v in zip(names, values, strict=True) if v is None]
+        matrix[i] = [nan if v is None else v for v in values] if absent else values
+        missing.append(absent)
+    return matrix, missing
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureRecord:
+    """The parts of a ``ticks.features`` record a prediction needs."""
+
+    record_id: str
+    product_id: str
+    ts: str  # the feature event time as the record gives it (ISO 8601 UTC)
+    event_ts: float  # the same, in epoch seconds
+    feature_set_version: str
+    features: dict[str, float | None]
+
+
+def parse_feature_record(value: bytes | None) -> FeatureRecord:
+    """A feature record from its JSON bytes, or :class:`FeatureRecordError` naming the field."""
+    if value is None:
+        raise FeatureRecordError("empty record")
+    try:
+        record = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FeatureRecordError(f"not JSON: {exc}") from None
+    if not isinstance(record, dict):
+        raise FeatureRecordError("not a JSON object")
+    if record.get("schema_version") != FEATURES_SCHEMA_VERSION:
+        raise FeatureRecordError(f"unsupported schema_version {record.get('schema_version')!r}")
+    strings = {}
+    for name in ("record_id", "product_id", "ts", "feature_set_version"):
+        text = record.get(name)
+        if not isinstance(text, str) or not text:
+            raise FeatureRecordError(f"{name}: missing or not a string")
+        strings[name] = text
+    try:
+        event_ts = parse_ts(strings["ts"])
+    except TimestampError as exc:
+        raise FeatureRecordError(f"ts: {exc}") from None
+    features = record.get("features")
+    if not isinstance(features, dict):
+        raise FeatureRecordError("features: missing or not an object")
+    for name, v in features.items():
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise FeatureRecordError(f"features.{name}: {v!r} is not a finite number or null")
+    return FeatureRecord(
+        record_id=strings["record_id"],
+        product_id=strings["product_id"],
+        ts=strings["ts"],
+        event_ts=event_ts,
+        feature_set_version=strings["feature_set_version"],
+        features=features,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelStamp:
+    """Which model made a prediction."""
+
+    name: str
+    version: str
+    variant: str
+    threshold: float
+
+
+def prediction_record(
+    feature: FeatureRecord, score: float, model: ModelStamp, scored_at: str, latency_ms: float
+) -> dict[str, Any]:
+    """The ``ticks.predictions`` record of one scored feature record."""
+    return {
+        "schema_version": PREDICTIONS_SCHEMA_VERSION,
+        "record_id": feature.record_id,
+        "product_id": feature.product_id,
+        "ts": feature.ts,
+        "score": score,
+        "spike": score >= model.threshold,
+        "threshold": model.threshold,
+        "model_name": model.name,
+        "model_version": model.version,
+        "model_variant": model.variant,
+        "scored_at": scored_at,
+        "latency_ms": round(latency_ms, 3),
+    }
+
+
+def bucket_counts(scores: np.ndarray, buckets: Sequence[float] = SCORE_BUCKETS) -> list[int]:
+    """How many scores fall in each histogram bucket (``<= upper``, not cumulative), then the
+    ones above the last bound: what many ``Histogram.observe`` calls would add, in one pass."""
+    edges = np.asarray(buckets, dtype=float)
+    index = np.searchsorted(edges, np.asarray(scores, dtype=float), side="left")
+    return np.bincount(index, minlength=len(edges) + 1).tolist()
