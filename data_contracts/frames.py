@@ -134,7 +134,8 @@ def raw_frame(ticks: Sequence[RawTick]) -> pd.DataFrame:
 
 def _lead(tick: RawTick) -> float:
     try:
-        return receive_lead_s(parse_ts(tick.timestamp), tick)
+        ts = tick.event_time if tick.event_time == tick.event_time else parse_ts(tick.timestamp)
+        return receive_lead_s(ts, tick)
     except (TimestampError, MessageError):
         return np.nan
 
