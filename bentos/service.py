@@ -148,9 +148,8 @@ def score_rows(model: ServedModel, rows: list[dict], metrics: ServiceMetrics) ->
     scores = predictor.predict_array(X)
     spikes = scores >= predictor.threshold
     metrics.predictions.labels(model.variant, model.version).inc(len(scores))
-    flagged = int(spikes.sum())
-    if flagged:
-        metrics.spikes.labels(model.variant, model.version).inc(flagged)
+    # inc(0) too: the series exists from the first request, so a rate of zero spikes reads 0
+    metrics.spikes.labels(model.variant, model.version).inc(int(spikes.sum()))
     metrics.observe_scores(model.variant, scores)
     return PredictResponse(
         scores=scores.tolist(),

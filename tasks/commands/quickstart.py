@@ -67,9 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
     progress(f"cryptovol quickstart: the local loop end to end (library output: {log_path})")
     report = run_quickstart(settings, options, progress=progress)
+    progress(report.render(settings))
     if args.json:
         full = {"stages": report.stages, "seconds": report.seconds}
         print(json.dumps(full, indent=2, default=str))
-    else:
-        print(report.render(settings))
     return 0

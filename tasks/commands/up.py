@@ -6,6 +6,8 @@ import argparse
 import signal
 import threading
 
+from tasks.stack.up import BOOTSTRAP_MINUTES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -13,6 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-monitoring", action="store_true", help="leave out Prometheus and the Pushgateway"
+    )
+    parser.add_argument(
+        "--bootstrap-minutes",
+        type=float,
+        default=BOOTSTRAP_MINUTES,
+        help="simulated history a first champion is trained on when the registry has none",
     )
 
 
@@ -33,7 +41,13 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     print(f"starting the local stack (logs in {stack.log_dir})")
     try:
-        bring_up(settings, stack, print, with_monitoring=not args.no_monitoring)
+        bring_up(
+            settings,
+            stack,
+            print,
+            with_monitoring=not args.no_monitoring,
+            bootstrap_minutes=args.bootstrap_minutes,
+        )
     except (StackError, KeyboardInterrupt) as exc:
         print(f"cannot start the stack: {exc}" if isinstance(exc, StackError) else "interrupted")
         stack.stop_all(print)

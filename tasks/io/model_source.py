@@ -47,6 +47,7 @@ from tasks.io.registry import (
     RegistryUnavailable,
     connect,
     model_name,
+    unreachable_message,
 )
 from tasks.settings import Settings
 
@@ -229,7 +230,7 @@ class ModelSource:
             if exc.error_code in _MISSING_CODES:
                 return None
             raise RegistryUnavailable(
-                f"cannot reach the MLflow registry at {self.settings.tracking_uri}: {exc.message}"
+                f"{unreachable_message(self.settings.tracking_uri)}: {exc.message}"
             ) from exc
         except OSError as exc:  # a local store that cannot be read
             raise RegistryUnavailable(

@@ -231,9 +231,10 @@ class Scorer:
         self.metrics.predictions_out.inc()
         self.metrics.latency.observe(time.monotonic() - polled_at)
         self.metrics.event_lag.set(time.time() - event_ts)
+        spikes = self.metrics.spikes.labels(prediction["product_id"])  # exists at 0 from the start
         if prediction["spike"]:
             self.stats.spikes += 1
-            self.metrics.spikes.labels(prediction["product_id"]).inc()
+            spikes.inc()
             alerts.warning(
                 "SPIKE %s at %s: score %.3f >= threshold %.3f (%s version %s, %s) record %s",
                 prediction["product_id"],

@@ -274,7 +274,9 @@ def deploy_flows(settings: Settings, endpoints: Endpoints, report: Callable[[str
     report(f"{'deployments':<12} registered from prefect.yaml (pool {WORK_POOL})")
 
 
-def ensure_champion(settings: Settings, report: Callable[[str], None]) -> str:
+def ensure_champion(
+    settings: Settings, report: Callable[[str], None], minutes: float = BOOTSTRAP_MINUTES
+) -> str:
     """The champion's version; with none yet, one trained on the bundled simulator, saying so."""
     from tasks.io.registry import CHAMPION, alias_version, connect, model_name
 
@@ -288,12 +290,12 @@ def ensure_champion(settings: Settings, report: Callable[[str], None]) -> str:
     from tasks.stages.validate import validate_challenger
 
     report(
-        f"{'champion':<12} none in the registry yet: training one on {BOOTSTRAP_MINUTES} min of "
+        f"{'champion':<12} none in the registry yet: training one on {minutes:g} min of "
         "the bundled simulator first (retrain on real data: `prefect deployment run train/train`)"
     )
     history = settings.data_dir / "simulated-bootstrap"
     if not history.exists():
-        write_recordings(history, settings.products, seed=7, minutes=BOOTSTRAP_MINUTES)
+        write_recordings(history, settings.products, seed=7, minutes=minutes)
     trained = train_and_register(settings, [str(history)])
     outcome = validate_challenger(settings, [str(history)])
     forced = outcome.decision.decision != "pass"
@@ -306,7 +308,12 @@ def ensure_champion(settings: Settings, report: Callable[[str], None]) -> str:
 
 
 def bring_up(
-    settings: Settings, stack: Stack, report: Callable[[str], None], *, with_monitoring: bool = True
+    settings: Settings,
+    stack: Stack,
+    report: Callable[[str], None],
+    *,
+    with_monitoring: bool = True,
+    bootstrap_minutes: float = BOOTSTRAP_MINUTES,
 ) -> None:
     """Start every part in order; on any failure the caller stops what was started."""
     endpoints = Endpoints.of(settings)
@@ -322,7 +329,7 @@ def bring_up(
     )
     stream = stream_parts(served, endpoints)
     stack.start(stream[0], report)  # the featurizer does not need a model
-    ensure_champion(served, report)
+    ensure_champion(served, report, bootstrap_minutes)
     for part in stream[1:]:
         stack.start(part, report)
     if with_monitoring:

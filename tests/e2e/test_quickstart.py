@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from tasks.io.broker import free_port
 
@@ -56,3 +57,30 @@ def test_quickstart_runs_the_whole_loop(tmp_path):
     assert registry["challenger"] == "1"
     assert registry["champion"] == ("1" if decision == "pass" else None)
     assert (tmp_path / ".cryptovol" / "mlflow.db").exists()
+    # the human summary (on stderr beside --json) shows MLflow's figures and real paths
+    out = proc.stderr
+    assert "cryptovol quickstart: done" in out
+    client = MlflowClient(f"sqlite:///{tmp_path / '.cryptovol' / 'mlflow.db'}")
+    version = client.get_model_version("volatility-spike", "1")
+    run = client.get_run(version.run_id)
+    model_line = next(line for line in out.splitlines() if line.startswith("model "))
+    for metric in ("test_pr_auc", "test_persistence_pr_auc", "test_baseline_pr_auc"):
+        assert f"{run.data.metrics[metric]:.3f}" in model_line, (metric, model_line)
+    drift_line = next(line for line in out.splitlines() if "drift reports" in line)
+    assert Path(drift_line.split()[2]).exists()
+    assert "cryptovol promote" in out and "cryptovol rollback" in out
+    if decision != "pass":
+        return  # nothing is served: the summary says so
+    # the stream was scored, the champion served and measured, a drift report written
+    assert stages["score"]["predictions_out"] == featurize["features_out"]
+    serve = stages["serve"]
+    assert serve["version"] == "1" and serve["requests"] == 1000
+    assert 0 < serve["p50_ms"] <= serve["p99_ms"]
+    drift = stages["drift"]
+    assert Path(drift["report"]).exists() and Path(drift["index"]).exists()
+    assert 0.0 <= drift["drift_share"] <= 1.0
+    # progress went to stderr, one line per stage; the libraries' output to the log file
+    for stage in ("simulate", "replay", "capture", "backfill", "train", "serve", "drift"):
+        assert f"{stage:<10} done in" in proc.stderr
+    assert "INFO" not in proc.stderr
+    assert (tmp_path / ".cryptovol" / "quickstart.log").stat().st_size > 0

@@ -107,7 +107,7 @@ def test_an_unreachable_registry_is_not_a_missing_champion(tmp_path, monkeypatch
     dead = Settings(data_dir=tmp_path, mlflow_tracking_uri="http://127.0.0.1:9")
     source = ModelSource(dead)
     started = time.monotonic()
-    with pytest.raises(RegistryUnavailable, match="cannot reach the MLflow"):  # connect() first
+    with pytest.raises(RegistryUnavailable, match="cannot reach the MLflow tracking server"):
         source.load()
     assert time.monotonic() - started < 30, "a dead registry must fail fast, not retry for minutes"
     health = source.health()

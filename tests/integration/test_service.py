@@ -34,7 +34,10 @@ def test_health_version_and_features(bento, serving_stack):
     version = get(bento, "/version").json()
     assert version["model"] == "volatility-spike" and version["model_variant"] == "ml"
     assert version["version"] == body["version"] and version["run_id"]
-    assert version["model_kind"] == "har_logistic" and version["feature_set_version"] == "fs1"
+    client = registry.connect(serving_stack.settings)
+    tags = registry.version_tags(client, version["model"], version["version"])
+    # the selection may serve a baseline when the candidate does not beat it on this short data
+    assert version["model_kind"] == tags["model_kind"] and version["feature_set_version"] == "fs1"
     assert version["label"]["tau"] > 0 and 0 < version["threshold"] < 1
     assert version["sha"] and version["model_git_sha"]
 
