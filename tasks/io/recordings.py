@@ -30,6 +30,7 @@ import heapq
 import io
 import itertools
 import math
+import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -107,34 +108,50 @@ _Parsed = tuple[int, Envelope | BadLine, float]
 
 
 def _parse_lines(path: Path) -> Iterator[_Parsed]:
-    """Every non-blank line of one file, parsed; a cut-off tail is one truncated bad line."""
+    """Every non-blank line of one file, parsed; a cut-off tail is one truncated bad line.
+
+    A file that starts with the gzip magic but is no gzip stream is read as plain lines (its first
+    line is then a bad line); one whose compressed data is corrupt ends with an unreadable line.
+    """
     name = str(path)
-    lineno = 0
+    read = 0  # lines read so far
+
+    def parsed(fh: io.BufferedIOBase) -> Iterator[_Parsed]:
+        nonlocal read
+        for read, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                envelope = parse_envelope(line)
+            except MessageError as exc:
+                shown = line[:200].decode("utf-8", errors="replace")
+                cut = not line.endswith(b"\n")
+                error = f"cut off (no newline at the end of the file): {exc}" if cut else str(exc)
+                yield read, BadLine(name, read, error, shown, truncated=cut), math.nan
+                continue
+            try:
+                ts = parse_ts(envelope.timestamp)
+            except TimestampError:
+                ts = math.nan  # the tick is refused later, naming the timestamp
+            yield read, envelope, ts
+
+    fh = None
     try:
         with open_binary(path) as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    envelope = parse_envelope(line)
-                except MessageError as exc:
-                    shown = line[:200].decode("utf-8", errors="replace")
-                    cut = not line.endswith(b"\n")
-                    error = (
-                        f"cut off (no newline at the end of the file): {exc}" if cut else str(exc)
-                    )
-                    yield lineno, BadLine(name, lineno, error, shown, truncated=cut), math.nan
-                    continue
-                try:
-                    ts = parse_ts(envelope.timestamp)
-                except TimestampError:
-                    ts = math.nan  # the tick is refused later, naming the timestamp
-                yield lineno, envelope, ts
+            yield from parsed(fh)
     except EOFError as exc:
         error = f"cut off (the gzip stream ends early: its writer stopped mid-file): {exc}"
-        yield lineno + 1, BadLine(name, lineno + 1, error, "", truncated=True), math.nan
-    except OSError as exc:
-        yield lineno + 1, BadLine(name, lineno + 1, f"unreadable: {exc}", ""), math.nan
+        yield read + 1, BadLine(name, read + 1, error, "", truncated=True), math.nan
+    except (OSError, zlib.error) as exc:
+        error = f"unreadable: {exc}"
+        if read == 0 and isinstance(fh, gzip.GzipFile):  # the magic was a coincidence
+            try:
+                with path.open("rb") as plain:
+                    yield from parsed(plain)
+                return
+            except OSError as again:
+                error = f"unreadable: {again}"
+        yield read + 1, BadLine(name, read + 1, error, ""), math.nan
 
 
 def _estimate(window: list[tuple[float, str]], pos: int) -> tuple[float, str]:

@@ -121,6 +121,7 @@ def test_a_missing_alias_over_rest_is_missing_and_a_stopped_server_is_unreachabl
         connect(settings)
 
 
+@pytest.mark.slow  # four processes each migrating a fresh store: about 25 s on 2 cores
 def test_first_runs_on_a_fresh_sqlite_store_take_turns(tmp_path):
     """Four processes open a store that does not exist yet, at once: none crashes."""
     script = (

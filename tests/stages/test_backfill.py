@@ -164,7 +164,12 @@ def test_forward_vol_matches_the_label_module(backfilled, recordings):
     np.testing.assert_allclose(eth["fwd_vol_60"].to_numpy(), expected.to_numpy(), rtol=1e-12)
 
 
-def test_command_writes_a_file_and_reports(recordings, tmp_path, capsys):
+def test_command_writes_a_file_and_reports(recordings, tmp_path, capsys, monkeypatch, request):
+    from tasks.settings import get_settings
+
+    monkeypatch.setenv("CRYPTOVOL_DATA_DIR", str(tmp_path / "data"))  # not the project's folder
+    get_settings.cache_clear()
+    request.addfinalizer(get_settings.cache_clear)
     out = tmp_path / "set.parquet"
     assert cli(["backfill", *map(str, recordings[1:]), "--out", str(out)]) == 0
     report = json.loads(capsys.readouterr().out)
