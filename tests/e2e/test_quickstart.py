@@ -60,7 +60,8 @@ def test_quickstart_runs_the_whole_loop(tmp_path):
     # the human summary (on stderr beside --json) shows MLflow's figures and real paths
     out = proc.stderr
     assert "cryptovol quickstart: done" in out
-    client = MlflowClient(f"sqlite:///{tmp_path / '.cryptovol' / 'mlflow.db'}")
+    store = f"sqlite:///{tmp_path / '.cryptovol' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
     version = client.get_model_version("volatility-spike", "1")
     run = client.get_run(version.run_id)
     model_line = next(line for line in out.splitlines() if line.startswith("model "))

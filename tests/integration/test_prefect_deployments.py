@@ -98,7 +98,8 @@ def _champion(client: MlflowClient) -> str:
 
 
 def test_train_validate_promote_rollback_through_deployments(stack):
-    client = MlflowClient(stack["mlflow"])
+    # the registry too: an earlier test in this process may have set a global registry URI
+    client = MlflowClient(tracking_uri=stack["mlflow"], registry_uri=stack["mlflow"])
     data = [stack["recordings"]]
 
     _run(stack, "train/train", data=data)
