@@ -26,7 +26,7 @@ from tasks.core.timeutil import format_ts, parse_ts
 from tasks.services.featurizer import run_featurizer
 from tasks.services.replay import run_replay
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 T0 = 1767225600.0
 YEAR = 365 * 86400.0

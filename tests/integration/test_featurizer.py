@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tasks.io.broker import free_port
 from tasks.services.featurizer import Featurizer, run_featurizer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _raw(**changes) -> bytes:

@@ -38,7 +38,7 @@ from tasks.io.broker import free_port
 from tasks.sim.writer import write_recordings
 from tasks.stack.servers import PROJECT_DIR, Service, wait_http
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 GRAFANA_DIR = DASHBOARD_DIR.parent
 # The monitor's pushed figures are checked in test_monitoring_e2e.py, after real checks pushed them.

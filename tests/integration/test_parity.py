@@ -16,7 +16,7 @@ from featurize_support import (
     write_recording,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def replay_and_featurize(settings, paths, tmp_path) -> tuple[dict, list[dict]]:
