@@ -282,14 +282,13 @@ def _serve_and_measure(
     import json
     import os
     import subprocess
-    import sys
     import urllib.request
 
     import numpy as np
 
     from tasks.io.broker import free_port
     from tasks.io.feature_store import load_dataset
-    from tasks.stack.servers import PROJECT_DIR, wait_http
+    from tasks.stack.servers import PROJECT_DIR, tool_path, wait_http
 
     port = free_port()
     log_path = settings.data_dir / "bentoml.log"
@@ -299,8 +298,7 @@ def _serve_and_measure(
         "CRYPTOVOL_DATA_DIR": str(settings.data_dir.resolve()),
         "BENTOML_HOME": str((settings.data_dir / "bentoml").resolve()),
     }
-    bentoml = str(Path(sys.executable).with_name("bentoml"))
-    cmd = [bentoml, "serve", "bentos.service:VolatilityService", "--port", str(port)]
+    cmd = [tool_path("bentoml"), "serve", "bentos.service:VolatilityService", "--port", str(port)]
     with log_path.open("ab") as out:
         proc = subprocess.Popen(
             cmd,

@@ -20,7 +20,7 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
-def _tool(name: str) -> str:
+def tool_path(name: str) -> str:
     """The console script of a tool installed in this environment."""
     local = Path(sys.executable).with_name(name)
     return str(local) if local.exists() else (shutil.which(name) or name)
@@ -92,7 +92,7 @@ def start_prefect_server(home: Path, port: int, timeout: float = 90.0) -> Servic
     env = prefect_env(home, port)
     log = home / "prefect-server.log"
     proc = _spawn(
-        [_tool("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        [tool_path("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         log,
         env,
         PROJECT_DIR,
@@ -108,7 +108,7 @@ def start_prefect_server(home: Path, port: int, timeout: float = 90.0) -> Servic
 
 def start_prefect_worker(pool: str, env: dict[str, str], log_path: Path) -> Service:
     proc = _spawn(
-        [_tool("prefect"), "worker", "start", "--pool", pool, "--type", "process"],
+        [tool_path("prefect"), "worker", "start", "--pool", pool, "--type", "process"],
         log_path,
         env,
         PROJECT_DIR,
@@ -121,7 +121,7 @@ def start_mlflow_server(store_dir: Path, port: int, timeout: float = 120.0) -> S
     store_dir.mkdir(parents=True, exist_ok=True)
     log = store_dir / "mlflow-server.log"
     cmd = [
-        _tool("mlflow"),
+        tool_path("mlflow"),
         "server",
         "--host",
         "127.0.0.1",

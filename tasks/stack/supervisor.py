@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from tasks.io.broker import port_open
 
 SETTLE_S = 3.0  # a part with nothing to probe counts as started once it has run this long
 
@@ -59,11 +60,7 @@ class Running:
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.3):
-            return True
-    except OSError:
-        return False
+    return port_open(host, port, timeout=0.3)
 
 
 def healthy(health_url: str | None, port: int | None, timeout: float = 2.0) -> bool:

@@ -12,27 +12,20 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from tasks.settings import Settings
+from tasks.stack.servers import PROJECT_DIR, tool_path
 from tasks.stack.supervisor import Part, Stack, StackError, healthy
 
 log = logging.getLogger("cryptovol.stack")
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 WORK_POOL = "cryptovol"
 PROMETHEUS_CONFIG = PROJECT_DIR / "monitoring" / "prometheus" / "prometheus.yml"
 BOOTSTRAP_MINUTES = 240
-
-
-def _tool(name: str) -> str:
-    """A console script of this environment (beside the interpreter), else from PATH."""
-    local = Path(sys.executable).with_name(name)
-    return str(local) if local.exists() else (shutil.which(name) or name)
 
 
 def stack_dir(settings: Settings) -> Path:
@@ -100,7 +93,7 @@ def server_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
         parts.append(
             Part(
                 "broker",
-                (_tool("cryptovol"), "broker", "--port", str(port)),
+                (tool_path("cryptovol"), "broker", "--port", str(port)),
                 port=port,
                 url=endpoints.kafka,
                 env=env,
@@ -113,7 +106,7 @@ def server_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
             Part(
                 "mlflow",
                 (
-                    _tool("mlflow"),
+                    tool_path("mlflow"),
                     "server",
                     "--host",
                     "127.0.0.1",
@@ -139,7 +132,7 @@ def server_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
             Part(
                 "prefect",
                 (
-                    _tool("prefect"),
+                    tool_path("prefect"),
                     "server",
                     "start",
                     "--host",
@@ -161,7 +154,7 @@ def server_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
 def worker_part(settings: Settings, endpoints: Endpoints) -> Part:
     return Part(
         "worker",
-        (_tool("prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process"),
+        (tool_path("prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process"),
         url=f"pool {WORK_POOL}",
         env=endpoints.env(settings),
     )
@@ -174,7 +167,7 @@ def stream_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
     return [
         Part(
             "featurizer",
-            (_tool("cryptovol"), "featurize"),
+            (tool_path("cryptovol"), "featurize"),
             port=settings.featurize_metrics_port,
             health_url=f"http://{host}:{settings.featurize_metrics_port}/metrics",
             url=f"http://{host}:{settings.featurize_metrics_port}/metrics",
@@ -182,7 +175,7 @@ def stream_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
         ),
         Part(
             "scorer",
-            (_tool("cryptovol"), "score"),
+            (tool_path("cryptovol"), "score"),
             port=settings.scorer_metrics_port,
             health_url=f"http://{host}:{settings.scorer_metrics_port}/metrics",
             url=f"http://{host}:{settings.scorer_metrics_port}/metrics",
@@ -191,7 +184,7 @@ def stream_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
         Part(
             "service",
             (
-                _tool("bentoml"),
+                tool_path("bentoml"),
                 "serve",
                 "bentos.service:VolatilityService",
                 "--host",
@@ -254,7 +247,7 @@ def deploy_flows(settings: Settings, endpoints: Endpoints, report: Callable[[str
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as out:
         subprocess.run(
-            [_tool("prefect"), "work-pool", "create", WORK_POOL, "--type", "process"],
+            [tool_path("prefect"), "work-pool", "create", WORK_POOL, "--type", "process"],
             env=env,
             cwd=PROJECT_DIR,
             stdout=out,
@@ -262,7 +255,7 @@ def deploy_flows(settings: Settings, endpoints: Endpoints, report: Callable[[str
             check=False,  # exists already: fine
         )
         done = subprocess.run(
-            [_tool("prefect"), "--no-prompt", "deploy", "--all"],
+            [tool_path("prefect"), "--no-prompt", "deploy", "--all"],
             env=env,
             cwd=PROJECT_DIR,
             stdout=out,
