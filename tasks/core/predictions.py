@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from tasks.core.features import FEATURES_SCHEMA_VERSION
+from tasks.core.messages import is_product_id, product_id_error
 from tasks.core.timeutil import TimestampError, parse_ts
 
 PREDICTIONS_SCHEMA_VERSION = 1
@@ -77,6 +78,8 @@ def parse_feature_record(value: bytes | None) -> FeatureRecord:
         if not isinstance(text, str) or not text:
             raise FeatureRecordError(f"{name}: missing or not a string")
         strings[name] = text
+    if not is_product_id(strings["product_id"]):  # the ticks' rule: the featurizer's too
+        raise FeatureRecordError(product_id_error(strings["product_id"]))
     try:
         event_ts = parse_ts(strings["ts"])
     except TimestampError as exc:
