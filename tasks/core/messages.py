@@ -338,9 +338,11 @@ def _number(ticker: dict[str, Any], name: str, low: float, high: float, *, requi
         number = float(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise MessageError(f"ticker field {name!r} is not a number: {preview(value)}") from exc
-    if not low <= number <= high:  # NaN and the infinities fail too
+    if not low <= number <= high:
+        problem = "out of range" if math.isfinite(number) else "not finite"
         raise MessageError(
-            f"ticker field {name!r} is not a number in [{low:g}, {high:g}]: {preview(value)}"
+            f"ticker field {name!r} is {problem} (a number in [{low:g}, {high:g}]): "
+            f"{preview(value)}"
         )
     return number
 
