@@ -99,8 +99,9 @@ class EngineConfig:
     late_tolerance_s: float = 2.0
     max_gap_s: float = 30.0  # windows restart after a longer silence
     max_sources_per_product: int = 64  # sequence spaces remembered for duplicate detection
-    # messages a connection can carry per second, at most: the recordings carry about 4, so a
-    # sequence number further ahead of its source's mark than this allows is refused
+    # messages a connection can carry per second, at most: the recordings carry about 4, the
+    # whole exchange's ticker feed about 5,000; a sequence number further ahead of its source's
+    # mark than this allows is refused
     max_sequence_rate: float = 1e5
 
 
