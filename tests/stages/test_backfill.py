@@ -17,8 +17,9 @@ from tasks.cli import main as cli
 from tasks.core.dataset import SCHEMA
 from tasks.core.features import FEATURE_NAMES, FEATURE_SET_VERSION
 from tasks.core.labels import forward_realized_vol, second_grid
+from tasks.core.messages import MessageError
 from tasks.core.timeutil import format_ts
-from tasks.io.feature_store import load_dataset
+from tasks.io.feature_store import load_dataset, write_dataset
 from tasks.stages.backfill import backfill, batch_features
 
 T0 = 1_764_999_000.0  # 2025-12-06 05:30 UTC
@@ -246,3 +247,13 @@ def test_one_extreme_line_costs_itself_alone(clean_walk, tmp_path, name):
     pd.testing.assert_frame_equal(load_dataset(tmp_path / "features"), clean)
     assert getattr(stats, counter) == getattr(clean_stats, counter) + 1
     assert stats.processed == clean_stats.processed and stats.duplicates == 0
+
+
+@pytest.mark.parametrize("product_id", ["..", "X" * 10_000, "BTC/USD"])
+def test_a_partition_is_named_only_by_a_product_id(clean_walk, tmp_path, product_id):
+    """The feature store's folders follow the ticks' rule: anything else is refused, naming the
+    field, before a file is written (the parse step keeps such ids out in the first place)."""
+    frame = clean_walk[3].assign(product_id=product_id)
+    with pytest.raises(MessageError, match="product_id: not a product id"):
+        write_dataset(frame, tmp_path / "features")
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and p.name != ".write.lock"] == []
