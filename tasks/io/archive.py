@@ -27,12 +27,12 @@ from __future__ import annotations
 import gzip
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.core.messages import TICKER_CHANNEL, Envelope
+from tasks.io.files import WriteError, writing
 
 CONTROL_KEY = "_control"
 MULTI_KEY = "_multi"
@@ -40,9 +40,9 @@ MULTI_KEY = "_multi"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-class ArchiveWriteError(Exception):
-    """The archive could not be written. Deliberately not an ``OSError``: callers that take an
-    ``OSError`` for a network problem (the exchange client) must not retry it."""
+class ArchiveWriteError(WriteError):
+    """The archive could not be written; not an ``OSError``, so the exchange client, which takes
+    those for network problems, does not retry it."""
 
 
 def archive_key(envelope: Envelope | None) -> str:
@@ -166,10 +166,5 @@ class ArchiveWriter:
         self.close()
 
 
-@contextmanager
-def _writing(path: Path) -> Iterator[None]:
-    try:
-        yield
-    except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise ArchiveWriteError(f"cannot write the raw archive at {path}: {reason}") from exc
+def _writing(path: Path) -> AbstractContextManager[None]:
+    return writing(path, "the raw archive", ArchiveWriteError)

@@ -35,6 +35,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from tasks.core.dataset import COLUMNS, SCHEMA
+from tasks.io.files import writing
 
 _PARTITIONING = ds.partitioning(
     pa.schema([("product_id", pa.string()), ("date", pa.string())]), flavor="hive"
@@ -77,10 +78,23 @@ def _locked(folder: Path, *, shared: bool = False) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+class NotADataset(ValueError):
+    """An input is not a Parquet file or data set of feature rows."""
+
+
 def write_dataset(frame: pd.DataFrame, out: str | Path) -> None:
     """A single file for ``*.parquet`` (replaced), else merged into a hive data set by
-    product_id and date, every partition of the run or none (module docstring)."""
+    product_id and date, every partition of the run or none (module docstring).
+
+    Raises :class:`~tasks.io.files.WriteError` naming ``out`` when it cannot be written (a full
+    disk, a read-only folder, a file in the way); the store is then as it was.
+    """
     out = Path(out)
+    with writing(out):
+        _write_dataset(frame, out)
+
+
+def _write_dataset(frame: pd.DataFrame, out: Path) -> None:
     table = pa.Table.from_pandas(frame[list(COLUMNS)], schema=SCHEMA, preserve_index=False)
     if out.suffix == ".parquet":
         _write_file(table, out)
@@ -183,16 +197,18 @@ def _stored_files(folder: Path) -> list[Path]:
 
 
 def load_dataset(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
-    """A backfill output (files or partitioned directories), sorted by product_id and ts."""
+    """A backfill output (files or partitioned directories), sorted by product_id and ts;
+    :class:`NotADataset` names an input that is not one."""
     if isinstance(paths, str | Path):
         paths = [paths]
     tables = []
     for path in map(Path, paths):
-        if path.is_dir():
-            table = _read_store(path).select(list(COLUMNS)).cast(SCHEMA)
-        else:
-            table = pq.read_table(path).select(list(COLUMNS)).cast(SCHEMA)
-        tables.append(table)
+        try:
+            table = _read_store(path) if path.is_dir() else pq.read_table(path)
+            tables.append(table.select(list(COLUMNS)).cast(SCHEMA))
+        except (pa.ArrowException, KeyError) as exc:  # ArrowInvalid, a column missing...
+            detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise NotADataset(f"{path}: not a Parquet data set of feature rows ({detail})") from exc
     if not tables:
         return SCHEMA.empty_table().to_pandas()
     frame = pa.concat_tables(tables).to_pandas()

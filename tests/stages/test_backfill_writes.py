@@ -19,6 +19,7 @@ import pytest
 from tasks.cli import main as cli
 from tasks.core.timeutil import format_ts
 from tasks.io.feature_store import load_dataset
+from tasks.io.files import WriteError
 from tasks.stages.backfill import NoRows, backfill
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
@@ -94,7 +95,7 @@ def test_a_failed_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(pq, "write_table", write_half_then_fail)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(WriteError, match=f"cannot write {out}: disk full"):
         backfill([_recording(tmp_path / "b.ndjson", T0 + 3600)], out)
     pd.testing.assert_frame_equal(pd.read_parquet(out), before)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
@@ -150,7 +151,7 @@ def test_a_run_that_fills_the_disk_on_its_second_day_lands_no_partition(tmp_path
     # (measured: 140-260 KiB left made the old code merge the first day and fail on the second).
     small_disk.fill(leave_bytes=200 * 1024)
 
-    with pytest.raises(OSError, match="No space left on device"):
+    with pytest.raises(WriteError, match=f"cannot write {store}: No space left on device"):
         backfill([midnight], store)
     pd.testing.assert_frame_equal(load_dataset(store), before)
     assert _hidden(store) == [".write.lock"]  # the run's staging is gone
@@ -178,7 +179,7 @@ def test_a_commit_cut_off_after_its_journal_is_finished_by_the_next_reader(tmp_p
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", die_on_the_second_partition)
-    with pytest.raises(OSError, match="killed mid-commit"):
+    with pytest.raises(WriteError, match="killed mid-commit"):
         backfill([midnight], store)
     monkeypatch.undo()
     assert ".commit.json" in _hidden(store)  # committed: the journal says what is left to do
