@@ -222,29 +222,39 @@ def _hidden_leftovers(folder: Path) -> list[Path]:
     return [p for p in folder.rglob(".*") if p.name != ".write.lock" and p.name != ".ballast"]
 
 
-def test_backfill_on_a_full_disk(simulated, small_disk, monkeypatch, capsys, caplog):
+def _argv(command: str, simulated: Path) -> list[str]:
+    """``command`` on the simulated recordings, writing into the data dir."""
+    if command == "backfill":
+        return ["backfill", str(simulated), "--skip-contracts"]
+    if command == "train":
+        return ["train", "--data", str(simulated), "--skip-contracts"]
+    features = simulated.parent / "features.parquet"  # off the small disk
+    assert main(["backfill", str(simulated), "--out", str(features), "--skip-contracts"]) == 0
+    return ["drift", "--current", str(features), "--reference", str(features), "--no-push"]
+
+
+@pytest.mark.parametrize(
+    ("command", "target"), [("backfill", "features"), ("train", "cache/backfill/")]
+)
+def test_a_full_disk(command, target, simulated, small_disk, monkeypatch, capsys, caplog):
     data = _on(small_disk, monkeypatch)
     small_disk.fill(leave_bytes=64 * 1024)
-    code, text = run(["backfill", str(simulated), "--skip-contracts"], capsys, caplog)
+    code, text = run(_argv(command, simulated), capsys, caplog)
     assert code == 1
-    assert f"cannot write {data / 'features'}: No space left on device" in text
+    assert f"cannot write {data / target}" in text and "No space left on device" in text
     _no_traceback(text)
     assert _hidden_leftovers(small_disk.path) == []
-    assert list((data / "features").rglob("*.parquet")) == []
+    assert list(data.rglob("*.parquet")) == []
 
 
-@pytest.mark.parametrize("command", ["backfill", "train"])
-def test_backfill_and_train_on_a_read_only_data_dir(
-    command, simulated, small_disk, monkeypatch, capsys, caplog
-):
-    _on(small_disk, monkeypatch)
+@pytest.mark.parametrize("command", ["backfill", "train", "drift"])
+def test_a_read_only_data_dir(command, simulated, small_disk, monkeypatch, capsys, caplog):
+    data = _on(small_disk, monkeypatch)
+    argv = _argv(command, simulated)
     small_disk.read_only()
-    argv = ["backfill", str(simulated)] if command == "backfill" else ["train", "--data"]
-    argv += [] if command == "backfill" else [str(simulated), "--skip-contracts"]
     code, text = run(argv, capsys, caplog)
     assert code == 1
-    assert f"cannot write {small_disk.path / 'data'}" in text
-    assert "Read-only file system" in text
+    assert f"{data}" in text and "Read-only file system" in text
     _no_traceback(text)
 
 
@@ -252,12 +262,10 @@ def test_backfill_and_train_on_a_read_only_data_dir(
 def test_drift_on_a_full_disk_leaves_no_partial_report(
     simulated, small_disk, monkeypatch, capsys, caplog
 ):
-    features = simulated.parent / "features.parquet"  # off the small disk
-    assert main(["backfill", str(simulated), "--out", str(features), "--skip-contracts"]) == 0
     data = _on(small_disk, monkeypatch)
+    argv = _argv("drift", simulated)
     small_disk.fill(leave_bytes=1024 * 1024)  # room for MLflow's store, not for Evidently's viewer
-    argv = ["drift", "--current", str(features), "--reference", str(features)]
-    code, text = run([*argv, "--no-live", "--no-push"], capsys, caplog)
+    code, text = run([*argv, "--no-live"], capsys, caplog)
     assert code == 1
     assert f"cannot write {data / 'reports' / 'drift'}/" in text
     assert "No space left on device" in text
