@@ -42,4 +42,4 @@ def describe(exc: OSError) -> str:
     """One line for an ``OSError`` met anywhere: the path it names and the system's reason."""
     if exc.filename is not None:
         return f"{exc.filename}: {reason(exc)}"
-    return f"{reason(exc)} ({exc})" if exc.errno else str(exc) or type(exc).__name__
+    return str(exc) or type(exc).__name__

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tasks.core.features import FEATURE_SET_VERSION
 from tasks.io.feature_store import load_dataset
@@ -61,9 +63,6 @@ def input_problem(path: Path) -> str | None:
         return f"no such data: {path}"
     if path.is_dir() or is_recording(path):
         return None
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     try:
         pq.read_metadata(path)
     except (pa.ArrowException, OSError) as exc:
