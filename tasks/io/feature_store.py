@@ -102,7 +102,7 @@ def _write_dataset(frame: pd.DataFrame, out: Path) -> None:
     dates = pc.strftime(table["ts"], format="%Y-%m-%d")
     table = table.append_column("date", dates)
     with _locked(out):
-        finish_interrupted(out)
+        _finish_interrupted(out)
         staging = _temporary(out, "staging")
         committed = False
         try:
@@ -122,9 +122,9 @@ def _write_dataset(frame: pd.DataFrame, out: Path) -> None:
                 staged = staging / "merged" / partition / _PART_FILE
                 removals += _stage_partition(new_file, out, partition, staged)
                 moves.append((_relative(staged, out), (partition / _PART_FILE).as_posix()))
-            _write_journal(out, {"staging": staging.name, "moves": moves, "remove": removals})
+            _write_journal(out, {"moves": moves, "remove": removals})
             committed = True
-            finish_interrupted(out)
+            _finish_interrupted(out)
         finally:
             if not committed:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -167,7 +167,7 @@ def _write_journal(out: Path, journal: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def finish_interrupted(out: Path) -> None:
+def _finish_interrupted(out: Path) -> None:
     """Finish a committed run (replay its journal's moves) and drop any uncommitted staging.
 
     Called with the lock held exclusively. Every step can be repeated, so a run interrupted
@@ -222,6 +222,6 @@ def _read_store(path: Path) -> pa.Table:
         return ds.dataset(path, format="parquet", partitioning=_PARTITIONING).to_table()
     if (path / _JOURNAL).exists():
         with _locked(path):
-            finish_interrupted(path)
+            _finish_interrupted(path)
     with _locked(path, shared=True):
         return ds.dataset(path, format="parquet", partitioning=_PARTITIONING).to_table()
