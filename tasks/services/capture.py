@@ -191,7 +191,9 @@ def run_capture(
     """Capture until ``minutes`` pass, ``stop_event`` is set or (with signal handlers) SIGINT/TERM.
 
     ``metrics_port`` None uses ``settings.capture_metrics_port``; 0 serves no metrics. Raises
-    :class:`~tasks.io.kafka.BrokerUnavailable` within seconds when no broker answers.
+    :class:`~tasks.io.kafka.BrokerUnavailable` within seconds when no broker answers, and
+    :class:`~tasks.io.archive.ArchiveWriteError` at once when the archive folder cannot be made;
+    a write that fails later ends the capture with ``error`` set.
     """
     ensure_topics(settings)  # fails fast with a hint when no broker answers
     archive = ArchiveWriter(settings.archive_dir)
