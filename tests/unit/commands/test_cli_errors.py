@@ -188,10 +188,11 @@ def test_backfill_out_that_cannot_be_written_is_named(
     assert list((tmp_path / "folder.parquet").iterdir()) == []
 
 
-def test_train_on_a_file_that_is_not_parquet(tmp_path, capsys, caplog):
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_data_that_is_not_parquet(command, tmp_path, capsys, caplog):
     junk = tmp_path / "junk.parquet"
     junk.write_text("not parquet")
-    code, text = run(["train", "--data", str(junk)], capsys, caplog)
+    code, text = run([command, "--data", str(junk)], capsys, caplog)
     assert code == 2
     assert f"{junk} is neither a Parquet file nor a recording" in text
     _no_traceback(text)
