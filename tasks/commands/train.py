@@ -89,8 +89,11 @@ def run(args: argparse.Namespace) -> int:
     from data_contracts.gate import NothingAdmitted
     from tasks.core.scoring import format_metric as fmt
     from tasks.core.training import TrainingError
+    from tasks.io.feature_store import NotADataset
+    from tasks.io.files import WriteError, describe
     from tasks.io.registry import RegistryError, registry_error
     from tasks.stages.backfill import NoRows
+    from tasks.stages.data import input_problem
     from tasks.stages.train import train_and_register
 
     settings = get_settings()
@@ -101,9 +104,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"error": message}) if args.json else f"cannot train: {message}")
         return code
 
-    missing = [path for path in args.data if not Path(path).exists()]
-    if missing:
-        return fail(f"no such data: {', '.join(missing)}", 2)
+    problems = [problem for path in args.data if (problem := input_problem(Path(path)))]
+    if problems:
+        return fail("; ".join(problems), 2)
     try:
         out = train_and_register(
             settings,
@@ -112,8 +115,12 @@ def run(args: argparse.Namespace) -> int:
             alias=args.alias or None,
             check_contracts=not args.skip_contracts,
         )
-    except (TrainingError, NothingAdmitted, FileNotFoundError, NoRows) as exc:
+    except (TrainingError, NothingAdmitted, FileNotFoundError, NoRows, NotADataset) as exc:
         return fail(str(exc), 2)
+    except WriteError as exc:  # the backfill cache, a full disk, a read-only data dir
+        return fail(str(exc), 1)
+    except OSError as exc:  # the same met in a library (the local MLflow store...)
+        return fail(describe(exc), 1)
     except RegistryError as exc:  # the registry cannot be reached, or refused the model
         return fail(str(exc), 1)
     except MlflowException as exc:

@@ -230,6 +230,7 @@ def test_capture_takes_any_exchange_message(texts):
             received = client._accept(text, session)
             assert math.isfinite(received.clock_offset_s)
             capture.on_message(received)
+        archive.close()  # a line counts once it reached the file
         stats = client.stats
         assert stats.messages == len(texts) == archive.stats.lines  # every message archived
         assert sum(stats.by_channel.values()) == len(texts)  # each a channel, or counted invalid
