@@ -183,8 +183,9 @@ class HarRvRegression(Scorer):
 
     type_name = "har_rv"
 
-    def __init__(self, alpha: float = 30.0) -> None:
+    def __init__(self, alpha: float = 30.0, volatility_only: bool = False) -> None:
         self.alpha = alpha
+        self.volatility_only = volatility_only  # HAR on log volatilities alone (``har_vol``)
         self.relative = False
         self.log_threshold = 0.0
         self.target_floor = EPS
@@ -199,8 +200,9 @@ class HarRvRegression(Scorer):
         self.sigma = 1.0
         self._bind(FEATURE_NAMES)
 
-    @staticmethod
-    def _n_inputs() -> int:
+    def _n_inputs(self) -> int:
+        if self.volatility_only:
+            return len(LEVELS)
         return len(LEVELS) + len(RANGES) + len(RATIOS) + len(PLAIN)
 
     def _columns(self) -> tuple[str, ...]:
@@ -232,6 +234,7 @@ class HarRvRegression(Scorer):
         num, den = logs[:, at : at + n_q], logs[:, at + n_q : at + 2 * n_q]
         plain = take(A, self._where[at + 2 * n_q :])
         raw = np.hstack([logs[:, n_a:at] - anchor[:, None], num - den, plain])
+        raw = raw[:, : self._n_inputs()]  # the levels come first
         missing = np.isnan(raw)
         filled = np.where(missing, self.medians, raw)
         Z = (np.hstack([filled, missing.astype(float)]) - self.means) / self.stds
@@ -299,6 +302,7 @@ class HarRvRegression(Scorer):
     def importance(self) -> dict[str, float]:
         inputs = [f"log_{c}/anchor" for c in (*LEVELS, *RANGES)]
         inputs += [f"log_{a}/{b}" for a, b in RATIOS] + list(PLAIN)
+        inputs = inputs[: self._n_inputs()]
         names = inputs + [f"missing_{n}" for n in inputs]
         return {n: float(abs(w)) for n, w in zip(names, self.coef, strict=True) if w != 0.0}
 
@@ -307,6 +311,7 @@ class HarRvRegression(Scorer):
             "type": self.type_name,
             "feature_names": list(self.feature_names),
             "alpha": self.alpha,
+            "volatility_only": self.volatility_only,
             "relative": self.relative,
             "log_threshold": self.log_threshold,
             "target_floor": self.target_floor,
@@ -324,7 +329,7 @@ class HarRvRegression(Scorer):
 
     @classmethod
     def from_params(cls, params: dict, blobs: Mapping[str, bytes]) -> HarRvRegression:
-        out = cls(params["alpha"])
+        out = cls(params["alpha"], bool(params.get("volatility_only", False)))
         if tuple(params["anchors"]) != ANCHORS:
             raise ValueError(f"har_rv anchors {params['anchors']} are not this code's {ANCHORS}")
         out.relative = bool(params["relative"])
