@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-from tasks.core.features import WINDOWS_S
+from tasks.core.features import REGIME_WINDOW_S, WINDOWS_S
 
 EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 
@@ -33,7 +33,7 @@ def embargo_for(horizon_s: float) -> float:
     No row a model learns from may have a label window, or feed a feature window, that overlaps
     a row it is judged on.
     """
-    return float(max(WINDOWS_S) + horizon_s)
+    return float(max(*WINDOWS_S, REGIME_WINDOW_S) + horizon_s)
 
 
 def epoch_seconds(ts: pd.Series) -> np.ndarray:

@@ -79,8 +79,8 @@ __all__ = [
 PERSISTENCE_COLUMN = "realized_vol_60"
 ZSCORE_COLUMN = "vol_ratio_60_300"
 BASELINES = ("zscore", "persistence")
-CANDIDATES = ("har_logistic", "har_rv", "stack")
-OPTIONAL_CANDIDATES = ("har_vol", "blend", "xgboost", "xgboost_monotone", "random_forest")
+CANDIDATES = ("har_vol", "har_rv", "blend")
+OPTIONAL_CANDIDATES = ("har_logistic", "stack", "xgboost", "xgboost_monotone", "random_forest")
 STACK_MEMBERS = ("har_logistic", "har_rv")
 BLEND_MEMBERS = ("har_rv", "persistence")  # the model, and what it is blended with
 # what XGBoost's probability may only rise with (``xgboost_monotone``)
@@ -112,9 +112,23 @@ INPUT_FAMILIES: dict[str, tuple[str, ...]] = {
         "vol_ratio_60_300",
     ),
     "range": ("range_bps_30", "range_bps_60", "range_bps_300"),
-    "spread": ("spread_bps_mean_30", "spread_bps_mean_60", "spread_bps_mean_300", "spread_bps"),
+    "spread": (
+        "spread_bps_mean_30",
+        "spread_bps_mean_60",
+        "spread_bps_mean_300",
+        "spread_bps",
+        "spread_bps_ratio_30_900",
+        "spread_bps_ratio_60_900",
+    ),
     "imbalance": ("imbalance_mean_30", "imbalance_mean_60", "imbalance_mean_300", "imbalance"),
-    "tick_intensity": ("tick_intensity_30", "tick_intensity_60", "tick_intensity_300", "n"),
+    "tick_intensity": (
+        "tick_intensity_30",
+        "tick_intensity_60",
+        "tick_intensity_300",
+        "n",
+        "tick_intensity_ratio_30_900",
+        "tick_intensity_ratio_60_900",
+    ),
     "history_300s": tuple(n for n in FEATURE_NAMES if n.endswith("_300")),
 }
 

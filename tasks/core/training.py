@@ -415,21 +415,26 @@ def fit_training_part(
         scorers["stack"] = MeanStack([scorers[m] for m in STACK_MEMBERS])
     if "blend" in kinds:
         model, persistence = (scorers[m] for m in BLEND_MEMBERS)
-        weight = _blend_weight(train_rows, config, spec, chosen)
+        weight = _blend_weight(train_rows, config, spec, chosen, persistence)
         chosen["blend.weight"] = weight
         scorers["blend"] = LogitBlend(model, persistence, weight)
     return FittedPart(spec, scorers, chosen, rounds)
 
 
 def _blend_weight(
-    train_rows: pd.DataFrame, config: TrainConfig, spec: LabelSpec, chosen: dict[str, float]
+    train_rows: pd.DataFrame,
+    config: TrainConfig,
+    spec: LabelSpec,
+    chosen: dict[str, float],
+    persistence: Scorer,
 ) -> float:
     """The blend's weight of the model against persistence, learned on held-out days of the
-    training rows: each day left out in turn, the model and persistence fitted on the others
-    (with the part's label and hyper-parameters), every weight of :data:`BLEND_WEIGHTS` judged
-    on the held-out days like the candidates (worst day relative to persistence, then pooled;
-    the weight nearer persistence on a tie). Sessions stand in for days when there are fewer
-    than two; without either, an even blend."""
+    training rows: each day left out in turn, the model fitted on the others (with the part's
+    label and hyper-parameters; persistence is the part's own, a fixed feature with a monotone
+    calibration), every weight of :data:`BLEND_WEIGHTS` judged on the held-out days like the
+    candidates (worst day relative to persistence, then pooled; the weight nearer persistence
+    on a tie). Sessions stand in for days when there are fewer than two; without either, an
+    even blend."""
     times = epoch_seconds(train_rows["ts"])
     folds = leave_one_day_out(
         times, gap_s=config.session_gap_s, embargo_s=config.embargo, min_rows=config.min_day_rows
@@ -441,20 +446,16 @@ def _blend_weight(
     )
     if not folds:
         return 0.5
-    members = BLEND_MEMBERS
-    hyper = {
-        kind: {key.split(".")[1]: value}
-        for key, value in chosen.items()
-        if (kind := key.split(".")[0]) in members
-    }
+    kind = BLEND_MEMBERS[0]
+    hyper = {kind: {k.split(".")[1]: v for k, v in chosen.items() if k.startswith(f"{kind}.")}}
     parts = []
     for fold in folds:
         inner = fit_training_part(
-            train_rows.iloc[fold.train], members, config, spec=spec, hyper=hyper
+            train_rows.iloc[fold.train], (kind,), config, spec=spec, hyper=hyper
         )
         rows, y = spec.labelled(train_rows.iloc[fold.test])
         X = feature_matrix(rows).to_numpy()
-        model, persistence = (inner.scorers[m] for m in members)
+        model = inner.scorers[kind]
         scores = {str(w): LogitBlend(model, persistence, w).predict_array(X) for w in BLEND_WEIGHTS}
         scores["persistence"] = scores[str(0.0)]
         parts.append(SessionPart(fold.session, y, epoch_seconds(rows["ts"]), scores, spec.tau))
