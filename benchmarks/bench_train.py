@@ -4,9 +4,10 @@ Times each stage separately: the backfill (uncached, then the cached load), the 
 training of every candidate, and the MLflow logging and registration into a temporary SQLite
 store, then loads the registered model as serving does and times single-row scoring. Prints one
 JSON object with the timings and the figures: leave-one-day-out and leave-one-session-out PR-AUC
-of every scorer, pooled and per day or session with block-bootstrap intervals, the missing-input report, the test part's PR-AUC
-of the model beside the z-score and persistence baselines on the same rows, and the fold-by-fold
-walk-forward PR-AUC. Without ../shared/data it uses 150 simulated minutes instead (and says so).
+of every scorer, pooled and per day or session with block-bootstrap intervals, the missing-input
+report, the test part's PR-AUC of the model beside the z-score and persistence baselines on the
+same rows, and the fold-by-fold walk-forward PR-AUC. Without ../shared/data it uses 150
+simulated minutes instead (and says so).
 """
 
 from __future__ import annotations

@@ -450,15 +450,18 @@ def _blend_weight(
     hyper = {kind: {k.split(".")[1]: v for k, v in chosen.items() if k.startswith(f"{kind}.")}}
     parts = []
     for fold in folds:
-        inner = fit_training_part(
-            train_rows.iloc[fold.train], (kind,), config, spec=spec, hyper=hyper
-        )
+        inner_rows = train_rows.iloc[fold.train]
         rows, y = spec.labelled(train_rows.iloc[fold.test])
+        if is_degenerate(spec.labelled(inner_rows)[1]) or len(y) == 0:
+            continue  # nothing to learn from (a relative label needs 450 s of history), or judge
+        inner = fit_training_part(inner_rows, (kind,), config, spec=spec, hyper=hyper)
         X = feature_matrix(rows).to_numpy()
         model = inner.scorers[kind]
         scores = {str(w): LogitBlend(model, persistence, w).predict_array(X) for w in BLEND_WEIGHTS}
         scores["persistence"] = scores[str(0.0)]
         parts.append(SessionPart(fold.session, y, epoch_seconds(rows["ts"]), scores, spec.tau))
+    if not parts:
+        return 0.5
     judged = judge_sessions(
         parts,
         min_spikes=config.min_session_spikes,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.models import BASELINES, INPUT_FAMILIES
+from tasks.core.models import BASELINES, CANDIDATES, INPUT_FAMILIES
 from tasks.core.training import TrainConfig, train
 from tasks.stages.data import load_frame
 
@@ -100,7 +100,19 @@ def test_split_is_in_time_with_an_embargo_and_folds_never_fake_a_metric(result):
                 assert value is not None and math.isfinite(value) and value < 1.0
 
 
-def test_with_the_relative_label_it_beats_the_z_score(frame):
-    relative = train(frame, TrainConfig(label_mode="relative", k=1.5, missing_report=False))
-    pr = relative.days["pooled"]["pr_auc"]
-    assert pr[relative.selected] >= pr["zscore"]
+def test_with_the_relative_label_the_har_logistic_beats_the_z_score(frame):
+    config = TrainConfig(
+        label_mode="relative",
+        k=1.5,
+        missing_report=False,
+        candidates=(*CANDIDATES, "har_logistic"),
+    )
+    relative = train(frame, config)
+    assert relative.selected not in BASELINES
+    pooled = relative.days["pooled"]["pr_auc"]
+    assert pooled[relative.selected] >= pooled["zscore"] + 0.03
+    assert pooled[relative.selected] >= pooled["persistence"] + 0.03
+    for figures in relative.days["sessions"]:
+        if figures["enough"]:
+            for baseline in BASELINES:
+                assert figures["pr_auc"][relative.selected] >= figures["pr_auc"][baseline]

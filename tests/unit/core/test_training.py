@@ -33,7 +33,7 @@ def sessions() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def one_session() -> pd.DataFrame:
-    return synthetic_dataset(seconds=3600)
+    return synthetic_dataset(seconds=7200)  # walk-forward folds behind a 960 s embargo
 
 
 @pytest.fixture(scope="module")
@@ -162,12 +162,12 @@ def test_days_are_left_out_with_a_tau_from_the_other_days_and_select_the_model()
     days = synthetic_sessions(levels=(1.0, 2.5, 1.0), seconds=2400, gap_s=86400)
     result = train(days, TrainConfig(**QUICK, candidates=("har_vol", "har_rv", "blend")))
     summary = json.loads(json.dumps(result.summary()))["days"]
-    names = ["2026-01-01", "2026-01-02", "2026-01-03"]  # the third up to the test part
+    names = ["2026-01-01", "2026-01-02"]  # the third is the test part and its embargo
     assert [f["session"] for f in summary["folds"]] == names
     held = summary["sessions"]
     assert [d["session"] for d in held] == names
-    # each day labelled by the other days' tau: the volatile day by the calm days' lower one
-    assert 0 < held[1]["tau"] < min(held[0]["tau"], held[2]["tau"])
+    # each day labelled by the other day's tau: the volatile day by the calm day's lower one
+    assert held[0]["tau"] > held[1]["tau"] > 0
     assert set(summary["pooled"]["pr_auc"]) == {"har_vol", "har_rv", "blend", *BASELINE_NAMES}
     gaps = summary["selection"]["worst_day_gap"]
     assert result.selected == summary["selected"]
@@ -181,6 +181,19 @@ def test_the_blend_weight_is_learned_on_held_out_days():
     weight = part.chosen["blend.weight"]
     assert weight in BLEND_WEIGHTS and part.scorers["blend"].weight == weight
     assert part.scorers["blend"].model is part.scorers["har_rv"]
+
+
+def test_the_blend_weight_skips_held_out_days_with_nothing_to_learn_from():
+    """A relative label needs 15 minutes of trailing history: days without it hold no
+    labelled row, and a model fitted on none of them scored NaN."""
+    days = synthetic_sessions(levels=(1.0, 2.5, 1.0), seconds=1800, gap_s=86400)
+    third_day = days["ts"] >= days["ts"].min() + pd.Timedelta(days=2)
+    days.loc[~third_day, "trail_vol_900"] = np.nan
+    config = TrainConfig(**QUICK, label_mode="relative", k=1.5)
+    part = fit_training_part(days, ("har_rv", "persistence", "blend"), config)
+    assert part.chosen["blend.weight"] in BLEND_WEIGHTS
+    rows, _ = part.spec.labelled(days)
+    assert np.isfinite(part.scorers["blend"].predict_proba(rows)).all()
 
 
 def test_one_session_means_carry_over_is_not_measured_and_says_so(one_session):
