@@ -22,18 +22,21 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-from tasks.core.features import REGIME_WINDOW_S, WINDOWS_S
+from tasks.core.features import WINDOWS_S
 
 EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 
 
 def embargo_for(horizon_s: float) -> float:
-    """The one embargo rule: the longest feature window plus the label horizon, in seconds.
+    """The one embargo rule: the longest window over which features see returns plus the label
+    horizon, in seconds.
 
-    No row a model learns from may have a label window, or feed a feature window, that overlaps
-    a row it is judged on.
+    No row a model learns from may have a label window, or a return in a feature window, that
+    overlaps a row it is judged on. The 900 s regime window of tick counts and spreads
+    (``REGIME_WINDOW_S``) sees no return, and it restarts, like every window, after a 30 s gap:
+    it cannot carry a held-out session's ticks into the rows of another.
     """
-    return float(max(*WINDOWS_S, REGIME_WINDOW_S) + horizon_s)
+    return float(max(WINDOWS_S) + horizon_s)
 
 
 def epoch_seconds(ts: pd.Series) -> np.ndarray:

@@ -33,7 +33,7 @@ def sessions() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def one_session() -> pd.DataFrame:
-    return synthetic_dataset(seconds=7200)  # walk-forward folds behind a 960 s embargo
+    return synthetic_dataset(seconds=3600)
 
 
 @pytest.fixture(scope="module")
@@ -162,12 +162,12 @@ def test_days_are_left_out_with_a_tau_from_the_other_days_and_select_the_model()
     days = synthetic_sessions(levels=(1.0, 2.5, 1.0), seconds=2400, gap_s=86400)
     result = train(days, TrainConfig(**QUICK, candidates=("har_vol", "har_rv", "blend")))
     summary = json.loads(json.dumps(result.summary()))["days"]
-    names = ["2026-01-01", "2026-01-02"]  # the third is the test part and its embargo
+    names = ["2026-01-01", "2026-01-02", "2026-01-03"]  # the third up to the test part
     assert [f["session"] for f in summary["folds"]] == names
     held = summary["sessions"]
     assert [d["session"] for d in held] == names
-    # each day labelled by the other day's tau: the volatile day by the calm day's lower one
-    assert held[0]["tau"] > held[1]["tau"] > 0
+    # each day labelled by the other days' tau: the volatile day by the calm days' lower one
+    assert 0 < held[1]["tau"] < min(held[0]["tau"], held[2]["tau"])
     assert set(summary["pooled"]["pr_auc"]) == {"har_vol", "har_rv", "blend", *BASELINE_NAMES}
     gaps = summary["selection"]["worst_day_gap"]
     assert result.selected == summary["selected"]
