@@ -5,12 +5,15 @@ no files (``tasks.stages.train`` logs and registers the result).
 
 The rows are split in time: the last ``test_fraction`` is the **test part**, touched once for the
 reported figures (and left for ``validate``); the rest, behind an embargo, is the development
-part. Every candidate and both baselines are judged on the development part two ways:
+part. Every candidate and both baselines are judged on the development part three ways:
 
-- **leave one session out** (:mod:`tasks.core.sessions`): train on the other sessions (minus an
-  embargo), judge on the held-out one; PR-AUC pooled over the sessions and within each, on the
-  same rows for every scorer, with block-bootstrap intervals. This measures carry-over to a market
-  regime the model never saw, and it is what selects the model;
+- **leave one day out** (:mod:`tasks.core.sessions`): train on the other UTC days (minus an
+  embargo), tau fitted on them, judge on the held-out one; PR-AUC pooled over the days and within
+  each, on the same rows for every scorer, with block-bootstrap intervals. This measures
+  carry-over to a day (a market, a recorder) the model never saw, and it selects the model, for
+  its worst day relative to persistence (:func:`select_for_worst_day`);
+- **leave one session out**, the same over sessions, beside it (it selects when there are fewer
+  than two days);
 - **walk-forward folds** (:func:`tasks.core.evaluation.walk_forward_splits`), reported beside it,
   and the source of the operating threshold.
 
@@ -20,8 +23,8 @@ Honesty rules kept here:
   ``tau_window_s``); the final tau on the development part only;
 - early stopping (XGBoost) and tuning (``C``, ``alpha``) on the embargoed tail of each training
   part, never on the rows that rank the candidates;
-- a candidate is selected only if it ranks at least as well as persistence pooled and within
-  every held-out session with enough spikes; otherwise persistence itself is selected;
+- persistence and the z-score are candidates too: a model is selected only if it does better
+  than persistence on its worst held-out day (within ``min_gain``), else persistence is;
 - missing inputs: training rows are duplicated with one input family blanked at a time, so a
   model learns to score from what remains; the missing-input report blanks each family in the
   held-out rows and compares with a model retrained without it (what those inputs allow);
@@ -772,8 +775,9 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
         if folds and judged is None:
             notes.append(f"no held-out {what} holds a spike: carry-over is not judged on {what}s")
     selected = None
-    if config.shuffle_labels:
-        pass
+    if config.shuffle_labels:  # the drill: a degraded candidate, whatever the figures say
+        selected = DRILL_KIND
+        notes.append(f"labels shuffled: {selected} is registered degraded, unselected")
     elif day_judged is not None:
         selected, why = select_for_worst_day(day_judged, config.candidates, config.min_gain)
         days["selection"] = why
@@ -796,9 +800,6 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
             "fewer than two sessions (and two days) with enough rows and spikes: carry-over "
             "to unseen data is not measured; selected on walk-forward folds"
         )
-    if config.shuffle_labels:  # the drill: a degraded candidate, whatever the figures say
-        selected = DRILL_KIND
-        notes.append(f"labels shuffled: {selected} is registered degraded, unselected")
     if selected is None:
         selected = _select_on_folds(reports, config)
         if selected is None:
