@@ -136,15 +136,17 @@ def run(args: argparse.Namespace) -> int:
         f"{fmt(test['pr_auc'])} vs z-score {fmt(test['baseline_pr_auc'])} vs persistence "
         f"{fmt(test['persistence_pr_auc'])}; threshold {fmt(test['threshold'])}"
     )
-    sessions = out["summary"]["sessions"]
-    if sessions.get("pooled"):
-        print("  leave one session out (PR-AUC; * enough spikes to judge within the session):")
-        names = list(sessions["pooled"]["pr_auc"])
-        print(f"    {'session':<10} {'rate':>6} " + " ".join(f"{n[:12]:>12}" for n in names))
-        parts = [(f"{f['session']}{'*' if f['enough'] else ''}", f) for f in sessions["sessions"]]
-        for label, f in [*parts, ("pooled", sessions["pooled"])]:
+    for unit in ("day", "session"):
+        held_out = out["summary"][f"{unit}s"]
+        if not held_out.get("pooled"):
+            continue
+        print(f"  leave one {unit} out (PR-AUC; * enough spikes to judge within the {unit}):")
+        names = list(held_out["pooled"]["pr_auc"])
+        print(f"    {unit:<11} {'rate':>6} " + " ".join(f"{n[:12]:>12}" for n in names))
+        parts = [(f"{f['session']}{'*' if f['enough'] else ''}", f) for f in held_out["sessions"]]
+        for label, f in [*parts, ("pooled", held_out["pooled"])]:
             cells = " ".join(f"{fmt(f['pr_auc'][n], 3):>12}" for n in names)
-            print(f"    {label:<10} {fmt(f['positive_rate'], 3):>6} {cells}")
+            print(f"    {label:<11} {fmt(f['positive_rate'], 3):>6} {cells}")
     for name, v in out["summary"]["validation"].items():
         folds = ", ".join(fmt(x) for x in v["pr_auc_folds"])
         print(f"  walk-forward {name:<14} mean {fmt(v['pr_auc_mean'])} [{folds}]")

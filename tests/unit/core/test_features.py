@@ -17,6 +17,8 @@ import tasks.core.features as features_module
 from tasks.core.features import (
     FEATURE_NAMES,
     FEATURE_SET_VERSION,
+    REGIME_SHORT_WINDOWS_S,
+    REGIME_WINDOW_S,
     WINDOWS_S,
     EngineConfig,
     FeatureEngine,
@@ -179,6 +181,15 @@ class NaiveReference:
             ok = v_long > 0 and not math.isnan(v_short)
             ratio = (v_short / math.sqrt(short)) / (v_long / math.sqrt(300)) if ok else NAN
             out[f"vol_ratio_{short}_300"] = ratio
+        regime = seg[bisect.bisect_right(times, t - REGIME_WINDOW_S) :]
+        covered = REGIME_WINDOW_S if times[0] <= t - REGIME_WINDOW_S else t - times[0]
+        spreads = [x[2] for x in regime if not math.isnan(x[2])]
+        level_spread = sum(spreads) / len(spreads) if spreads else NAN
+        for w in REGIME_SHORT_WINDOWS_S:
+            rate = out[f"tick_intensity_{w}"] / (len(regime) / covered) if covered >= w else NAN
+            out[f"tick_intensity_ratio_{w}_{REGIME_WINDOW_S}"] = rate
+            spread = out[f"spread_bps_mean_{w}"] / level_spread if level_spread > 0 else NAN
+            out[f"spread_bps_ratio_{w}_{REGIME_WINDOW_S}"] = spread
         return out
 
 
