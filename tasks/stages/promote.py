@@ -1,5 +1,10 @@
 """The ``promote`` and ``rollback`` stages: move the ``champion`` alias, forward through the gates
 or back to the previous champion, recording who, when and why as tags on the versions.
+
+Each change reads the champion, tags the versions and moves the alias under the registry's alias
+lock (:func:`tasks.io.registry.alias_lock`): of two racing changes one is done whole and the other
+fails with :class:`tasks.io.registry.AliasBusy` and changes nothing, so no change is lost and
+``previous_champion`` is always the version the alias really left.
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ from tasks.io.registry import (
     CHAMPION,
     PASS_TAG,
     RegistryError,
+    alias_lock,
     alias_version,
     champion_history,
     connect,
     model_name,
+    move_alias,
     now_iso,
     set_champion_history,
     tag_version,
@@ -88,36 +95,40 @@ def promote(
             f"(its gates must pass) or promote with --force"
         )
     who = who_or_user(who)
-    current = alias_version(client, name, CHAMPION)
-    if current == version:
-        return AliasChange("none", version, current, None, who, "already champion")
     why = why or ("validation passed" if decision == "pass" else f"forced ({PASS_TAG}={decision})")
-    history = champion_history(client, name)
-    if current and (not history or history[-1] != current):
-        history.append(current)  # the alias was set by hand: remember it too
-    history.append(version)
-    now = now_iso()
-    tag_version(
-        client,
-        name,
-        version,
-        {
-            "promoted_at": now,
-            "promoted_by": who,
-            "promotion_reason": why,
-            "promotion_forced": str(force and decision != "pass").lower(),
-            "previous_champion": current or "",
-        },
-    )
-    if current:
+    with alias_lock(client, name, action=f"promote of version {version}", who=who):
+        current = alias_version(client, name, CHAMPION)
+        if current == version:
+            return AliasChange("none", version, current, None, who, "already champion")
+        history = champion_history(client, name)
+        if current and (not history or history[-1] != current):
+            history.append(current)  # the alias was set by hand: remember it too
+        history.append(version)
+        now = now_iso()
         tag_version(
-            client, name, current, {"demoted_at": now, "demoted_by": who, "replaced_by": version}
+            client,
+            name,
+            version,
+            {
+                "promoted_at": now,
+                "promoted_by": who,
+                "promotion_reason": why,
+                "promotion_forced": str(force and decision != "pass").lower(),
+                "previous_champion": current or "",
+            },
         )
-    client.set_registered_model_alias(name, CHAMPION, version)
-    set_champion_history(client, name, history)
-    if alias_version(client, name, CHALLENGER) == version:
-        client.delete_registered_model_alias(name, CHALLENGER)
-    baseline = _move_baseline(client, settings, version)
+        if current:
+            tag_version(
+                client,
+                name,
+                current,
+                {"demoted_at": now, "demoted_by": who, "replaced_by": version},
+            )
+        move_alias(client, name, CHAMPION, version, expected=current)
+        set_champion_history(client, name, history)
+        if alias_version(client, name, CHALLENGER) == version:
+            client.delete_registered_model_alias(name, CHALLENGER)
+        baseline = _move_baseline(client, settings, version)
     model_cards.refresh(
         client, settings, {"ml": [v for v in (version, current) if v], "baseline": [baseline or ""]}
     )
@@ -133,32 +144,33 @@ def rollback(settings: Settings, *, who: str | None = None, why: str | None = No
     """
     client = connect(settings)
     name = model_name(settings)
-    current = alias_version(client, name, CHAMPION)
-    if current is None:
-        raise RegistryError(f"{name} has no {CHAMPION!r} alias: nothing to roll back")
-    history = champion_history(client, name)
-    if history and history[-1] == current:
-        history.pop()
-    target = (
-        history[-1] if history else version_tags(client, name, current).get("previous_champion")
-    )
-    if not target or target == current:
-        raise RegistryError(f"no previous champion of {name} recorded before version {current}")
     who = who_or_user(who)
     why = why or "rollback"
-    now = now_iso()
-    tag_version(
-        client,
-        name,
-        current,
-        {"rolled_back_at": now, "rolled_back_by": who, "rollback_reason": why},
-    )
-    tag_version(
-        client, name, target, {"restored_at": now, "restored_by": who, "restore_reason": why}
-    )
-    client.set_registered_model_alias(name, CHAMPION, target)
-    set_champion_history(client, name, history or [target])
-    baseline = _move_baseline(client, settings, target)
+    with alias_lock(client, name, action="rollback", who=who):
+        current = alias_version(client, name, CHAMPION)
+        if current is None:
+            raise RegistryError(f"{name} has no {CHAMPION!r} alias: nothing to roll back")
+        history = champion_history(client, name)
+        if history and history[-1] == current:
+            history.pop()
+        target = (
+            history[-1] if history else version_tags(client, name, current).get("previous_champion")
+        )
+        if not target or target == current:
+            raise RegistryError(f"no previous champion of {name} recorded before version {current}")
+        now = now_iso()
+        tag_version(
+            client,
+            name,
+            current,
+            {"rolled_back_at": now, "rolled_back_by": who, "rollback_reason": why},
+        )
+        tag_version(
+            client, name, target, {"restored_at": now, "restored_by": who, "restore_reason": why}
+        )
+        move_alias(client, name, CHAMPION, target, expected=current)
+        set_champion_history(client, name, history or [target])
+        baseline = _move_baseline(client, settings, target)
     model_cards.refresh(client, settings, {"ml": [target, current], "baseline": [baseline or ""]})
     log.info("rolled %s champion back from %s to %s by %s: %s", name, current, target, who, why)
     return AliasChange("rollback", target, current, baseline, who, why)
