@@ -42,7 +42,7 @@ def _race(settings: Settings, monkeypatch) -> tuple[object, object]:
         return tag_version(*args, **kwargs)
 
     monkeypatch.setattr(promote_stage, "tag_version", held_tag_version)
-    first, second = _versions(settings)
+    _, second = _versions(settings)
     outcome: dict[str, object] = {}
 
     def run_promote() -> None:
@@ -100,9 +100,9 @@ def test_alias_moved_by_hand_is_refused(sqlite_registry):
     name = registry.model_name(sqlite_registry)
     first, second = _versions(sqlite_registry)
     promote(sqlite_registry, first, force=True, who="tests")
-    with pytest.raises(registry.AliasMoved, match=f"moved to {first} \\(expected {second}\\)"):
-        with registry.alias_lock(client, name, action="test", who="tests"):
-            registry.move_alias(client, name, CHAMPION, second, expected=second)
+    refused = pytest.raises(registry.AliasMoved, match=f"moved to {first} \\(expected {second}\\)")
+    with refused, registry.alias_lock(client, name, action="test", who="tests"):
+        registry.move_alias(client, name, CHAMPION, second, expected=second)
     assert registry.alias_version(client, name, CHAMPION) == first
 
 
