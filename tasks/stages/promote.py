@@ -244,9 +244,9 @@ def fall_back_to_persistence(
     version (someone moved it since the monitor judged it)."""
     client = connect(settings)
     name = model_name(settings)
+    judged = version_tags(client, name, from_version)
     version, run_id = _register_fallback(client, settings, predictor, rows)
     now = now_iso()
-    judged = version_tags(client, name, from_version)
     tag_version(
         client,
         name,
