@@ -30,7 +30,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from tasks.core.predictions import (
@@ -115,9 +115,20 @@ class FeatureHandler(RecordHandler):
         self._batch: list[_Scorable] = []
 
     def on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        # Nothing to rebuild: every batch is committed before the next poll, and a prediction
-        # depends on its feature record alone.
-        log.info("assigned %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
+        """Read on from the committed offsets, or from the beginning where there are none (a
+        new group, or a broker that restarted without them): said here rather than left to the
+        client's offset reset, which after a broker restart could leave a partition unread.
+        Nothing to rebuild: every batch is committed before the next poll, and a prediction
+        depends on its feature record alone."""
+        committed = consumer.committed(partitions, timeout=self.settings.kafka_connect_timeout_s)
+        start = [
+            TopicPartition(
+                tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            )
+            for tp in committed
+        ]
+        consumer.assign(start)
+        log.info("assigned %s", [f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in start])
 
     def between_polls(self) -> None:
         self.source.refresh_metrics()
