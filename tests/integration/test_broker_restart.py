@@ -264,13 +264,17 @@ def test_the_scorer_survives_a_broker_restart(tmp_path, sqlite_registry):
         # before: the scorer died on a fatal idempotent-producer error or retried forever, and
         # never created its topics again (the dead-letter topic included)
         assert _wait_for_topics(settings, set(scorer_topics(settings)), timeout_s=60)
-        _produce_features(settings, [*after, b"{not a feature record"])
+        # a stream going on, record by record (a single batched produce right after the restart
+        # was, in about one run of two, never fetched by the rejoined consumer: the embedded
+        # broker's offsets after a batched produce are wrong, docs/reliability.md)
+        for value in [*after, b"{not a feature record"]:
+            _produce_features(settings, [value])
         predictions = read_topic(
             settings, settings.predictions_topic, done=lambda m: len(m) >= 20, quiet_s=30
         )
         assert sorted(json.loads(m.value())["record_id"] for m in predictions) == sorted(
             json.loads(v)["record_id"] for v in after
-        )
+        ), scorer.stats
         (letter,) = read_topic(settings, settings.features_dlq_topic, done=len, quiet_s=30)
         assert letter.value() == b"{not a feature record"
         scorer.stop.set()
