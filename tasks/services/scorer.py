@@ -116,10 +116,9 @@ class FeatureHandler(RecordHandler):
 
     def on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         """Read on from the committed offsets, or from the beginning where there are none (a
-        new group, or a broker that restarted without them): said here rather than left to the
-        client's offset reset, which after a broker restart could leave a partition unread.
-        Nothing to rebuild: every batch is committed before the next poll, and a prediction
-        depends on its feature record alone."""
+        new group, or a broker that restarted without them), as the featurizer does. Nothing
+        to rebuild: every batch is committed before the next poll, and a prediction depends on
+        its feature record alone."""
         committed = consumer.committed(partitions, timeout=self.settings.kafka_connect_timeout_s)
         start = [
             TopicPartition(
