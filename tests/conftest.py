@@ -1,5 +1,6 @@
 """Shared fixtures: a real embedded broker on a free loopback port, settings pointing at it, and
-a small tmpfs for disk-full and read-only faults."""
+a small tmpfs for disk-full and read-only faults, and one MLflow server and one Prefect server for
+the whole session (see ``session_services``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from session_services import Registry, SessionServices, start_registry, start_shared_prefect
 
 from tasks.settings import Settings
 
@@ -91,3 +93,35 @@ def small_disk(tmp_path) -> SmallDisk:
         yield SmallDisk(path)
     finally:
         subprocess.run(["umount", "--lazy", str(path)], check=True)
+
+
+SESSION_SERVERS = ("mlflow_server", "prefect_server")  # fixture names, as tests ask for them
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_services(request, tmp_path_factory):
+    """Starts, side by side and at once, the shared servers the collected tests will ask for."""
+    services = SessionServices(
+        {
+            "mlflow_server": lambda: start_registry(tmp_path_factory.mktemp("mlflow")),
+            "prefect_server": lambda: start_shared_prefect(tmp_path_factory.mktemp("prefect")),
+        }
+    )
+    wanted = {n for item in request.session.items for n in item.fixturenames}
+    services.launch(*[name for name in SESSION_SERVERS if name in wanted])
+    yield services
+    services.stop_all()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(session_services) -> Registry:
+    """The session's MLflow server. Tests isolate by registered model name (which also names
+    the experiment) and data folder; one that stops it starts it again."""
+    return session_services.get("mlflow_server")
+
+
+@pytest.fixture(scope="session")
+def prefect_server(session_services):
+    """The session's Prefect server (``.env``: its API URL and home) with the ``cryptovol``
+    work pool. A module starts its own worker on that pool and stops it when done."""
+    return session_services.get("prefect_server")

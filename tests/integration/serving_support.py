@@ -1,5 +1,5 @@
-"""Serving test helpers: a real MLflow server with registered models, real ``bentoml serve``
-processes on free loopback ports, and a small concurrent load."""
+"""Serving test helpers: registered versions on the session's MLflow server, real ``bentoml
+serve`` processes on free loopback ports, and a small concurrent load."""
 
 from __future__ import annotations
 
@@ -19,37 +19,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from tasks.core.training import TrainConfig
 from tasks.io.broker import free_port
 from tasks.settings import Settings
-from tasks.stack.servers import PROJECT_DIR, Service, start_mlflow_server, wait_http
+from tasks.stack.servers import PROJECT_DIR, Service, wait_http
 from tasks.stages.train import train_and_register
 
 POLL_S = 1.0  # the services' registry poll interval in these tests
 # One quick candidate on 2 folds: these tests are about serving, not model quality.
 QUICK = TrainConfig(candidates=("har_logistic",), n_folds=2)
 EXAMPLE_ROW = {"ret_mean": 0.05, "ret_std": 0.01, "n": 50}  # the design notes' request
-
-
-@dataclass
-class Registry:
-    """A real ``mlflow server`` (SQLite + proxied artifacts) that tests may stop and restart."""
-
-    store: Path
-    port: int
-    server: Service | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.server = start_mlflow_server(self.store, self.port)
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-
-    def settings(self, data_dir: Path) -> Settings:
-        return Settings(data_dir=data_dir, mlflow_tracking_uri=self.url)
 
 
 def train_version(settings: Settings, recordings: Path, *, shuffle_labels: bool = False) -> str:
