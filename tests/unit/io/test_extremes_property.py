@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_readers_property import _Message
+from test_readers_property import featurize_values
 
 from data_contracts.frames import read_raw_batch
 from tasks.core.features import FEATURE_NAMES, FeatureEngine
@@ -39,8 +38,7 @@ from tasks.core.messages import (
 )
 from tasks.core.predictions import FeatureRecordError, parse_feature_record
 from tasks.core.timeutil import format_ts
-from tasks.services.featurizer import FeaturizeMetrics, FeaturizeStats, RecordHandler
-from tasks.settings import Settings
+from tasks.services.featurizer import FeaturizeStats
 from tasks.stages.backfill import BackfillStats, load_ticks
 
 EXTREMES = settings(
@@ -258,15 +256,8 @@ def raw_records(envelopes: list[dict]) -> list[bytes]:
 
 
 def featurize(values: list[bytes]) -> tuple[list, list, FeaturizeStats]:
-    stats = FeaturizeStats()
-    handler = RecordHandler(Settings(), "g", stats, FeaturizeMetrics())
-    engine = FeatureEngine()
-    outs: list = []
-    for value in values:
-        handler.process(_Message(value), engine, time.monotonic(), outs)
-    features = [o.value for o in outs if o.kind == "feature"]
-    dead = [o for o in outs if o.kind == "dlq"]
-    return features, dead, stats
+    features, dead, stats = featurize_values(values)
+    return [out.value for out in features], dead, stats
 
 
 @EXTREMES

@@ -171,6 +171,25 @@ class _Message:
         return 7
 
 
+def featurize_values(values: list[bytes | None]) -> tuple[list, list, FeaturizeStats]:
+    """``values`` through the featurizer's handler on one live partition, as the consumer loop
+    drives it: the feature records out, the dead letters (what the loop makes of a record whose
+    handling raises) and the counts."""
+    stats = FeaturizeStats()
+    handler = TickHandler(Settings(), stats, FeaturizeMetrics())
+    handler.partitions[0] = _Partition(FeatureEngine(), resume_at=0, low=0, start=0, live=True)
+    features: list = []
+    dead: list = []
+    for value in values:
+        msg = _Message(value)
+        try:
+            features.extend(handler.handle(msg, time.monotonic()))
+        except Exception as exc:
+            reason = rejection(exc, handler.bad_input)
+            dead.append(dead_letter(msg, reason, "dlq", "featurizer", "g"))
+    return features, dead, stats
+
+
 raw_values = st.one_of(
     raw_record_like.map(lambda r: json.dumps(r).encode()),
     json_values.map(lambda v: json.dumps(v).encode()),

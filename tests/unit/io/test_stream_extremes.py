@@ -9,16 +9,13 @@ feature record the scorer then refused.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
-from test_readers_property import _Message
+from test_readers_property import featurize_values
 
-from tasks.core.features import FeatureEngine
 from tasks.core.predictions import parse_feature_record
 from tasks.core.timeutil import format_ts
-from tasks.services.featurizer import FeaturizeMetrics, FeaturizeStats, RecordHandler
-from tasks.settings import Settings
+from tasks.services.featurizer import FeaturizeStats
 
 T0 = 1_767_225_600.0
 
@@ -48,13 +45,7 @@ def raw(i: int, *, product: str = "BTC-USD", seq: int | None = None, **ticker) -
 
 
 def run(values: list[bytes]) -> tuple[list, list, FeaturizeStats]:
-    stats = FeaturizeStats()
-    handler = RecordHandler(Settings(), "g", stats, FeaturizeMetrics())
-    engine = FeatureEngine()
-    outs: list = []
-    for value in values:
-        handler.process(_Message(value), engine, time.monotonic(), outs)
-    return [o for o in outs if o.kind == "feature"], [o for o in outs if o.kind == "dlq"], stats
+    return featurize_values(values)
 
 
 EXTREMES = {
