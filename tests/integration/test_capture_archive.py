@@ -62,8 +62,10 @@ def test_a_full_disk_stops_capture_with_exit_1_and_counts_only_lines_on_disk(
     readable = [
         item for item in read_envelopes(expand_inputs([archive])) if not isinstance(item, BadLine)
     ]
-    assert summary["archive_lines"] > 100
-    assert summary["archive_lines"] <= len(readable)  # never a line that is not on disk
+    assert len(readable) > 100  # it wrote until the disk was full
+    # never a line that is not on disk (how many flushes landed before the disk filled depends
+    # on the machine's pace, so this is a bound, not a count)
+    assert summary["archive_lines"] <= len(readable)
     assert summary["archive_lines"] < summary["messages"]
 
 

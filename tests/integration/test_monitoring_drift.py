@@ -137,7 +137,8 @@ def test_figures_reach_a_real_pushgateway(store, tmp_path):
     share = next(line for line in lines if line.startswith("cryptovol_drift_share{"))
     assert 'job="cryptovol_monitor"' in share
     assert float(share.split()[-1]) == pytest.approx(result.entry["drift"]["share"])
-    assert sum(line.startswith("cryptovol_drift_feature_score{") for line in lines) == 30
+    scored = sum(line.startswith("cryptovol_drift_feature_score{") for line in lines)
+    assert scored == len(FEATURE_NAMES)
     assert any(
         line.startswith("cryptovol_drift_model_version") and line.endswith(f" {version}")
         for line in lines
@@ -156,7 +157,7 @@ def test_drift_and_reports_commands(store, tmp_path, monkeypatch, capsys):
         assert "drift share" in out and "report: " in out
         assert (
             cli.main(["drift", "--current", data["like"], "--model-uri", "models:/nope@champion"])
-            == 1
+            == 2  # a usage error: the URI names no model
         )
         assert "nope has no alias" in capsys.readouterr().err
         assert cli.main(["reports", "--print"]) == 0
