@@ -2,8 +2,9 @@
 
 broker -> MLflow -> Prefect server, work pool, deployments, worker -> featurizer -> (a champion,
 trained from the bundled simulator when the registry has none) -> scorer -> BentoML service ->
-Prometheus and Pushgateway. A part configured elsewhere (``KAFKA_BOOTSTRAP_SERVERS``,
-``MLFLOW_TRACKING_URI``, ``PREFECT_API_URL``) is used instead of started.
+Pushgateway, the alert inbox, Alertmanager and Prometheus. A part configured elsewhere
+(``KAFKA_BOOTSTRAP_SERVERS``, ``MLFLOW_TRACKING_URI``, ``PREFECT_API_URL``) is used instead of
+started.
 """
 
 from __future__ import annotations
@@ -222,6 +223,7 @@ def monitoring_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
             env=env,
         )
     )
+    parts += alerting_parts(settings, env)
     parts.append(
         Part(
             "prometheus",
@@ -238,6 +240,39 @@ def monitoring_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
         )
     )
     return parts
+
+
+def alerting_parts(settings: Settings, env: dict[str, str]) -> list[Part]:
+    """The local inbox (the default receiver, writing to a file) and Alertmanager delivering to it
+    and to the receivers configured in the environment (``monitoring/alerting.py``)."""
+    from monitoring.alerting import alertmanager_argv, inbox_url, render_config
+
+    binary = shutil.which("prometheus-alertmanager")
+    if binary is None:
+        raise StackError(
+            "prometheus-alertmanager not installed: run `bash infra/setup.sh` "
+            "(Debian package prometheus-alertmanager)"
+        )
+    config = render_config(settings, stack_dir(settings) / "alertmanager.yml")
+    port = settings.alertmanager_port
+    return [
+        Part(
+            "inbox",
+            (tool_path("cryptovol"), "alert-inbox"),
+            port=settings.alert_inbox_port,
+            health_url=inbox_url(settings),
+            url=str(settings.alert_inbox_path.resolve()),
+            env=env,
+        ),
+        Part(
+            "alertmanager",
+            alertmanager_argv(binary, config, port, stack_dir(settings) / "alertmanager"),
+            port=port,
+            health_url=f"http://127.0.0.1:{port}/-/ready",
+            url=f"http://127.0.0.1:{port}",
+            env=env,
+        ),
+    ]
 
 
 def deploy_flows(settings: Settings, endpoints: Endpoints, report: Callable[[str], None]) -> None:
