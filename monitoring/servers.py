@@ -117,3 +117,13 @@ def alerts(prometheus_url: str, timeout: float = 10.0) -> list[dict]:
     response = httpx.get(f"{prometheus_url}/api/v1/alerts", timeout=timeout)
     response.raise_for_status()
     return response.json()["data"]["alerts"]
+
+
+def start_alertmanager(config: Path, port: int, storage: Path, log_path: Path) -> Service:
+    """Alertmanager on 127.0.0.1:``port`` (no cluster) with its state in ``storage``; returns
+    once it is ready. ``config``: rendered by :func:`monitoring.alerting.render_config`."""
+    from monitoring.alerting import alertmanager_argv
+
+    storage.mkdir(parents=True, exist_ok=True)
+    cmd = list(alertmanager_argv(binary("prometheus-alertmanager"), config, port, storage))
+    return _spawn("alertmanager", cmd, f"http://127.0.0.1:{port}", log_path, "/-/ready")

@@ -67,9 +67,12 @@ class Settings(BaseSettings):
     mlflow_port: int = 5000
     prefect_port: int = 4200
     prometheus_port: int = 9090
-    alertmanager_port: int = 9093
     alert_inbox_port: int = 9094  # the local webhook receiver that writes deliveries to a file
 
+    # Alertmanager: where `up` starts it, and where the scorer sends spike alerts (empty: not
+    # sent; `up` sets it to the Alertmanager it starts).
+    alertmanager_port: int = 9093
+    alertmanager_url: str = ""
     # Alert receivers (monitoring/alertmanager.yml): empty means not configured; the local inbox
     # (``alert_inbox_path``) always receives.
     alert_webhook_url: str = ""  # any HTTP endpoint taking Alertmanager's webhook JSON

@@ -22,6 +22,10 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from tasks.core.labels import HORIZON_S
+from tasks.core.models import PERSISTENCE_COLUMN
+from tasks.core.timeutil import parse_ts
+
+VOLATILITY_COLUMN = "realized_vol_1s_60"  # the label's 1-second grid over the last 60 s
 
 EventKind = Literal["opened", "closed", "matured"]
 Outcome = Literal["hit", "false_alarm"]
@@ -40,6 +44,23 @@ class Observation:
     tau: float | None  # the model's label threshold (absolute label); None: outcomes unknown
     model_version: str = ""
     model_variant: str = ""
+
+
+def observation_of(prediction: dict, features: dict, label: dict) -> Observation:
+    """The observation of a ``ticks.predictions`` record, with its feature record's values and
+    the served model's label spec (tau: absolute label only)."""
+    tau = label.get("tau") if label.get("mode", "absolute") == "absolute" else None
+    return Observation(
+        product_id=prediction["product_id"],
+        ts=parse_ts(prediction["ts"]),
+        score=prediction["score"],
+        threshold=prediction["threshold"],
+        volatility=features.get(VOLATILITY_COLUMN),
+        persistence=features.get(PERSISTENCE_COLUMN),
+        tau=tau,
+        model_version=str(prediction["model_version"]),
+        model_variant=prediction["model_variant"],
+    )
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,11 @@ def _broker_port(settings: Settings) -> int:
     return int(settings.kafka_bootstrap_servers.rsplit(":", 1)[-1])
 
 
+def alertmanager_url(settings: Settings) -> str:
+    """The Alertmanager the scorer sends to: the configured one, else the one ``up`` starts."""
+    return settings.alertmanager_url or f"http://127.0.0.1:{settings.alertmanager_port}"
+
+
 def _pushgateway_port(settings: Settings) -> int:
     return urlsplit(settings.pushgateway_url or "http://127.0.0.1:9091").port or 9091
 
@@ -180,7 +185,7 @@ def stream_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
             port=settings.scorer_metrics_port,
             health_url=f"http://{host}:{settings.scorer_metrics_port}/metrics",
             url=f"http://{host}:{settings.scorer_metrics_port}/metrics",
-            env=env,
+            env={**env, "CRYPTOVOL_ALERTMANAGER_URL": alertmanager_url(settings)},
         ),
         Part(
             "service",
@@ -203,7 +208,8 @@ def stream_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
 
 
 def monitoring_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
-    """Prometheus (scraping the parts above) and the Pushgateway the monitor flow pushes to."""
+    """The Pushgateway the monitor flow pushes to, the alert inbox and Alertmanager, and
+    Prometheus (scraping the parts above, alerting through Alertmanager)."""
     env = endpoints.env(settings)
     parts = []
     prometheus, pushgateway = shutil.which("prometheus"), shutil.which("prometheus-pushgateway")
@@ -229,7 +235,7 @@ def monitoring_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
             "prometheus",
             (
                 prometheus,
-                f"--config.file={PROMETHEUS_CONFIG}",
+                f"--config.file={prometheus_config(settings)}",
                 f"--storage.tsdb.path={stack_dir(settings) / 'prometheus'}",
                 f"--web.listen-address=127.0.0.1:{settings.prometheus_port}",
             ),
@@ -242,9 +248,32 @@ def monitoring_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
     return parts
 
 
+def prometheus_config(settings: Settings) -> Path:
+    """``monitoring/prometheus/prometheus.yml`` rendered with this stack's ports: its scrape
+    targets and the Alertmanager it starts."""
+    from monitoring.servers import render_config
+
+    local = "127.0.0.1"
+    targets = {
+        "prometheus": f"{local}:{settings.prometheus_port}",
+        "service": f"{local}:{settings.service_port}",
+        "capture": f"{local}:{settings.capture_metrics_port}",
+        "featurizer": f"{local}:{settings.featurize_metrics_port}",
+        "scorer": f"{local}:{settings.scorer_metrics_port}",
+        "pushgateway": f"{local}:{_pushgateway_port(settings)}",
+    }
+    return render_config(
+        stack_dir(settings) / "prometheus.yml",
+        targets,
+        template=PROMETHEUS_CONFIG,
+        alertmanager=f"{local}:{settings.alertmanager_port}",
+    )
+
+
 def alerting_parts(settings: Settings, env: dict[str, str]) -> list[Part]:
     """The local inbox (the default receiver, writing to a file) and Alertmanager delivering to it
-    and to the receivers configured in the environment (``monitoring/alerting.py``)."""
+    and to the receivers configured in the environment (``monitoring/alerting.py``). The scorer
+    starts before them: its spike alerts wait in its outbox until Alertmanager answers."""
     from monitoring.alerting import alertmanager_argv, inbox_url, render_config
 
     binary = shutil.which("prometheus-alertmanager")

@@ -36,6 +36,7 @@ SOURCES = {
     "cryptovol_drift_": "monitor",
     "cryptovol_live_": "monitor",
     "cryptovol_retrain_": "monitor",
+    "slo:": "slo",  # the SLO recording rules (monitoring/prometheus/slo.yml)
 }
 # Every target of every Grafana panel: (dashboard, panel title, refId, PromQL)
 TARGETS = [
@@ -47,7 +48,7 @@ TARGETS = [
 
 def source_of(expr: str) -> str:
     """The one process whose metrics a query reads."""
-    names = re.findall(r"cryptovol_[a-z0-9_]+", expr)
+    names = re.findall(r"cryptovol_[a-z0-9_]+|slo:[a-z0-9_:]+", expr)
     assert names, f"query without a cryptovol metric: {expr}"
     sources = {s for name in names for prefix, s in SOURCES.items() if name.startswith(prefix)}
     assert len(sources) == 1, f"{expr} mixes metrics of {sources}"

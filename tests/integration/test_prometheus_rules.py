@@ -116,6 +116,10 @@ def test_every_slo_has_its_error_ratio_over_every_alert_window():
         record = f"slo:error_ratio:rate{window}"
         assert {r["labels"]["slo"] for r in rules if r.get("record") == record} == budgets
         assert any(record in rule["expr"] for rule in _alerts(SLO_RULES).values())
+    budget_period = {
+        r["labels"]["slo"] for r in rules if r.get("record") == "slo:error_ratio:rate30d"
+    }
+    assert budget_period == budgets  # the remaining budget on the SLO dashboard
 
 
 @pytest.fixture(scope="module")
