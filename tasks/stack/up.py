@@ -287,7 +287,14 @@ def alerting_parts(settings: Settings, env: dict[str, str]) -> list[Part]:
     return [
         Part(
             "inbox",
-            (tool_path("cryptovol"), "alert-inbox"),
+            (
+                tool_path("cryptovol"),
+                "alert-inbox",
+                "--port",
+                str(settings.alert_inbox_port),
+                "--out",
+                str(settings.alert_inbox_path.resolve()),
+            ),
             port=settings.alert_inbox_port,
             health_url=inbox_url(settings),
             url=str(settings.alert_inbox_path.resolve()),
