@@ -1,9 +1,11 @@
 """Spike episodes: a run of spike predictions for one product, told once. Pure.
 
 An episode opens at the first prediction at or above the threshold for a product and closes
-once no prediction of that product reached the threshold for ``quiet_s`` seconds of stream time
-(so a burst of flagged seconds is one alert, not one per second). Stream time is the event time
-of the predictions: a replay gives the same episodes as the live feed it recorded.
+once no prediction of that product reached the threshold for ``quiet_s`` seconds of its stream
+time (so a burst of flagged seconds is one alert, not one per second). Stream time is the event
+time of the product's predictions, each product on its own clock: products come from different
+partitions, and one may be consumed minutes ahead of another. So a replay gives the same episodes
+as the live feed it recorded, however the partitions interleave.
 
 Once closed, an episode matures when the stream is ``horizon_s`` past its last flagged
 prediction; it is then a **hit** when the market's realized volatility reached tau within the
@@ -123,7 +125,7 @@ class EpisodeTracker:
     quiet_s: float
     scorer: str = "model"
     horizon_s: float = HORIZON_S
-    clock: float = -math.inf  # stream time: the latest event time seen or advanced to
+    clocks: dict[str, float] = field(default_factory=dict)  # per product: latest event time
     open: dict[str, Episode] = field(default_factory=dict)
     maturing: list[Episode] = field(default_factory=list)
 
@@ -143,7 +145,7 @@ class EpisodeTracker:
         realized = _finite(obs.volatility)
         if realized is not None:
             self._record_realized(obs.product_id, obs.ts, realized)
-        events = self.advance(obs.ts)
+        events = self.advance(obs.product_id, obs.ts)
         flagged, score = self.flags(obs)
         if not flagged:
             return events
@@ -174,19 +176,20 @@ class EpisodeTracker:
         events.append(EpisodeEvent("opened", episode))
         return events
 
-    def advance(self, now: float) -> list[EpisodeEvent]:
-        """Move stream time to ``now`` (never back): close the quiet episodes, mature the old."""
-        self.clock = max(self.clock, now)
+    def advance(self, product: str, now: float) -> list[EpisodeEvent]:
+        """Move a product's stream time to ``now`` (never back): close its episode once quiet,
+        mature its old ones."""
+        clock = self.clocks[product] = max(self.clocks.get(product, -math.inf), now)
         events = []
-        for product, episode in list(self.open.items()):
-            if self.clock - episode.last_flagged_at >= self.quiet_s:
-                closed = replace(episode, closed_at=episode.last_flagged_at + self.quiet_s)
-                del self.open[product]
-                self.maturing.append(closed)
-                events.append(EpisodeEvent("closed", closed))
+        episode = self.open.get(product)
+        if episode is not None and clock - episode.last_flagged_at >= self.quiet_s:
+            closed = replace(episode, closed_at=episode.last_flagged_at + self.quiet_s)
+            del self.open[product]
+            self.maturing.append(closed)
+            events.append(EpisodeEvent("closed", closed))
         still = []
         for episode in self.maturing:
-            if self.clock >= episode.last_flagged_at + self.horizon_s:
+            if episode.product_id == product and clock >= episode.last_flagged_at + self.horizon_s:
                 events.append(EpisodeEvent("matured", replace(episode, outcome=_outcome(episode))))
             else:
                 still.append(episode)

@@ -3,8 +3,8 @@ grouped, routed, silenced and inhibited like every alert), and every episode eve
 ``ticks.alerts`` topic.
 
 The scorer calls :meth:`SpikeAlerts.observe` once per delivered prediction batch, and with no
-observations on an idle poll, so episodes still close when the feed goes quiet: stream time then
-runs on from the last event time at the pace of the wall clock.
+observations on an idle poll, so episodes still close when the feed goes quiet: a product's
+stream time then runs on from its last event time at the pace of the wall clock.
 
 An open episode's alert is posted with an end a lease ahead (``LEASE_S``) and posted again
 before the lease runs out, as Prometheus does; closing the episode posts it with its end now,
@@ -122,7 +122,7 @@ class SpikeAlerts:
         }
         metrics.start_at_zero(settings.products)
         self._wall, self._monotonic = wall, monotonic
-        self._last_event: tuple[float, float] | None = None  # (stream time, monotonic) of it
+        self._last_event: dict[str, tuple[float, float]] = {}  # product: (event time, monotonic)
         self._posted: dict[str, tuple[Episode, float, float]] = {}  # open: (episode, start, post)
         self._outbox: dict[str, dict] = {}  # alerts waiting for Alertmanager, by episode
         self._retry_at = 0.0
@@ -133,12 +133,13 @@ class SpikeAlerts:
         for obs in observations:
             for tracker in self.trackers.values():
                 events += tracker.observe(obs)
-        if observations:
-            self._last_event = (max(o.ts for o in observations), self._monotonic())
-        elif self._last_event is not None:
-            stream_now = self._last_event[0] + self._monotonic() - self._last_event[1]
-            for tracker in self.trackers.values():
-                events += tracker.advance(stream_now)
+        now = self._monotonic()
+        for obs in observations:
+            self._last_event[obs.product_id] = (obs.ts, now)
+        if not observations:
+            for product, (ts, seen) in self._last_event.items():
+                for tracker in self.trackers.values():
+                    events += tracker.advance(product, ts + now - seen)
         for event in events:
             self._handle(event)
         for scorer, tracker in self.trackers.items():

@@ -40,13 +40,14 @@ def test_products_have_episodes_of_their_own_and_a_later_burst_is_a_new_episode(
     tracker = EpisodeTracker(quiet_s=10)
     events = tracker.observe(obs(0, 0.9)) + tracker.observe(obs(1, 0.9, product="ETH-USD"))
     events += tracker.observe(obs(5, 0.9))  # BTC still open
-    events += tracker.observe(obs(30, 0.9))  # both quiet for long enough: closed, BTC reopens
+    events += tracker.observe(obs(30, 0.9))  # BTC quiet for long enough: closed, and reopens
+    events += tracker.observe(obs(31, 0.1, product="ETH-USD"))  # ETH's own clock closes it
     assert kinds(events) == [
         ("opened", "BTC-USD"),
         ("opened", "ETH-USD"),
         ("closed", "BTC-USD"),
-        ("closed", "ETH-USD"),
         ("opened", "BTC-USD"),
+        ("closed", "ETH-USD"),
     ]
 
 
@@ -104,8 +105,21 @@ def test_replaying_the_same_stream_gives_the_same_episodes():
 def test_stream_time_never_goes_back():
     tracker = EpisodeTracker(quiet_s=10)
     tracker.observe(obs(100, 0.9))
-    tracker.advance(50)
-    assert tracker.clock == 100
+    tracker.advance("BTC-USD", 50)
+    assert tracker.clocks == {"BTC-USD": 100}
+
+
+def test_a_product_consumed_ahead_of_another_does_not_close_its_episodes():
+    """Products come from different partitions: the scorer may see all of BTC-USD's records
+    before ETH-USD's. ETH-USD's burst is still one episode."""
+    tracker = EpisodeTracker(quiet_s=10)
+    events = []
+    for t in range(0, 300):
+        events += tracker.observe(obs(t, 0.1))  # BTC-USD, consumed first, to t = 299
+    for t in range(0, 20):
+        events += tracker.observe(obs(t, 0.9, product="ETH-USD"))  # a 20 s burst
+    assert kinds(events) == [("opened", "ETH-USD")]
+    assert tracker.open["ETH-USD"].flagged == 20
 
 
 def test_the_quiet_time_must_be_positive():
