@@ -3,8 +3,8 @@ grouped, routed, silenced and inhibited like every alert), and every episode eve
 ``ticks.alerts`` topic.
 
 The scorer calls :meth:`SpikeAlerts.observe` once per delivered prediction batch, and with no
-observations on an idle poll, so episodes still close when the feed goes quiet: a product's
-stream time then runs on from its last event time at the pace of the wall clock.
+observations on an idle poll, so episodes still close when a product (or the whole feed) goes
+quiet: a product's stream time runs on from its last event time at the pace of the wall clock.
 
 An open episode's alert is posted with an end a lease ahead (``LEASE_S``) and posted again
 before the lease runs out, as Prometheus does; closing the episode posts it with its end now,
@@ -136,10 +136,9 @@ class SpikeAlerts:
         now = self._monotonic()
         for obs in observations:
             self._last_event[obs.product_id] = (obs.ts, now)
-        if not observations:
-            for product, (ts, seen) in self._last_event.items():
-                for tracker in self.trackers.values():
-                    events += tracker.advance(product, ts + now - seen)
+        for product, (ts, seen) in self._last_event.items():  # a product gone quiet runs on
+            for tracker in self.trackers.values():
+                events += tracker.advance(product, ts + now - seen)
         for event in events:
             self._handle(event)
         for scorer, tracker in self.trackers.items():
