@@ -213,6 +213,11 @@ def wait_for_port(port: int, service: Service, timeout: float = 30.0) -> None:
 # A simulated market far wilder than the calibrated one: bursts ten times as often, larger and
 # uncapped (volatility regimes the default simulator and the real recordings never reach).
 WILD_MARKET = ModelParams(burst_rate_per_s=1 / 30, burst_amplitude=1.5, burst_ceiling=3.0)
+# A wild market with calm between its spikes: bursts twice as often as the calibrated market's,
+# twice as large and shorter (WILD_MARKET never calms down: it is one long spike episode).
+SPIKY_MARKET = ModelParams(
+    burst_rate_per_s=1 / 150, burst_amplitude=1.2, burst_half_life_s=(15, 45)
+)
 
 
 def model_store_settings(root: Path, **overrides) -> Settings:

@@ -18,25 +18,19 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from monitoring_support import require_monitoring_tools, wait_until
+from monitoring_support import SPIKY_MARKET, require_monitoring_tools, wait_until
 
 from monitoring.alerting import inbox_server, read_inbox, render_config
 from monitoring.servers import ToolMissing, binary, start_alertmanager
 from tasks.core.episodes import episodes_of, observation_of
 from tasks.io.broker import free_port
 from tasks.io.streams import iter_window
-from tasks.sim.simulator import ModelParams
 from tasks.sim.writer import write_recordings
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 QUIET_S = 30.0  # event seconds without a flagged prediction that close an episode
 SPEED = 5.0  # replay speed: an episode lasts at least QUIET_S / SPEED = 6 s of wall time
-# A wild market with calm between its spikes: bursts twice as often as the calibrated market's,
-# twice as large and shorter (monitoring_support.WILD_MARKET never calms down: one episode).
-SPIKY_MARKET = ModelParams(
-    burst_rate_per_s=1 / 150, burst_amplitude=1.2, burst_half_life_s=(15, 45)
-)
 
 
 def _notifications(path, alertname):

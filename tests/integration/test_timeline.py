@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from monitoring_support import SPIKY_MARKET
 from PIL import Image
 
 from monitoring.timeline import span_of_recordings, write_timelines
@@ -72,6 +73,10 @@ def _draw(pages: list[Path], shots: Path) -> dict[str, dict]:
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.goto(pages[0].as_uri())
             links = page.locator("li a").count()
+            listed = {  # "BTC-USD: 720 scored seconds, 3 predicted and 2 real spike episodes"
+                item.split(":")[0]: [int(w) for w in item.split() if w.isdigit()]
+                for item in page.locator("li").all_inner_texts()
+            }
             for path in pages[1:]:
                 page.goto(path.as_uri())
                 page.locator("svg.timeline-chart").first.wait_for(timeout=10_000)
@@ -91,6 +96,7 @@ def _draw(pages: list[Path], shots: Path) -> dict[str, dict]:
                     "predicted": page.locator("rect.episode.predicted").count(),
                     "real": page.locator("rect.episode.real").count(),
                     "table_rows": page.locator("table tr").count() - 1,
+                    "listed": listed[path.stem],
                     "shot": shot,
                 }
         finally:
@@ -100,25 +106,32 @@ def _draw(pages: list[Path], shots: Path) -> dict[str, dict]:
     return drawn
 
 
-def _check(drawn: dict[str, dict], products: set[str]) -> None:
+def _check(drawn: dict[str, dict], products: set[str], *, spikes: bool) -> None:
+    """Every series and limit drawn across the page, one band per episode (and, with
+    ``spikes``, at least one predicted and one real episode)."""
     assert set(drawn) == products
     for product, page in drawn.items():
         assert set(page["widths"]) == SERIES, product
         assert all(width > 1000 for width in page["widths"].values()), page["widths"]
         assert page["limits"] == {"threshold", "tau"}
-        assert page["predicted"] >= 1 and page["real"] >= 1, (product, page)
-        assert page["table_rows"] == page["predicted"]  # one row per predicted episode
+        _scored, predicted, real = page["listed"]
+        assert (page["predicted"], page["real"]) == (predicted, real), (product, page)
+        assert page["table_rows"] == predicted  # one row per predicted episode
+        if spikes:
+            assert predicted >= 1 and real >= 1, (product, page)
         pixels = np.asarray(Image.open(page["shot"]).convert("L"), dtype=float)
         assert pixels.std() > 10, f"{page['shot']} is a blank page"
 
 
 def test_the_timeline_of_a_replayed_simulated_recording(sqlite_registry, broker_address, tmp_path):
-    write_recordings(tmp_path / "sim", ("BTC-USD", "ETH-USD"), seed=31, minutes=12)
+    write_recordings(
+        tmp_path / "sim", ("BTC-USD", "ETH-USD"), seed=31, minutes=12, params=SPIKY_MARKET
+    )
     recordings = [str(tmp_path / "sim")]
     settings = _replayed(sqlite_registry, broker_address, recordings)
     pages = _timelines(settings, recordings, tmp_path / "reports")
     assert [p.name for p in pages] == ["index.html", "BTC-USD.html", "ETH-USD.html"]
-    _check(_draw(pages, tmp_path), {"BTC-USD", "ETH-USD"})
+    _check(_draw(pages, tmp_path), {"BTC-USD", "ETH-USD"}, spikes=True)
 
 
 def test_the_timeline_of_a_replayed_real_recording(
@@ -127,4 +140,4 @@ def test_the_timeline_of_a_replayed_real_recording(
     recordings = [str(shared_recordings[1])]  # the busy evening of Dec 5, 2025
     settings = _replayed(sqlite_registry, broker_address, recordings)
     pages = _timelines(settings, recordings, tmp_path / "reports")
-    _check(_draw(pages, tmp_path), {"BTC-USD"})
+    _check(_draw(pages, tmp_path), {"BTC-USD"}, spikes=False)
