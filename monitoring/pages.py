@@ -453,7 +453,7 @@ def timeline_page(timeline: Any, quiet_s: float) -> str:
         f"<title>cryptovol timeline {product}</title>"
         f"<style>{STYLE}{TIMELINE_STYLE}</style></head><body>"
         f"<h1>Timeline of {product}</h1>"
-        f"<p>{_span({'start': _iso(x_range[0]), 'end': _iso(x_range[1])})}: {len(rows)} scored "
+        f"<p>{_iso(x_range[0])} to {_iso(x_range[1])} (UTC): {len(rows)} scored "
         f"seconds, {len(timeline.predicted)} predicted spike episodes ({hits} hits, "
         f"{false_alarms} false alarms, the rest not matured), {len(timeline.real)} real ones. "
         f"Versions: {escape(', '.join(dict.fromkeys(versions)))}. "
