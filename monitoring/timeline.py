@@ -85,17 +85,22 @@ def timelines(rows: pd.DataFrame, label: LabelSpec, quiet_s: float) -> list[Time
         part = part.sort_values("ts", kind="stable", ignore_index=True)
         predicted, real = [], []
         for r in part.itertuples(index=False):
-            common = {"volatility": _finite(getattr(r, VOLATILITY_COLUMN)), "tau": tau}
+            volatility = _finite(getattr(r, VOLATILITY_COLUMN))
             predicted.append(
                 Observation(
-                    str(product), r.ts, r.score, r.threshold, persistence=None,
-                    model_version=r.model_version, **common,
+                    str(product),
+                    r.ts,
+                    r.score,
+                    r.threshold,
+                    volatility=volatility,
+                    persistence=None,
+                    tau=tau,
+                    model_version=r.model_version,
                 )
-            )  # fmt: skip
-            # a real spike is a labelled second: the same grouping, on the labels
-            real.append(
-                Observation(str(product), r.ts, 1.0 if r.y == 1.0 else 0.0, 1.0, None, None, None)
             )
+            # a real spike is a labelled second: the same grouping, on the labels
+            spike = 1.0 if r.y == 1.0 else 0.0
+            real.append(Observation(str(product), r.ts, spike, 1.0, None, None, None))
         out.append(
             Timeline(
                 str(product),
