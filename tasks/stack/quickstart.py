@@ -98,7 +98,8 @@ class QuickstartReport:
             f"  MLflow         {_registry_hint(settings.tracking_uri)}",
             "  the whole stack: `uv run cryptovol up` serves MLflow http://127.0.0.1:5000, Prefect "
             "http://127.0.0.1:4200, the service http://127.0.0.1:3000, Prometheus "
-            "http://127.0.0.1:9090",
+            "http://127.0.0.1:9090, Alertmanager http://127.0.0.1:9093 (every alert it delivers: "
+            f"{settings.alert_inbox_path.resolve()})",
             "next:",
             "  uv run cryptovol promote [VERSION]      # move champion through the gates",
             "  uv run cryptovol rollback --why '...'   # back to the previous champion",
