@@ -157,7 +157,7 @@ class SpikeAlerts:
         now = self._wall()
         if event.kind == "opened":
             log.warning(
-                "SPIKE EPISODE %s opened: probability %.3f >= %.3f (version %s)",
+                "spike episode %s opened: probability %.3f >= %.3f (version %s)",
                 episode.episode_id,
                 episode.score,
                 episode.threshold,
