@@ -1,8 +1,10 @@
-"""Shared fixtures: a real embedded broker on a free loopback port, settings pointing at it."""
+"""Shared fixtures: a real embedded broker on a free loopback port, settings pointing at it, and
+a small tmpfs for disk-full and read-only faults."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -52,3 +54,40 @@ def kafka_settings(broker_address, tmp_path) -> Settings:
         dlq_topic=f"ticks.raw.dlq.{suffix}",
         data_dir=tmp_path / "data",
     )
+
+
+class SmallDisk:
+    """A 2 MiB tmpfs mounted for one test: a disk that fills up, or turns read-only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def free_bytes(self) -> int:
+        stat = os.statvfs(self.path)
+        return stat.f_bavail * stat.f_frsize
+
+    def fill(self, leave_bytes: int = 0) -> None:
+        """Take all the free space but ``leave_bytes`` (rounded to the 4 KiB block)."""
+        with (self.path / ".ballast").open("ab") as ballast:
+            ballast.write(b"\0" * max(self.free_bytes() - leave_bytes, 0))
+
+    def read_only(self) -> None:
+        subprocess.run(["mount", "-o", "remount,ro", str(self.path)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> SmallDisk:
+    """A 2 MiB tmpfs at a fresh folder (the tests run as root), unmounted after the test."""
+    path = tmp_path / "small_disk"
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs (needs root): {mounted.stderr.strip()}")
+    try:
+        yield SmallDisk(path)
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=True)

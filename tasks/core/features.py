@@ -24,6 +24,17 @@ Input handling, per product:
   tick at or before the last ``(sequence_num, index)`` seen from its source is a duplicate and is
   ignored. A new source is a new sequence space. Ticks without a sequence number (negative) are
   never taken for duplicates.
+- Sequence jumps: a sequence number counts a connection's messages, so it cannot run ahead of
+  the last one seen from its source by more than ``max_sequence_rate`` per second of event time
+  between the two (plus one second's worth). A tick that does is refused and counted
+  (``sequence_jumps``) without moving the source's mark, so one absurd number (10^15 in a file
+  that counts from 0) costs that tick alone instead of making every later tick a "duplicate".
+  A tick as far behind the mark is no re-sent duplicate either: the mark was the absurd one (the
+  first tick of a source) and the tick is taken, moving the mark back.
+- Bounds: the terms a tick adds to the window sums (mid price, spread, imbalance, event time) are
+  checked before any state changes (:class:`~tasks.core.messages.MessageError` otherwise), so no
+  tick can leave an infinity or a NaN in a sum; :func:`tasks.core.messages.to_tick` already
+  refuses the inputs that would produce one.
 - Late ticks: a tick older than the product's latest event time by at most ``late_tolerance_s``
   is processed as if it had arrived at the latest time (its row carries that time); an older one
   is counted and dropped.
@@ -38,13 +49,17 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.core.messages import Tick
+from tasks.core.messages import MAX_PRICE, MIN_PRICE, MessageError, Tick
 from tasks.core.timeutil import format_ts
 
-FEATURE_SET_VERSION = "fs1"
+FEATURE_SET_VERSION = "fs2"
 FEATURES_SCHEMA_VERSION = 1
 WINDOWS_S = (30, 60, 300)
 ONE_SECOND_WINDOWS_S = (60, 300)
+# The trailing level that tick intensity and spread are compared with (fs2): long enough to
+# define a regime, so a ratio to it means the same on every feed whatever its message rate.
+REGIME_WINDOW_S = 900
+REGIME_SHORT_WINDOWS_S = (30, 60)
 
 _PER_WINDOW = (
     "log_return",
@@ -65,10 +80,13 @@ FEATURE_NAMES: tuple[str, ...] = (
     *(f"realized_vol_1s_{w}" for w in ONE_SECOND_WINDOWS_S),
     "vol_ratio_30_300",
     "vol_ratio_60_300",
+    *(f"tick_intensity_ratio_{w}_{REGIME_WINDOW_S}" for w in REGIME_SHORT_WINDOWS_S),
+    *(f"spread_bps_ratio_{w}_{REGIME_WINDOW_S}" for w in REGIME_SHORT_WINDOWS_S),
 )
 
 NAN = math.nan
 _BPS = 1e4
+_MAX_SPREAD_BPS = 2 * _BPS  # (ask - bid) / mid with 0 < bid <= ask stays below 2
 _NW = len(WINDOWS_S)
 _N_WINDOW_FEATURES = len(_PER_WINDOW) * _NW
 _N_FEATURES = len(FEATURE_NAMES)
@@ -76,6 +94,7 @@ _I60 = WINDOWS_S.index(60)
 _SCALE_30_300 = math.sqrt(300 / 30)
 _SCALE_60_300 = math.sqrt(300 / 60)
 _NO_VOLS = (NAN,) * len(ONE_SECOND_WINDOWS_S)
+_REGIME_SHORT = tuple(WINDOWS_S.index(w) for w in REGIME_SHORT_WINDOWS_S)
 
 # a tick in a window: (ts, mid, r*r or 0, spread_bps or 0, imbalance or 0, has_r, has_spread,
 # has_imb); zeros stand in for missing values in the sums, the flags keep the counts right
@@ -87,6 +106,10 @@ class EngineConfig:
     late_tolerance_s: float = 2.0
     max_gap_s: float = 30.0  # windows restart after a longer silence
     max_sources_per_product: int = 64  # sequence spaces remembered for duplicate detection
+    # messages a connection can carry per second, at most: the recordings carry about 4, the
+    # whole exchange's ticker feed about 5,000; a sequence number further ahead of its source's
+    # mark than this allows is refused
+    max_sequence_rate: float = 1e5
 
 
 def restart_lookback_s(config: EngineConfig) -> float:
@@ -109,7 +132,8 @@ def restart_lookback_s(config: EngineConfig) -> float:
     ``max_sources_per_product`` sources of one product within that time (one a connection or a
     recording file), so duplicate detection forgets the same sources in both engines.
     """
-    return max(WINDOWS_S) + 1.0 + config.max_gap_s + 2.0 * config.late_tolerance_s
+    longest = max(*WINDOWS_S, REGIME_WINDOW_S)
+    return longest + 1.0 + config.max_gap_s + 2.0 * config.late_tolerance_s
 
 
 @dataclass(slots=True)
@@ -119,6 +143,7 @@ class EngineStats:
     late_adjusted: int = 0
     late_dropped: int = 0
     gaps_restarted: int = 0
+    sequence_jumps: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -127,6 +152,7 @@ class EngineStats:
             "late_adjusted": self.late_adjusted,
             "late_dropped": self.late_dropped,
             "gaps_restarted": self.gaps_restarted,
+            "sequence_jumps": self.sequence_jumps,
         }
 
 
@@ -300,6 +326,7 @@ class _ProductState:
         "last_mid",
         "last_ts",
         "next_second",
+        "regime_window",
         "second_windows",
         "segment",
         "sequences",
@@ -309,7 +336,8 @@ class _ProductState:
     )
 
     def __init__(self) -> None:
-        self.sequences: dict[str, tuple[int, int]] = {}
+        # per source: the last (sequence_num, index) taken, and its event time
+        self.sequences: dict[str, tuple[int, int, float]] = {}
         self.segment = -1
         self.last_ts = NAN
         self.restart()
@@ -318,6 +346,7 @@ class _ProductState:
         self.segment += 1
         self.last_mid = NAN
         self.tick_windows = tuple(_TickWindow(w) for w in WINDOWS_S)
+        self.regime_window = _TickWindow(REGIME_WINDOW_S)
         self.second_windows = tuple(_SecondWindow(w) for w in ONE_SECOND_WINDOWS_S)
         self.next_second = 0  # the first second of the 1-s grid not yet complete
         self.first_second = -1  # the segment's first grid second (it has no return)
@@ -335,7 +364,35 @@ class FeatureEngine:
         self._products: dict[str, _ProductState] = {}
 
     def process(self, tick: Tick) -> FeatureRow | None:
-        """The features after ``tick``, or None if it is a duplicate or too late (counted)."""
+        """The features after ``tick``, or None if it is a duplicate, too late or a sequence
+        jump (counted); :class:`MessageError`, with no state changed, if its terms are out of
+        bounds (module docstring)."""
+        bid = tick.best_bid
+        ask = tick.best_ask
+        has_spread = 1 if bid == bid and ask == ask else 0
+        mid = (bid + ask) * 0.5 if has_spread else tick.price
+        if not (MIN_PRICE <= mid <= MAX_PRICE and -math.inf < tick.ts < math.inf):
+            raise MessageError(
+                f"tick {tick.record_id} out of the engine's bounds: mid {mid!r}, ts {tick.ts!r}"
+            )
+        spread = _BPS * (ask - bid) / mid if has_spread else NAN
+        bid_qty = tick.best_bid_quantity
+        ask_qty = tick.best_ask_quantity
+        depth = bid_qty + ask_qty
+        if depth > 0.0:
+            imbalance = (bid_qty - ask_qty) / depth
+            has_imb = 1
+        else:
+            imbalance = NAN
+            has_imb = 0
+        spread_term = spread if has_spread else 0.0
+        imb_term = imbalance if has_imb else 0.0
+        if not (0.0 <= spread_term <= _MAX_SPREAD_BPS and -1.0 <= imb_term <= 1.0):
+            raise MessageError(
+                f"tick {tick.record_id} out of the engine's bounds: spread {spread!r} bps, "
+                f"imbalance {imbalance!r}"
+            )
+
         state = self._products.get(tick.product_id)
         if state is None:
             state = self._products[tick.product_id] = _ProductState()
@@ -344,11 +401,17 @@ class FeatureEngine:
 
         seq = tick.sequence_num
         if seq >= 0:
-            position = (seq, tick.index)
             seen = state.sequences.get(tick.source)
-            if seen is not None and position <= seen:
-                stats.duplicates += 1
-                return None
+            if seen is not None:
+                last_seq, last_index, seen_ts = seen
+                reach = config.max_sequence_rate * (1.0 + abs(tick.ts - seen_ts))
+                if seq < last_seq or (seq == last_seq and tick.index <= last_index):
+                    if last_seq - seq <= reach:
+                        stats.duplicates += 1
+                        return None
+                elif seq - last_seq > reach:
+                    stats.sequence_jumps += 1
+                    return None
 
         ts = tick.ts
         last_ts = state.last_ts
@@ -365,34 +428,12 @@ class FeatureEngine:
             sequences = state.sequences
             if tick.source not in sequences and len(sequences) >= config.max_sources_per_product:
                 del sequences[next(iter(sequences))]
-            sequences[tick.source] = position
+            sequences[tick.source] = (seq, tick.index, tick.ts)
         state.last_ts = ts
         stats.processed += 1
 
-        bid = tick.best_bid
-        ask = tick.best_ask
-        if bid == bid and ask == ask:
-            mid = (bid + ask) * 0.5
-            spread = _BPS * (ask - bid) / mid
-            has_spread = 1
-        else:
-            mid = tick.price
-            spread = NAN
-            has_spread = 0
-        bid_qty = tick.best_bid_quantity
-        ask_qty = tick.best_ask_quantity
-        depth = bid_qty + ask_qty
-        if depth > 0.0:
-            imbalance = (bid_qty - ask_qty) / depth
-            has_imb = 1
-        else:
-            imbalance = NAN
-            has_imb = 0
-
         prev_mid = state.last_mid
         state.last_mid = mid
-        spread_term = spread if has_spread else 0.0
-        imb_term = imbalance if has_imb else 0.0
         if prev_mid == prev_mid:
             r = math.log(mid / prev_mid)
             r2 = r * r
@@ -499,8 +540,52 @@ class FeatureEngine:
             *vol_1s,
             ratio_30,
             ratio_60,
+            *_regime_ratios(state.regime_window, entry, values),
         )
         return FeatureRow(tick.product_id, ts, tick.record_id, tuple(values), state.segment)
+
+
+def _regime_ratios(window: _TickWindow, entry: _Entry, values: list[float]) -> tuple[float, ...]:
+    """Add the tick to the regime window; tick intensity and mean spread over the short windows
+    as ratios to their levels over it (``*_ratio_{w}_900``).
+
+    The tick rate's level is the window's ticks per second of time it covers (all of it once a
+    tick has left it, else since the segment's first tick); the ratio is NaN until the segment
+    covers the short window. The spread ratio is NaN without a spread or with a zero level.
+    """
+    ts, has_spread = entry[0], entry[6]
+    ticks = window.ticks
+    cutoff = ts - window.width
+    if ts >= window.boundary:
+        window.new_epoch(ts, cutoff)  # evicts too
+    ticks.append(entry)
+    window.back_spread += entry[3]
+    window.n_spread += has_spread
+    window.n_ret += entry[5]  # kept exact, though only the spread count is read here
+    window.n_imb += entry[7]
+    front = window.front
+    if ticks[0][0] <= cutoff:  # all before the epoch's start: in front
+        while ticks[0][0] <= cutoff:
+            old = ticks.popleft()
+            front.pop()
+            window.n_ret -= old[5]
+            window.n_spread -= old[6]
+            window.n_imb -= old[7]
+        window.base_ts = old[0]
+        window.base_mid = old[1]
+    covered = window.width if window.base_ts == window.base_ts else ts - ticks[0][0]
+    level_rate = len(ticks) / covered if covered > 0.0 else NAN
+    level_spread = NAN
+    if window.n_spread:
+        level_spread = ((front[-1][1] if front else 0.0) + window.back_spread) / window.n_spread
+    rates, spreads = [], []
+    for k in _REGIME_SHORT:
+        width = WINDOWS_S[k]
+        rate = values[k + 6 * _NW]
+        rates.append(rate / level_rate if covered >= width else NAN)
+        spread_mean = values[k + 4 * _NW]
+        spreads.append(spread_mean / level_spread if level_spread > 0.0 else NAN)
+    return (*rates, *spreads)
 
 
 def _advance_grid(state: _ProductState, ts: float, prev_mid: float) -> tuple[float, ...]:

@@ -203,3 +203,59 @@ class Load:
     def served(self) -> int:
         with self._lock:
             return sum(self.statuses.values())
+
+
+def fitted_har_rv(seed: int = 0):
+    """A HAR-RV predictor fitted on synthetic rows (a linear model: extreme inputs overflow it)
+    and a frame of such rows."""
+    import numpy as np
+    import pandas as pd
+
+    from tasks.core.features import FEATURE_NAMES
+    from tasks.core.models import SpikePredictor, make_estimator
+    from tasks.core.scorer import FitTarget
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        np.abs(rng.normal(1.0, 0.3, (500, len(FEATURE_NAMES)))), columns=FEATURE_NAMES
+    )
+    forward = np.abs(rng.normal(1.0, 0.3, len(frame)))
+    tau = 1.3
+    estimator = make_estimator("har_rv").fit(
+        frame, (forward >= tau).astype(int), target=FitTarget(forward, tau)
+    )
+    label = {"mode": "absolute", "tau": tau, "horizon_s": 60}
+    return SpikePredictor("har_rv", estimator, label, 0.5, feature_names=FEATURE_NAMES), frame
+
+
+def register_predictor(settings: Settings, predictor, frame, variant: str = "ml") -> str:
+    """Log ``predictor`` in a run of the project's experiment and register it as a new version."""
+    import mlflow
+
+    from tasks.io import registry
+    from tasks.io.model_store import log_model
+
+    client = registry.connect(settings)
+    experiment = registry.experiment_id(settings, client)
+    with mlflow.start_run(experiment_id=experiment, run_name="tests-crafted") as run:
+        info = log_model("model", predictor, frame)
+    return registry.register_version(
+        client, info, registry.model_name(settings, variant), run.info.run_id
+    )
+
+
+EXTREME_VALUES = (1e308, -1e308, 1e-320, -1e-320, 1e200, -5.0, 1e15, 0.0, 1.0, 5e-324)
+
+
+def overflowing_row(predictor):
+    """The first row of extreme values (a fixed pseudo-random search) that ``predictor``
+    scores as non-finite."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(20_000):
+            row = rng.choice(EXTREME_VALUES, len(predictor.feature_names))
+            if not np.isfinite(predictor.predict_array(row[None, :])[0]):
+                return row
+    raise AssertionError("no overflowing row found")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram
 
 from tasks.core.feature_catalog import catalog, describe
-from tasks.core.features import FEATURE_NAMES, FeatureRow
+from tasks.core.features import FEATURE_NAMES, FEATURE_SET_VERSION, FeatureRow
 from tasks.core.predictions import (
     SCORE_BUCKETS,
     FeatureRecordError,
@@ -48,7 +48,7 @@ def test_a_feature_record_round_trips():
     record = parse_feature_record(feature_bytes())
     assert (record.record_id, record.product_id) == ("BTC-USD|f.ndjson|7|0", "BTC-USD")
     assert record.ts == "2026-01-01T00:00:00.250000Z" and record.event_ts == 1767225600.25
-    assert record.feature_set_version == "fs1"
+    assert record.feature_set_version == FEATURE_SET_VERSION
     X, missing = feature_array([record.features], FEATURE_NAMES)
     assert missing == [[n for i, n in enumerate(FEATURE_NAMES) if i % 3 == 0]]
     assert X[0][1] == 1.0
@@ -64,12 +64,14 @@ def test_a_feature_record_round_trips():
         (feature_bytes(schema_version=2), "schema_version"),
         (feature_bytes(record_id=""), "record_id"),
         (feature_bytes(product_id=7), "product_id"),
+        (feature_bytes(product_id="../x"), "product_id"),
+        (feature_bytes(product_id="X" * 10_000), "product_id"),
         (feature_bytes(ts="noon"), "ts"),
         (feature_bytes(features=[1.0]), "features"),
         (feature_bytes(features={"ret_std": "0.1"}), "features.ret_std"),
         (feature_bytes(features={"n": True}), "features.n"),
         (
-            b'{"schema_version": 1, "record_id": "r", "product_id": "p", "ts": '
+            b'{"schema_version": 1, "record_id": "r", "product_id": "BTC-USD", "ts": '
             b'"2026-01-01T00:00:00Z", "feature_set_version": "fs1", "features": {"n": Infinity}}',
             "features.n",
         ),

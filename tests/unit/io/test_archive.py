@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
+import pytest
+
 from tasks.core.messages import parse_envelope
-from tasks.io.archive import CONTROL_KEY, MULTI_KEY, ArchiveWriter, archive_key
+from tasks.io.archive import (
+    CONTROL_KEY,
+    MULTI_KEY,
+    ArchiveWriteError,
+    ArchiveWriter,
+    archive_key,
+)
 from tasks.io.recordings import BadLine, expand_inputs, read_envelopes, source_name
 
 HOUR = 1767225600.0  # 2026-01-01T00:00:00Z
@@ -39,7 +48,21 @@ def test_messages_are_routed_to_exactly_one_folder():
     assert archive_key(parse_envelope(_ticker(0))) == CONTROL_KEY
     assert archive_key(parse_envelope(_heartbeat(1))) == CONTROL_KEY
     assert archive_key(None) == CONTROL_KEY
-    assert archive_key(parse_envelope(_ticker(0, "../../etc"))) == ".._.._etc"
+    for not_a_product in ("..", "../../etc", "", "btc/usd", "X" * 10_000):
+        assert archive_key(parse_envelope(_ticker(0, not_a_product))) == CONTROL_KEY
+
+
+def test_a_product_id_of_dot_dot_stays_inside_the_archive(tmp_path):
+    """Issue 15, item 6: ``..`` was a folder name, so its file landed beside ``archive/``."""
+    root = tmp_path / "archive"
+    archive = _write_all(
+        root, [(_ticker(0, ".."), "run-1", HOUR), (_ticker(1, "."), "run-1", HOUR)]
+    )
+    (path,) = archive.stats.files  # both in the control folder's one file of this connection
+    assert path.parent == root / CONTROL_KEY
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.gz")) == [
+        path.relative_to(tmp_path)
+    ]
 
 
 def _write_all(root: Path, messages: list[tuple[str, str, float]]) -> ArchiveWriter:
@@ -112,3 +135,34 @@ def test_close_source_finishes_only_that_connection(tmp_path):
     archive.close()
     assert len(gzip.decompress(second.read_bytes()).splitlines()) == 2
     assert len(archive.stats.files) == 2
+
+
+def test_a_full_disk_raises_naming_the_file_and_counts_only_lines_that_reached_it(small_disk):
+    """Before, the OSError escaped as a network-looking error and every line written to the
+    compressor counted, on disk or not."""
+    archive = ArchiveWriter(small_disk.path / "archive", flush_every_s=3600)
+    for seq in range(10):
+        archive.write(_ticker(seq, "BTC-USD"), "BTC-USD", "run-1", HOUR)
+    archive.flush()
+    small_disk.fill()
+    flushed = 10
+    with pytest.raises(ArchiveWriteError, match="No space left on device") as failure:
+        while flushed < 100_000:
+            archive.write(os.urandom(2000).hex(), "BTC-USD", "run-1", HOUR)  # incompressible
+            archive.flush()
+            flushed += 1
+    assert not isinstance(failure.value, OSError)  # not to be retried as a connection error
+    (path,) = archive.stats.files
+    assert str(failure.value).startswith(f"cannot write the raw archive at {path}: ")
+    with pytest.raises(ArchiveWriteError):
+        archive.close()  # the gzip trailer does not fit either
+    assert archive.stats.lines == flushed  # not the line whose flush failed
+    items = list(read_envelopes([path]))
+    assert [i.envelope.sequence_num for i in items[:10]] == list(range(10))
+    assert len(items) >= flushed  # each counted line is in the file (the rest: bad lines)
+
+
+def test_an_archive_under_a_file_is_refused_by_name(tmp_path):
+    (tmp_path / "data").write_text("a file")
+    with pytest.raises(ArchiveWriteError, match="Not a directory"):
+        ArchiveWriter(tmp_path / "data" / "archive").prepare()
