@@ -2,9 +2,10 @@
 grouped, routed, silenced and inhibited like every alert), and every episode event on the
 ``ticks.alerts`` topic.
 
-The scorer calls :meth:`SpikeAlerts.observe` once per delivered prediction batch, and with no
-observations on an idle poll, so episodes still close when a product (or the whole feed) goes
-quiet: a product's stream time runs on from its last event time at the pace of the wall clock.
+The scorer calls :meth:`SpikeAlerts.observe` once per poll with the predictions acknowledged
+since the last (none on an idle poll), so episodes still close when a product (or the whole
+feed) goes quiet: a product's stream time runs on from its last event time at the pace of the
+wall clock.
 
 An open episode's alert is posted with an end a lease ahead (``LEASE_S``) and posted again
 before the lease runs out, as Prometheus does; closing the episode posts it with its end now,
@@ -21,10 +22,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import httpx
-from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from tasks.core.episodes import Episode, EpisodeEvent, EpisodeTracker, Observation
+from tasks.io.kafka import make_producer
 from tasks.settings import Settings
 
 log = logging.getLogger("cryptovol.alerts")
@@ -107,7 +108,6 @@ class SpikeAlerts:
     def __init__(
         self,
         settings: Settings,
-        producer: Producer,
         metrics: SpikeAlertMetrics,
         *,
         wall: Callable[[], float] = time.time,
@@ -115,7 +115,8 @@ class SpikeAlerts:
     ) -> None:
         self.alertmanager = settings.alertmanager_url.rstrip("/")
         self.topic = settings.alerts_topic
-        self.producer = producer
+        self.producer = make_producer(settings)
+        self._flush_timeout_s = settings.kafka_connect_timeout_s
         self.metrics = metrics
         self.trackers = {
             scorer: EpisodeTracker(settings.episode_quiet_s, scorer=scorer) for scorer in SCORERS
@@ -177,6 +178,10 @@ class SpikeAlerts:
             on_delivery=_log_failed_delivery,
         )
         self.producer.poll(0)
+
+    def close(self) -> None:
+        """Deliver the episode records still in flight (the alerts wait for the next start)."""
+        self.producer.flush(self._flush_timeout_s)
 
     def _refresh_leases(self) -> None:
         now = self._wall()
