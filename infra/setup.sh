@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # One-time machine setup, idempotent and quiet:
 #   1. the Debian packages the monitoring stack and its tests use: Prometheus (with promtool), the
-#      Pushgateway and Chromium (headless browser checks of the drift reports). Skipped when
+#      Pushgateway, Alertmanager (with amtool) and Chromium (headless browser checks of the drift reports). Skipped when
 #      already installed; `apt-get update` runs once, and only when something is missing.
 #   2. uv, then the locked environment (bytecode compiled for fast imports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # package:command pairs: a package counts as installed when its command is on PATH
-APT_PACKAGES=(prometheus:promtool prometheus-pushgateway:prometheus-pushgateway chromium:chromium
+APT_PACKAGES=(prometheus:promtool prometheus-pushgateway:prometheus-pushgateway
+  prometheus-alertmanager:prometheus-alertmanager chromium:chromium
   fonts-liberation:)
 
 missing=()

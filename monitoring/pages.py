@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+import pandas as pd
+
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 STYLE = """
 body { font-family: Liberation Sans, Arial, sans-serif; margin: 24px; color: #222; }
@@ -327,10 +329,215 @@ def index_page(
         f"<p>{len(ordered)} checks, newest first. A feature drifts when its distribution moved "
         "0.5 reference standard deviations or more (Wasserstein distance) from the judged "
         f"model's training sample; alert and retraining at a share of {limit:g}.</p>"
-        f"<div class='charts'>{charts}</div>"
+        f"<div class='charts'>{charts}</div>{timeline_link()}"
         "<h2>Checks</h2><table><tr><th>time (report)</th><th>model</th><th>drift share</th>"
         "<th>drifted</th><th>top drifted</th><th>score drift</th><th>current data</th>"
         f"<th>live PR-AUC {window}</th><th>persistence</th><th>z-score</th>"
         "<th>retraining</th></tr>"
         f"{''.join(rows)}</table></body></html>"
     )
+
+
+TIMELINE_STYLE = """
+.episode.predicted { fill: #d62728; fill-opacity: 0.18; }
+.episode.real { fill: #2ca02c; fill-opacity: 0.22; }
+.timeline svg { display: block; margin-bottom: 4px; }
+"""
+MAX_POINTS = 4000  # a day is 86,400 grid seconds: every n-th is drawn, the episodes all are
+
+
+def band_chart(
+    title: str,
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    x_range: tuple[float, float],
+    *,
+    limits: dict[str, float | None] | None = None,
+    bands: dict[str, Sequence[tuple[float, float]]] | None = None,
+    step: bool = False,
+    width: int = 1200,
+    height: int = 190,
+) -> str:
+    """An SVG chart of (times, values) series over a shared time axis, with dashed limit lines
+    and shaded bands (``bands``: CSS class -> spans). ``step``: values hold until the next."""
+    left, right, top, bottom = 64, 12, 24, 30
+    x0, x1 = x_range
+    values = [v for _, vs in series.values() for v in vs if math.isfinite(v)]
+    values += [v for v in (limits or {}).values() if v is not None and math.isfinite(v)]
+    svg = [
+        f'<svg class="chart timeline-chart" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+        f'height="{height}" role="img" aria-label="{escape(title)}">',
+        f'<text x="{left}" y="15" font-size="13" font-weight="bold">{escape(title)}</text>',
+    ]
+    if not values:
+        svg.append(f'<text x="{left}" y="{height / 2}" fill="#777">no data</text></svg>')
+        return "".join(svg)
+    lo, hi = min(values), max(values)
+    pad = (hi - lo) * 0.05 or abs(hi) * 0.05 or 1.0
+    lo, hi = lo - pad, hi + pad
+
+    def sx(x: float) -> float:
+        return left + (x - x0) / ((x1 - x0) or 1.0) * (width - left - right)
+
+    def sy(y: float) -> float:
+        return height - bottom - (y - lo) / (hi - lo) * (height - top - bottom)
+
+    for css, spans in (bands or {}).items():
+        for start, end in spans:
+            svg.append(
+                f'<rect class="episode {css}" x="{sx(start):.1f}" y="{top}" '
+                f'width="{max(sx(end) - sx(start), 1.5):.1f}" height="{height - top - bottom}"/>'
+            )
+    svg.append(
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" '
+        'stroke="#999"/>'
+    )
+    for tick in (lo + pad, hi - pad):
+        svg.append(
+            f'<text x="{left - 6}" y="{sy(tick) + 4}" font-size="11" text-anchor="end">'
+            f"{tick:.4g}</text>"
+        )
+    for x, anchor in ((x0, "start"), (x1, "end")):
+        label = datetime.fromtimestamp(x, UTC).strftime("%m-%d %H:%M:%S")
+        svg.append(
+            f'<text x="{sx(x)}" y="{height - 10}" font-size="11" text-anchor="{anchor}">'
+            f"{label}</text>"
+        )
+    for i, (name, limit) in enumerate((limits or {}).items()):
+        if limit is None or not math.isfinite(limit):
+            continue
+        svg.append(
+            f'<line class="limit" data-name="{escape(name)}" x1="{left}" y1="{sy(limit):.1f}" '
+            f'x2="{width - right}" y2="{sy(limit):.1f}" stroke="#b00020" '
+            'stroke-dasharray="5,4"/>'
+            f'<text x="{width - right - 160 * i}" y="{sy(limit) - 4:.1f}" font-size="11" '
+            f'fill="#b00020" text-anchor="end">{escape(name)} {limit:.4g}</text>'
+        )
+    for i, (name, (xs, ys)) in enumerate(series.items()):
+        color = COLORS[i % len(COLORS)]
+        stride = max(1, len(xs) // MAX_POINTS)
+        points = [(x, y) for x, y in zip(xs[::stride], ys[::stride], strict=True) if y == y]
+        if step:
+            points = [p for a, b in zip(points, points[1:] + points[-1:], strict=True)
+                      for p in (a, (b[0], a[1]))]  # fmt: skip
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
+        svg.append(
+            f'<polyline class="series" data-name="{escape(name)}" fill="none" '
+            f'stroke="{color}" stroke-width="1.5" points="{path}"/>'
+            f'<text x="{left + 8 + 190 * i}" y="{height - 1}" font-size="11" fill="{color}">'
+            f"&#9632; {escape(name)}</text>"
+        )
+    svg.append("</svg>")
+    return "".join(svg)
+
+
+def _episode_rows(episodes: Sequence[Any], quiet_s: float) -> str:
+    rows = []
+    for e in episodes:
+        end = e.closed_at if e.closed_at is not None else e.last_flagged_at
+        rows.append(
+            "<tr>"
+            f"<td>{datetime.fromtimestamp(e.opened_at, UTC):%H:%M:%S}</td>"
+            f"<td class='num'>{end - e.opened_at:.0f} s</td>"
+            f"<td class='num'>{fmt(e.score)}</td><td class='num'>{fmt(e.peak_score)}</td>"
+            f"<td>{escape(e.model_version)}</td>"
+            f"<td>{escape(e.outcome or ('open' if e.closed_at is None else 'not matured'))}</td>"
+            "</tr>"
+        )
+    return (
+        "<table><tr><th>opened (UTC)</th><th>lasted</th><th>probability</th><th>peak</th>"
+        f"<th>model</th><th>outcome</th></tr>{''.join(rows)}</table>"
+        f"<p class='muted'>An episode closes {quiet_s:g} s after its last prediction at or above "
+        "the threshold.</p>"
+    )
+
+
+def _spans(episodes: Sequence[Any]) -> list[tuple[float, float]]:
+    return [
+        (e.opened_at, e.closed_at if e.closed_at is not None else e.last_flagged_at)
+        for e in episodes
+    ]
+
+
+def timeline_page(timeline: Any, quiet_s: float) -> str:
+    """One product's timeline (a :class:`monitoring.timeline.Timeline`): mid price, predicted
+    probability with the threshold and the predicted episodes, forward volatility with tau and
+    the real spike episodes, and the champion version in force."""
+    rows = timeline.rows
+    ts = rows["ts"].to_numpy(dtype=float)
+    x_range = (float(ts.min()), float(ts.max()))
+    threshold = float(rows["threshold"].iloc[-1])
+    versions = rows["model_version"].astype(str)
+    numeric = pd.to_numeric(versions, errors="coerce").to_numpy(dtype=float)
+    predicted, real = _spans(timeline.predicted), _spans(timeline.real)
+    hits = sum(e.outcome == "hit" for e in timeline.predicted)
+    false_alarms = sum(e.outcome == "false_alarm" for e in timeline.predicted)
+    charts = "".join(
+        (
+            band_chart("Mid price", {"mid price": (ts, rows["mid"].to_numpy(float))}, x_range),
+            band_chart(
+                "Predicted spike probability (shaded: predicted episodes)",
+                {"probability": (ts, rows["score"].to_numpy(float))},
+                x_range,
+                limits={"threshold": threshold},
+                bands={"predicted": predicted},
+            ),
+            band_chart(
+                "Forward 60 s volatility, once known (shaded: real spike episodes)",
+                {"forward volatility": (ts, rows["fwd_vol"].to_numpy(float))},
+                x_range,
+                limits={"tau": timeline.tau},
+                bands={"real": real},
+            ),
+            band_chart(
+                "Champion version in force",
+                {"model version": (ts, numeric)},
+                x_range,
+                step=True,
+                height=120,
+            ),
+        )
+    )
+    product = escape(timeline.product_id)
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>cryptovol timeline {product}</title>"
+        f"<style>{STYLE}{TIMELINE_STYLE}</style></head><body>"
+        f"<h1>Timeline of {product}</h1>"
+        f"<p>{_iso(x_range[0])} to {_iso(x_range[1])} (UTC): {len(rows)} scored "
+        f"seconds, {len(timeline.predicted)} predicted spike episodes ({hits} hits, "
+        f"{false_alarms} false alarms, the rest not matured), {len(timeline.real)} real ones. "
+        f"Versions: {escape(', '.join(dict.fromkeys(versions)))}. "
+        "<a href='index.html'>All products</a></p>"
+        f"<div class='timeline'>{charts}</div>"
+        f"<h2>Predicted episodes</h2>{_episode_rows(timeline.predicted, quiet_s)}"
+        "</body></html>"
+    )
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def timeline_index_page(
+    timelines: Sequence[Any], since: float, until: float, notes: Sequence[str]
+) -> str:
+    """The products with a timeline, for a span."""
+    items = "".join(
+        f"<li><a href='{escape(t.product_id)}.html'>{escape(t.product_id)}</a>: "
+        f"{len(t.rows)} scored seconds, {len(t.predicted)} predicted and {len(t.real)} real "
+        "spike episodes</li>"
+        for t in timelines
+    )
+    note = "".join(f"<p class='muted'>{escape(n)}</p>" for n in notes)
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>cryptovol timelines</title><style>{STYLE}</style></head><body>"
+        f"<h1>Timelines</h1><p>{_iso(since)} to {_iso(until)}</p>"
+        f"<ul>{items or '<li>no product was scored in this span</li>'}</ul>{note}"
+        "<p><a href='../drift/index.html'>Drift reports</a></p></body></html>"
+    )
+
+
+def timeline_link() -> str:
+    """The drift index's link to the timelines (``cryptovol reports`` writes them)."""
+    return "<p><a href='../timeline/index.html'>Timelines: predictions against the market</a></p>"

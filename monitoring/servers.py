@@ -39,9 +39,11 @@ def render_config(
     *,
     interval_s: float | None = None,
     template: Path = CONFIG_TEMPLATE,
+    alertmanager: str | None = None,
 ) -> Path:
     """``template`` with each job's target replaced (``None`` drops the job), rule files made
-    absolute, and optionally a shorter scrape and evaluation interval. Returns ``out``."""
+    absolute, alerts sent to ``alertmanager`` (host:port; ``None``: to none), and optionally a
+    shorter scrape and evaluation interval. Returns ``out``."""
     config: dict[str, Any] = yaml.safe_load(template.read_text())
     unknown = set(targets) - {job["job_name"] for job in config["scrape_configs"]}
     if unknown:
@@ -55,6 +57,9 @@ def render_config(
             job["static_configs"] = [{"targets": [targets[name]]}]
         jobs.append(job)
     config["scrape_configs"] = jobs
+    config.pop("alerting", None)
+    if alertmanager is not None:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
     config["rule_files"] = [str((template.parent / f).resolve()) for f in config["rule_files"]]
     if interval_s is not None:
         config["global"]["scrape_interval"] = f"{interval_s:g}s"
@@ -112,3 +117,13 @@ def alerts(prometheus_url: str, timeout: float = 10.0) -> list[dict]:
     response = httpx.get(f"{prometheus_url}/api/v1/alerts", timeout=timeout)
     response.raise_for_status()
     return response.json()["data"]["alerts"]
+
+
+def start_alertmanager(config: Path, port: int, storage: Path, log_path: Path) -> Service:
+    """Alertmanager on 127.0.0.1:``port`` (no cluster) with its state in ``storage``; returns
+    once it is ready. ``config``: rendered by :func:`monitoring.alerting.render_config`."""
+    from monitoring.alerting import alertmanager_argv
+
+    storage.mkdir(parents=True, exist_ok=True)
+    cmd = list(alertmanager_argv(binary("prometheus-alertmanager"), config, port, storage))
+    return _spawn("alertmanager", cmd, f"http://127.0.0.1:{port}", log_path, "/-/ready")

@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "rollback": "Move the champion alias back to the previous champion",
     "drift": "Judge the current features against the champion's training sample",
     "reports": "Serve the drift reports on 127.0.0.1 (or print the index path)",
+    "alert-inbox": "Receive Alertmanager's notifications into a file (the local receiver)",
     "bench": "Measure throughput of the engine, replay and capture",
 }
 

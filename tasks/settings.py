@@ -68,6 +68,22 @@ class Settings(BaseSettings):
     mlflow_port: int = 5000
     prefect_port: int = 4200
     prometheus_port: int = 9090
+    alert_inbox_port: int = 9094  # the local webhook receiver that writes deliveries to a file
+
+    # Alertmanager: where `up` starts it, and where the scorer sends spike alerts (empty: not
+    # sent; `up` sets it to the Alertmanager it starts).
+    alertmanager_port: int = 9093
+    alertmanager_url: str = ""
+    # Alert receivers (monitoring/alertmanager.yml): empty means not configured; the local inbox
+    # (``alert_inbox_path``) always receives.
+    alert_webhook_url: str = ""  # any HTTP endpoint taking Alertmanager's webhook JSON
+    alert_slack_url: str = ""  # a Slack (or Slack-compatible) incoming webhook
+    alert_slack_channel: str = "#cryptovol"
+
+    # Spike episodes (tasks/core/episodes.py): an episode closes after this long without a
+    # prediction at or above the threshold; the scorer sends one alert per episode.
+    episode_quiet_s: float = Field(120.0, gt=0)
+    alerts_topic: str = "ticks.alerts"
 
     # MLflow (empty: a SQLite store under data_dir)
     mlflow_tracking_uri: str = Field(
@@ -107,6 +123,11 @@ class Settings(BaseSettings):
     def reports_dir(self) -> Path:
         """Validation and drift reports."""
         return self.data_dir / "reports"
+
+    @property
+    def alert_inbox_path(self) -> Path:
+        """Alertmanager's deliveries to the local inbox, one JSON notification per line."""
+        return self.data_dir / "alerts" / "inbox.jsonl"
 
     @property
     def tracking_uri(self) -> str:

@@ -1,11 +1,13 @@
 """The Grafana dashboards, written as JSON into ``monitoring/grafana/dashboards/``.
 
-Three dashboards on the Prometheus data source provisioned as uid ``prometheus``:
+Four dashboards on the Prometheus data source provisioned as uid ``prometheus``:
 
 - **Service**: /predict requests/s, latency quantiles, errors, rows scored, served model version,
   reloads and registry checks (the BentoML service's metrics);
 - **Pipeline**: ticks/s per product, gaps, reconnects, features/s, event lag, latency and DLQ of
   capture, featurizer and scorer;
+- **SLOs and spike alerts**: error budget left, burn rates and error ratios of every SLO, spike
+  episodes per hour with hits and false alarms, beside persistence;
 - **Model**: served score distribution, spike rate, live PR-AUC beside both baselines, calibration,
   whether the persistence fall-back is served and since when,
   drift share and per-feature drift, time of the last drift report (linked to the report index),
@@ -398,10 +400,93 @@ MODEL = (
     ),
 )
 
+
+def _per_slo(expr: str) -> str:
+    """``expr`` of a recorded ``slo:`` series, divided by each SLO's own error budget."""
+    return f"{expr} / on(slo) group_left() slo:error_budget:ratio"
+
+
+def slo_panels() -> tuple[Panel, ...]:
+    """The SLO dashboard: the budget left, burn rates, error ratios (monitoring/prometheus/
+    slo.yml), and the spike episodes the scorer alerted on, judged once their labels matured,
+    beside persistence at its own threshold (tasks/core/episodes.py)."""
+    budget = (("red", None), ("orange", 0.25), ("green", 0.5))
+    return (
+        Panel(
+            "Error budget left (30 days)",
+            (_q(f"1 - {_per_slo('slo:error_ratio:rate30d')}", "{{slo}}"),),
+            kind="bargauge",
+            unit="percentunit",
+            width=24,
+            height=6,
+            description="Objectives: docs/monitoring.md#service-level-objectives. Below 0: "
+            "the objective is missed over the last 30 days.",
+            thresholds=budget,
+        ),
+        Panel(
+            "Burn rate over 1 h (14.4 pages with the 5 min rate)",
+            (_q(_per_slo("slo:error_ratio:rate1h"), "{{slo}}"),),
+            thresholds=(("green", None), ("orange", 6), ("red", 14.4)),
+            description="1 spends the budget in exactly 30 days (alerts ErrorBudgetBurnFast/Slow).",
+        ),
+        Panel(
+            "Burn rate over 6 h and 3 days",
+            (
+                _q(_per_slo("slo:error_ratio:rate6h"), "6 h {{slo}}"),
+                _q(_per_slo("slo:error_ratio:rate3d"), "3 d {{slo}}"),
+            ),
+        ),
+        Panel(
+            "Error ratio over 5 min by SLO",
+            (_q("slo:error_ratio:rate5m", "{{slo}}"),),
+            unit="percentunit",
+            width=24,
+        ),
+        Panel(
+            "Spike episodes opened per hour: model and persistence",
+            (
+                _q(
+                    "sum by (scorer) (increase(cryptovol_scorer_episodes_total[1h]))",
+                    "{{scorer}}",
+                ),
+            ),
+            description="One alert per model episode; persistence's are counted, never sent.",
+        ),
+        Panel(
+            "Hits and false alarms per hour (matured episodes)",
+            (
+                _q(
+                    "sum by (scorer, outcome) "
+                    "(increase(cryptovol_scorer_episode_outcomes_total[1h]))",
+                    "{{scorer}} {{outcome}}",
+                ),
+            ),
+            description="A hit: the realized 60 s volatility reached tau within the horizon "
+            "of one of the episode's predictions.",
+        ),
+        Panel(
+            "Spike episodes open now",
+            (_q("cryptovol_scorer_episodes_open", "{{scorer}}"),),
+            kind="stat",
+            width=12,
+            height=5,
+        ),
+        Panel(
+            "Alert posts to Alertmanager that failed (1 h)",
+            (_q("increase(cryptovol_scorer_alert_post_failures_total[1h])", "failures"),),
+            kind="stat",
+            width=12,
+            height=5,
+            thresholds=(("green", None), ("red", 1)),
+        ),
+    )
+
+
 DASHBOARDS: dict[str, tuple[str, tuple[Panel, ...]]] = {
     "service": ("cryptovol / Service", SERVICE),
     "pipeline": ("cryptovol / Pipeline", PIPELINE),
     "model": ("cryptovol / Model", MODEL),
+    "slo": ("cryptovol / SLOs and spike alerts", slo_panels()),
 }
 
 

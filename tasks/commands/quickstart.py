@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from tasks.settings import get_settings
 from tasks.stack.quickstart import QuickstartOptions, run_quickstart
@@ -33,20 +35,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _log_to_file(path: Path, *, verbose: bool) -> Path:
-    """Every log line and warning to ``path``; the console keeps only the progress lines."""
+def _log_to_file(path: Path, *, verbose: bool) -> tuple[Path, TextIO]:
+    """Every log line and warning to ``path``; returns it and the console stream.
+
+    Unless ``verbose``, the process's own stderr (file descriptor 2) goes to the log file too:
+    librdkafka's C threads and MLflow's progress bars write there directly, past Python's
+    logging. The console is a copy of the original stderr, kept for the progress lines.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
-    console = [h for h in root.handlers if isinstance(h, logging.StreamHandler)]
+    console = sys.stderr
     if not verbose:
-        for handler in console:
+        for handler in [h for h in root.handlers if isinstance(h, logging.StreamHandler)]:
             root.removeHandler(handler)
+        sys.stderr.flush()
+        console = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8")
+        with path.open("ab") as log_file:
+            os.dup2(log_file.fileno(), 2)
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)
-    return path
+    return path, console
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
         train=not args.no_train,
     )
     settings = get_settings()
-    log_path = _log_to_file(settings.data_dir / "quickstart.log", verbose=args.verbose_console)
-    console = sys.stderr if args.json else sys.stdout  # --json keeps stdout for the report
+    log_path, stderr = _log_to_file(
+        settings.data_dir / "quickstart.log", verbose=args.verbose_console
+    )
+    console = stderr if args.json else sys.stdout  # --json keeps stdout for the report
 
     def progress(line: str) -> None:
         print(line, file=console, flush=True)

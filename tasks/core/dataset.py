@@ -60,8 +60,7 @@ class _ProductSeries:
         self.pending: tuple[int, FeatureRow, str] | None = None
 
     def add(self, tick: Tick, row: FeatureRow) -> None:
-        bid, ask = tick.best_bid, tick.best_ask
-        mid = (bid + ask) * 0.5 if bid == bid and ask == ask else tick.price  # as the engine
+        mid = tick.mid  # as the engine
         pending = self.pending
         # the previous tick is the last one at or before some second s iff ts_prev <= s < ts
         if pending is not None and math.ceil(pending[1].ts) < row.ts:

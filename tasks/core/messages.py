@@ -326,6 +326,12 @@ class Tick:
     def record_id(self) -> str:
         return f"{self.product_id}|{self.source}|{self.sequence_num}|{self.index}"
 
+    @property
+    def mid(self) -> float:
+        """The mid price: halfway between best bid and ask, else the last trade price."""
+        bid, ask = self.best_bid, self.best_ask
+        return (bid + ask) * 0.5 if bid == bid and ask == ask else self.price
+
 
 def _number(ticker: dict[str, Any], name: str, low: float, high: float, *, required: bool) -> float:
     """A ticker field as a float in ``[low, high]``; NaN when absent and not ``required``."""

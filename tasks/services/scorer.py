@@ -11,7 +11,9 @@ registry's champion (or the baseline with ``MODEL_VARIANT=baseline``), watched a
 without a restart. A batch reads the current model once, so its predictions all name one version.
 
 A prediction at or above the model's threshold is a spike: one alert line on the
-``cryptovol.alerts`` logger, and ``cryptovol_scorer_spikes_total{product}``. A record that cannot
+``cryptovol.alerts`` logger, and ``cryptovol_scorer_spikes_total{product}``. Spikes make episodes,
+one alert each through Alertmanager and ``ticks.alerts`` (:mod:`tasks.io.spike_alerts`), fed
+once per poll with the predictions acknowledged since. A record that cannot
 be scored (not a feature record, a value that is not a number, another feature set than the
 model's, anything that raises while it is read) goes to the dead-letter topic
 (``ticks.features.dlq``) with the reason in its headers, and is committed with its batch.
@@ -33,6 +35,7 @@ import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from tasks.core.episodes import Observation, observation_of
 from tasks.core.predictions import (
     FeatureRecord,
     FeatureRecordError,
@@ -44,6 +47,7 @@ from tasks.io.consumer_loop import ConsumerLoop, LoopStats, RecordHandler, metri
 from tasks.io.delivery import Outgoing
 from tasks.io.kafka import ensure_topics, require_broker
 from tasks.io.model_source import ModelSource, ModelSourceMetrics, ServedModel
+from tasks.io.spike_alerts import SpikeAlertMetrics, SpikeAlerts
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,6 +89,7 @@ class ScorerMetrics:
             "Wall clock minus the feature time of the last acknowledged prediction",
             registry=r,
         )
+        self.episodes = SpikeAlertMetrics(PREFIX, r)
 
 
 def _now_iso() -> str:
@@ -113,6 +118,8 @@ class FeatureHandler(RecordHandler):
         self.metrics = metrics
         self._model: ServedModel | None = None
         self._batch: list[_Scorable] = []
+        self.spike_alerts = SpikeAlerts(settings, metrics.episodes)
+        self._acked: list[Observation] = []  # since the last poll
 
     def on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         """Read on from the committed offsets, or from the beginning where there are none (a
@@ -131,6 +138,8 @@ class FeatureHandler(RecordHandler):
 
     def between_polls(self) -> None:
         self.source.refresh_metrics()
+        acked, self._acked = self._acked, []
+        self.spike_alerts.observe(acked)
 
     def begin_batch(self, consumer: Any, msgs: list[Message]) -> list[Message]:
         self._model = self.source.current  # one model for the whole batch
@@ -172,18 +181,24 @@ class FeatureHandler(RecordHandler):
                 outs.append(dead_letter(item.msg, f"the model gave a non-finite score {score}"))
                 continue
             prediction = prediction_record(item.record, score, model.stamp, scored_at, latency_ms)
+            observed = observation_of(prediction, item.record.features, model.predictor.label)
             outs.append(
                 Outgoing(
                     self.settings.predictions_topic,
                     item.record.product_id.encode(),
                     _dumps(prediction),
-                    on_ack=partial(self.on_prediction, prediction, item.record.event_ts, polled_at),
+                    on_ack=partial(
+                        self.on_prediction, prediction, item.record.event_ts, polled_at, observed
+                    ),
                 )
             )
         return outs
 
-    def on_prediction(self, prediction: dict[str, Any], event_ts: float, polled_at: float) -> None:
+    def on_prediction(
+        self, prediction: dict[str, Any], event_ts: float, polled_at: float, observed: Observation
+    ) -> None:
         """One prediction acknowledged by the broker: counted, and alerted if a spike."""
+        self._acked.append(observed)
         self.stats.predictions_out += 1
         self.metrics.predictions_out.inc()
         self.metrics.latency.observe(time.monotonic() - polled_at)
@@ -251,6 +266,7 @@ class Scorer:
 
     def close(self) -> None:
         self.loop.close()
+        self.handler.spike_alerts.close()
 
 
 def _dumps(record: dict[str, Any]) -> bytes:
@@ -263,6 +279,7 @@ def scorer_topics(settings: Settings) -> dict[str, int]:
         settings.features_topic: settings.raw_partitions,
         settings.predictions_topic: settings.raw_partitions,
         settings.features_dlq_topic: 1,
+        settings.alerts_topic: settings.raw_partitions,
     }
 
 

@@ -21,30 +21,6 @@ from tasks.settings import Settings
 
 log = logging.getLogger("cryptovol.quickstart")
 
-SUMMARY_KEYS = (
-    "messages",
-    "tickers",
-    "reconnects",
-    "gaps",
-    "delivered",
-    "undelivered",
-    "malformed",
-    "messages_per_s",
-    "ticks_in",
-    "features_out",
-    "dlq",
-    "rows",
-    "labelled_rows",
-    "rejected",
-    "checks",
-    "version",
-    "pr_auc",
-    "baseline_pr_auc",
-    "persistence_pr_auc",
-    "positive_rate",
-    "decision",
-    "champion",
-)
 SIM_START = 1767225600.0  # 2026-01-01T00:00:00Z: simulated history, then the live capture's "now"
 
 
@@ -66,14 +42,13 @@ class QuickstartReport:
     progress: Callable[[str], None] = log.info  # one line as each stage starts and ends
 
     def stage(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run one stage; one console line once it is done, saying what it did."""
         log.info("== %s", name)
-        self.progress(f"{name:<10} ...")
         start = time.monotonic()
         result = fn()
         self.seconds[name] = round(time.monotonic() - start, 1)
         self.stages[name] = result
-        shown = ", ".join(f"{k}={_short(result[k])}" for k in SUMMARY_KEYS if k in result)
-        self.progress(f"{name:<10} done in {self.seconds[name]:.1f} s  {shown}")
+        self.progress(f"{name:<10} done in {self.seconds[name]:.1f} s: {sentence(name, result)}")
         return result
 
     def render(self, settings: Settings) -> str:
@@ -123,13 +98,76 @@ class QuickstartReport:
             f"  MLflow         {_registry_hint(settings.tracking_uri)}",
             "  the whole stack: `uv run cryptovol up` serves MLflow http://127.0.0.1:5000, Prefect "
             "http://127.0.0.1:4200, the service http://127.0.0.1:3000, Prometheus "
-            "http://127.0.0.1:9090",
+            "http://127.0.0.1:9090, Alertmanager http://127.0.0.1:9093 (every alert it delivers: "
+            f"{settings.alert_inbox_path.resolve()})",
             "next:",
             "  uv run cryptovol promote [VERSION]      # move champion through the gates",
             "  uv run cryptovol rollback --why '...'   # back to the previous champion",
             f"  everything it wrote: {settings.data_dir.resolve()}",
         ]
         return "\n".join(lines)
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else "?"
+
+
+def _promoted(r: dict[str, Any]) -> str:
+    if r.get("champion") is None:
+        return f"not promoted ({r.get('refused', 'refused')})"
+    return f"version {r['champion']} is the champion (validation: {r.get('decision')})"
+
+
+# What each stage did, as one sentence of its result (the full result is in --json).
+SENTENCES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "simulate": lambda r: (
+        f"{_count(r.get('messages'))} exchange messages of {', '.join(r.get('tickers', {}))} "
+        f"simulated into {len(r.get('files', []))} recordings"
+    ),
+    "replay": lambda r: (
+        f"{_count(r.get('tickers'))} tickers replayed onto the broker at "
+        f"{r.get('messages_per_s', 0):,.0f} messages/s ({_count(r.get('malformed'))} malformed, "
+        f"{_count(r.get('undelivered'))} undelivered)"
+    ),
+    "capture": lambda r: (
+        f"{_count(r.get('tickers'))} live tickers captured from the simulated exchange "
+        f"({_count(r.get('reconnects'))} reconnects, {_count(r.get('gaps'))} sequence gaps, "
+        f"{_count(r.get('undelivered'))} undelivered)"
+    ),
+    "backfill": lambda r: (
+        f"{_count(r.get('rows'))} feature rows ({_count(r.get('labelled_rows'))} labelled) from "
+        f"{_count(r.get('ticks'))} ticks, {_count(r.get('rejected'))} rejected"
+    ),
+    "contracts": lambda r: (
+        f"{_count(r.get('rows'))} feature rows pass the {r.get('suite')} contract "
+        f"({_count(r.get('checks'))} checks)"
+    ),
+    "train": lambda r: (
+        f"version {r.get('version')} ({r.get('selected', '?')}) registered: test PR-AUC "
+        f"{_short(r.get('pr_auc'))} against persistence {_short(r.get('persistence_pr_auc'))} "
+        f"and z-score {_short(r.get('baseline_pr_auc'))}"
+    ),
+    "validate": lambda r: (
+        f"challenger version {r.get('challenger_version')}: {r.get('decision')} ({r.get('reason')})"
+    ),
+    "promote": _promoted,
+    "score": lambda r: (
+        f"{_count(r.get('predictions_out'))} feature records of the stream scored, "
+        f"{_count(r.get('spikes'))} spikes predicted"
+    ),
+    "serve": lambda r: (
+        f"{_count(r.get('requests'))} one-row /predict requests to version {r.get('version')}: "
+        f"p50 {r.get('p50_ms', 0):.2f} ms, p99 {r.get('p99_ms', 0):.2f} ms"
+    ),
+    "drift": lambda r: (
+        f"share of drifted features {_short(r.get('drift_share'))}, report {r.get('report')}"
+    ),
+}
+
+
+def sentence(stage: str, result: dict[str, Any]) -> str:
+    describe = SENTENCES.get(stage)
+    return describe(result) if describe else "done"
 
 
 def _registry_hint(uri: str) -> str:

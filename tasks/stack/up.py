@@ -2,8 +2,9 @@
 
 broker -> MLflow -> Prefect server, work pool, deployments, worker -> featurizer -> (a champion,
 trained from the bundled simulator when the registry has none) -> scorer -> BentoML service ->
-Prometheus and Pushgateway. A part configured elsewhere (``KAFKA_BOOTSTRAP_SERVERS``,
-``MLFLOW_TRACKING_URI``, ``PREFECT_API_URL``) is used instead of started.
+Pushgateway, the alert inbox, Alertmanager and Prometheus. A part configured elsewhere
+(``KAFKA_BOOTSTRAP_SERVERS``, ``MLFLOW_TRACKING_URI``, ``PREFECT_API_URL``) is used instead of
+started.
 """
 
 from __future__ import annotations
@@ -77,6 +78,11 @@ class Endpoints:
 
 def _broker_port(settings: Settings) -> int:
     return int(settings.kafka_bootstrap_servers.rsplit(":", 1)[-1])
+
+
+def alertmanager_url(settings: Settings) -> str:
+    """The Alertmanager the scorer sends to: the configured one, else the one ``up`` starts."""
+    return settings.alertmanager_url or f"http://127.0.0.1:{settings.alertmanager_port}"
 
 
 def _pushgateway_port(settings: Settings) -> int:
@@ -179,7 +185,7 @@ def stream_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
             port=settings.scorer_metrics_port,
             health_url=f"http://{host}:{settings.scorer_metrics_port}/metrics",
             url=f"http://{host}:{settings.scorer_metrics_port}/metrics",
-            env=env,
+            env={**env, "CRYPTOVOL_ALERTMANAGER_URL": alertmanager_url(settings)},
         ),
         Part(
             "service",
@@ -202,7 +208,8 @@ def stream_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
 
 
 def monitoring_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
-    """Prometheus (scraping the parts above) and the Pushgateway the monitor flow pushes to."""
+    """The Pushgateway the monitor flow pushes to, the alert inbox and Alertmanager, and
+    Prometheus (scraping the parts above, alerting through Alertmanager)."""
     env = endpoints.env(settings)
     parts = []
     prometheus, pushgateway = shutil.which("prometheus"), shutil.which("prometheus-pushgateway")
@@ -222,12 +229,13 @@ def monitoring_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
             env=env,
         )
     )
+    parts += alerting_parts(settings, env)
     parts.append(
         Part(
             "prometheus",
             (
                 prometheus,
-                f"--config.file={PROMETHEUS_CONFIG}",
+                f"--config.file={prometheus_config(settings)}",
                 f"--storage.tsdb.path={stack_dir(settings) / 'prometheus'}",
                 f"--web.listen-address=127.0.0.1:{settings.prometheus_port}",
             ),
@@ -238,6 +246,69 @@ def monitoring_parts(settings: Settings, endpoints: Endpoints) -> list[Part]:
         )
     )
     return parts
+
+
+def prometheus_config(settings: Settings) -> Path:
+    """``monitoring/prometheus/prometheus.yml`` rendered with this stack's ports: its scrape
+    targets and the Alertmanager it starts."""
+    from monitoring.servers import render_config
+
+    local = "127.0.0.1"
+    targets = {
+        "prometheus": f"{local}:{settings.prometheus_port}",
+        "service": f"{local}:{settings.service_port}",
+        "capture": f"{local}:{settings.capture_metrics_port}",
+        "featurizer": f"{local}:{settings.featurize_metrics_port}",
+        "scorer": f"{local}:{settings.scorer_metrics_port}",
+        "pushgateway": f"{local}:{_pushgateway_port(settings)}",
+    }
+    return render_config(
+        stack_dir(settings) / "prometheus.yml",
+        targets,
+        template=PROMETHEUS_CONFIG,
+        alertmanager=f"{local}:{settings.alertmanager_port}",
+    )
+
+
+def alerting_parts(settings: Settings, env: dict[str, str]) -> list[Part]:
+    """The local inbox (the default receiver, writing to a file) and Alertmanager delivering to it
+    and to the receivers configured in the environment (``monitoring/alerting.py``). The scorer
+    starts before them: its spike alerts wait in its outbox until Alertmanager answers."""
+    from monitoring.alerting import alertmanager_argv, inbox_url, render_config
+
+    binary = shutil.which("prometheus-alertmanager")
+    if binary is None:
+        raise StackError(
+            "prometheus-alertmanager not installed: run `bash infra/setup.sh` "
+            "(Debian package prometheus-alertmanager)"
+        )
+    config = render_config(settings, stack_dir(settings) / "alertmanager.yml")
+    port = settings.alertmanager_port
+    return [
+        Part(
+            "inbox",
+            (
+                tool_path("cryptovol"),
+                "alert-inbox",
+                "--port",
+                str(settings.alert_inbox_port),
+                "--out",
+                str(settings.alert_inbox_path.resolve()),
+            ),
+            port=settings.alert_inbox_port,
+            health_url=inbox_url(settings),
+            url=str(settings.alert_inbox_path.resolve()),
+            env=env,
+        ),
+        Part(
+            "alertmanager",
+            alertmanager_argv(binary, config, port, stack_dir(settings) / "alertmanager"),
+            port=port,
+            health_url=f"http://127.0.0.1:{port}/-/ready",
+            url=f"http://127.0.0.1:{port}",
+            env=env,
+        ),
+    ]
 
 
 def deploy_flows(settings: Settings, endpoints: Endpoints, report: Callable[[str], None]) -> None:

@@ -30,6 +30,7 @@ def _version(port: int) -> str:
 def test_up_status_train_promote_down(tmp_path):
     ports = {name: free_port() for name in ("broker", "mlflow", "prefect", "service")}
     ports |= {name: free_port() for name in ("featurize", "scorer", "prometheus", "pushgateway")}
+    ports |= {name: free_port() for name in ("alertmanager", "inbox")}
     env = {
         k: v
         for k, v in os.environ.items()
@@ -45,6 +46,8 @@ def test_up_status_train_promote_down(tmp_path):
         "CRYPTOVOL_SCORER_METRICS_PORT": str(ports["scorer"]),
         "CRYPTOVOL_PROMETHEUS_PORT": str(ports["prometheus"]),
         "CRYPTOVOL_PUSHGATEWAY_URL": f"http://127.0.0.1:{ports['pushgateway']}",
+        "CRYPTOVOL_ALERTMANAGER_PORT": str(ports["alertmanager"]),
+        "CRYPTOVOL_ALERT_INBOX_PORT": str(ports["inbox"]),
         "CRYPTOVOL_PRODUCTS": '["BTC-USD"]',
         "CRYPTOVOL_MODEL_POLL_S": "2",
     }
@@ -76,6 +79,8 @@ def test_up_status_train_promote_down(tmp_path):
             "service",
             "prometheus",
             "pushgateway",
+            "alertmanager",
+            "inbox",
         }
         assert all(row["healthy"] for row in parts.values()), parts
         assert _version(ports["service"]) == "1"

@@ -36,6 +36,7 @@ SOURCES = {
     "cryptovol_drift_": "monitor",
     "cryptovol_live_": "monitor",
     "cryptovol_retrain_": "monitor",
+    "slo:": "slo",  # the SLO recording rules (monitoring/prometheus/slo.yml)
 }
 # Every target of every Grafana panel: (dashboard, panel title, refId, PromQL)
 TARGETS = [
@@ -47,7 +48,7 @@ TARGETS = [
 
 def source_of(expr: str) -> str:
     """The one process whose metrics a query reads."""
-    names = re.findall(r"cryptovol_[a-z0-9_]+", expr)
+    names = re.findall(r"cryptovol_[a-z0-9_]+|slo:[a-z0-9_:]+", expr)
     assert names, f"query without a cryptovol metric: {expr}"
     sources = {s for name in names for prefix, s in SOURCES.items() if name.startswith(prefix)}
     assert len(sources) == 1, f"{expr} mixes metrics of {sources}"
@@ -212,6 +213,11 @@ def wait_for_port(port: int, service: Service, timeout: float = 30.0) -> None:
 # A simulated market far wilder than the calibrated one: bursts ten times as often, larger and
 # uncapped (volatility regimes the default simulator and the real recordings never reach).
 WILD_MARKET = ModelParams(burst_rate_per_s=1 / 30, burst_amplitude=1.5, burst_ceiling=3.0)
+# A wild market with calm between its spikes: bursts twice as often as the calibrated market's,
+# twice as large and shorter (WILD_MARKET never calms down: it is one long spike episode).
+SPIKY_MARKET = ModelParams(
+    burst_rate_per_s=1 / 150, burst_amplitude=1.2, burst_half_life_s=(15, 45)
+)
 
 
 def model_store_settings(root: Path, **overrides) -> Settings:

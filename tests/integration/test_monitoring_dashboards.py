@@ -42,7 +42,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 GRAFANA_DIR = DASHBOARD_DIR.parent
 # The monitor's pushed figures are checked in test_monitoring_e2e.py, after real checks pushed them.
-RUNNING = {"capture", "featurizer", "service", "scorer"}
+RUNNING = {"capture", "featurizer", "service", "scorer", "slo"}
 FEED_TARGETS = [p for p in TARGETS if source_of(p.values[3]) != "monitor"]
 
 
@@ -160,7 +160,7 @@ def test_panel_query_returns_data(prometheus, dashboard, title, ref, expr):
 
 def test_every_query_has_one_known_source():
     sources = {source_of(p.values[3]) for p in TARGETS}
-    assert sources == {"capture", "featurizer", "service", "scorer", "monitor"}
+    assert sources == {"capture", "featurizer", "service", "scorer", "monitor", "slo"}
 
 
 def test_dashboard_files_are_the_generated_ones():
@@ -169,14 +169,15 @@ def test_dashboard_files_are_the_generated_ones():
         assert path.read_text() == text, f"{path} differs: python -m monitoring.grafana.dashboards"
 
 
-def test_dashboards_are_the_issue_s_three_with_unique_uids_and_panel_ids():
+def test_dashboards_are_the_issue_s_four_with_unique_uids_and_panel_ids():
     models = [json.loads((DASHBOARD_DIR / f"{key}.json").read_text()) for key in DASHBOARDS]
     assert {m["title"] for m in models} == {
         "cryptovol / Service",
         "cryptovol / Pipeline",
         "cryptovol / Model",
+        "cryptovol / SLOs and spike alerts",
     }
-    assert len({m["uid"] for m in models}) == 3
+    assert len({m["uid"] for m in models}) == 4
     for model in models:
         ids = [p["id"] for p in model["panels"]]
         assert len(ids) == len(set(ids))
