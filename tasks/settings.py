@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # Storage
     data_dir: Path = Path(".cryptovol")
 
+    # Training reads: whole days of each product up to this many rows (0: no cap), so a store of
+    # many months trains in bounded memory (tasks/core/row_budget.py)
+    train_max_rows_per_product: int = Field(100_000, ge=0)
+
     # Monitoring (monitoring/prometheus/alerts.yml uses the same limits; a test keeps them equal)
     pushgateway_url: str = "http://127.0.0.1:9091"  # empty: figures are not pushed
     drift_share_limit: float = 0.5  # share of drifted features that counts as drift

@@ -129,3 +129,31 @@ def load_dataset(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         return SCHEMA.empty_table().to_pandas()
     frame = pa.concat_tables(tables).to_pandas()
     return frame.sort_values(["product_id", "ts"], kind="stable", ignore_index=True)
+
+
+def partition_rows(path: str | Path) -> dict[tuple[str, str], int]:
+    """Rows of each (product_id, date) partition of a partitioned store, from file metadata."""
+    dataset = ds.dataset(Path(path), format="parquet", partitioning=_PARTITIONING)
+    sizes: dict[tuple[str, str], int] = {}
+    for fragment in dataset.get_fragments():
+        keys = ds.get_partition_keys(fragment.partition_expression)
+        key = (keys["product_id"], keys["date"])
+        sizes[key] = sizes.get(key, 0) + fragment.count_rows()
+    return sizes
+
+
+def load_partitions(path: str | Path, keys: Iterable[tuple[str, str]]) -> pd.DataFrame:
+    """The rows of the given (product_id, date) partitions only, sorted by product_id and ts."""
+    by_product: dict[str, list[str]] = {}
+    for product, date in keys:
+        by_product.setdefault(product, []).append(date)
+    if not by_product:
+        return load_dataset([])
+    wanted = None
+    for product, dates in by_product.items():
+        clause = (pc.field("product_id") == product) & pc.field("date").isin(dates)
+        wanted = clause if wanted is None else wanted | clause
+    dataset = ds.dataset(Path(path), format="parquet", partitioning=_PARTITIONING)
+    table = dataset.to_table(columns=list(COLUMNS), filter=wanted).cast(SCHEMA)
+    frame = table.to_pandas()
+    return frame.sort_values(["product_id", "ts"], kind="stable", ignore_index=True)

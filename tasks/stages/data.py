@@ -6,6 +6,11 @@ backfilled into a cache keyed by the files' names, sizes and modification times 
 set version, so a second run on the same recordings skips the backfill. A cache file is written
 under a temporary name and renamed (:mod:`tasks.io.feature_store`): two runs filling it at once,
 or a run killed midway, never leave a partial file behind.
+
+A row budget (``max_rows_per_product``, :func:`tasks.core.row_budget.pick_days`) keeps whole days
+of each product. A partitioned store is read through a pyarrow data set: the rows of each
+(product, date) partition are counted from the files' metadata and only the kept partitions are
+read, so the memory a read takes follows the budget, not the store's size.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +26,8 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.core.features import FEATURE_SET_VERSION
-from tasks.io.feature_store import load_dataset
+from tasks.core.row_budget import pick_days
+from tasks.io.feature_store import load_dataset, load_partitions, partition_rows
 from tasks.io.recordings import expand_inputs
 from tasks.stages.backfill import backfill
 
@@ -35,6 +42,11 @@ class LoadInfo:
     backfill_s: float = 0.0
     load_s: float = 0.0
     cache_path: str | None = None
+    max_rows_per_product: int | None = None
+    rows_available: int = 0
+    rows_used: int = 0
+    days_used: dict[str, int] = field(default_factory=dict)  # whole days kept per product
+    days_available: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,9 +66,12 @@ def _cache_key(recordings: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_frame(paths: Iterable[str | Path], cache_dir: Path) -> tuple[pd.DataFrame, LoadInfo]:
-    """The feature/label frame of every input (Parquet loaded, recordings backfilled, cached)."""
-    info = LoadInfo()
+def load_frame(
+    paths: Iterable[str | Path], cache_dir: Path, max_rows_per_product: int | None = None
+) -> tuple[pd.DataFrame, LoadInfo]:
+    """The feature/label frame of every input (Parquet loaded, recordings backfilled, cached),
+    whole days of each product within ``max_rows_per_product`` (None: every row)."""
+    info = LoadInfo(max_rows_per_product=max_rows_per_product)
     parquet: list[Path] = []
     recording_inputs: list[Path] = []
     for item in map(Path, paths):
@@ -81,6 +96,46 @@ def load_frame(paths: Iterable[str | Path], cache_dir: Path) -> tuple[pd.DataFra
         parquet.append(target)
     started = time.perf_counter()
     info.parquet_paths = [str(p) for p in parquet]
-    frame = load_dataset(parquet)
+    frame = _within_budget(parquet, max_rows_per_product, info)
     info.load_s = time.perf_counter() - started
     return frame, info
+
+
+def _within_budget(
+    parquet: list[Path], max_rows_per_product: int | None, info: LoadInfo
+) -> pd.DataFrame:
+    """Every kept day of ``parquet``: stores read by partition, single files read whole."""
+    stores = [p for p in parquet if p.is_dir()]
+    files = load_dataset([p for p in parquet if not p.is_dir()])
+    file_dates = files["ts"].dt.strftime("%Y-%m-%d")
+    sizes: Counter[tuple[str, str]] = Counter()
+    store_keys = [partition_rows(store) for store in stores]
+    for keys in store_keys:
+        sizes.update(keys)
+    sizes.update(Counter(zip(files["product_id"], file_dates, strict=True)))
+    days: dict[str, dict[str, int]] = {}
+    for (product, date), rows in sizes.items():
+        days.setdefault(product, {})[date] = rows
+    kept = {(p, d) for p, counts in days.items() for d in pick_days(counts, max_rows_per_product)}
+    parts = [
+        load_partitions(store, kept & keys.keys())
+        for store, keys in zip(stores, store_keys, strict=True)
+    ]
+    keep_rows = [key in kept for key in zip(files["product_id"], file_dates, strict=True)]
+    parts.append(files[keep_rows])
+    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    frame = frame.sort_values(["product_id", "ts"], kind="stable", ignore_index=True)
+    info.rows_available = sum(sizes.values())
+    info.rows_used = len(frame)
+    info.days_available = {p: len(counts) for p, counts in sorted(days.items())}
+    info.days_used = dict(sorted(Counter(p for p, _ in kept).items()))
+    if info.rows_used < info.rows_available:
+        log.info(
+            "row budget %d per product: %d of %d rows, whole days %s of %s",
+            max_rows_per_product,
+            info.rows_used,
+            info.rows_available,
+            info.days_used,
+            info.days_available,
+        )
+    return frame

@@ -1,0 +1,55 @@
+"""Training reads a partitioned store by whole (product, date) partitions within a row budget."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from synthetic_frames import synthetic_sessions
+
+from tasks.io.feature_store import load_dataset, write_dataset
+from tasks.stages.data import load_frame
+
+SESSION_S = 1200
+DAYS = 5
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """Two products, one session on each of five days."""
+    frame = synthetic_sessions(levels=(1.0,) * DAYS, seconds=SESSION_S, gap_s=86_400 - SESSION_S)
+    root = tmp_path_factory.mktemp("reads")
+    write_dataset(frame, root / "features")
+    write_dataset(frame, root / "features.parquet")
+    return root
+
+
+def _days(frame: pd.DataFrame) -> dict[str, list[str]]:
+    dates = frame["ts"].dt.strftime("%Y-%m-%d")
+    return {p: sorted(set(dates[frame["product_id"] == p])) for p in sorted(set(frame.product_id))}
+
+
+def test_without_a_budget_every_row_is_read(store, tmp_path):
+    frame, info = load_frame([store / "features"], tmp_path)
+    pd.testing.assert_frame_equal(frame, load_dataset(store / "features"))
+    assert info.rows_used == info.rows_available == len(frame)
+
+
+def test_a_budget_keeps_whole_days_spread_over_the_history(store, tmp_path):
+    everything = load_dataset(store / "features")
+    frame, info = load_frame([store / "features"], tmp_path, max_rows_per_product=2 * SESSION_S)
+    all_days = _days(everything)["BTC-USD"]
+    assert _days(frame) == {p: [all_days[0], all_days[-1]] for p in ("BTC-USD", "ETH-USD")}
+    dates = everything["ts"].dt.strftime("%Y-%m-%d")
+    whole = everything[dates.isin([all_days[0], all_days[-1]])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(frame, whole)  # every row of a kept day, nothing else
+    assert info.rows_used == len(frame) == 2 * 2 * SESSION_S
+    assert info.rows_available == len(everything)
+    assert info.days_used == {"BTC-USD": 2, "ETH-USD": 2}
+    assert info.days_available == {"BTC-USD": DAYS, "ETH-USD": DAYS}
+
+
+def test_a_single_file_follows_the_same_rule(store, tmp_path):
+    budget = 3 * SESSION_S
+    from_store, _ = load_frame([store / "features"], tmp_path, max_rows_per_product=budget)
+    from_file, _ = load_frame([store / "features.parquet"], tmp_path, max_rows_per_product=budget)
+    pd.testing.assert_frame_equal(from_store, from_file)
