@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # Storage
     data_dir: Path = Path(".cryptovol")
 
+    # The batch side's Dask cluster: a running scheduler's address (tcp://host:8786), or empty
+    # for a local cluster of worker processes started per run (tasks/io/dask_cluster.py)
+    dask_address: str = ""
+
     # Training reads: whole days of each product up to this many rows (0: no cap), so a store of
     # many months trains in bounded memory (tasks/core/row_budget.py)
     train_max_rows_per_product: int = Field(100_000, ge=0)

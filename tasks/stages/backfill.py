@@ -15,10 +15,11 @@ no row writes nothing and raises :class:`NoRows`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -70,12 +71,27 @@ class BackfillStats:
         return asdict(self)
 
 
-def load_ticks(paths: Iterable[Path], stats: BackfillStats | None = None) -> list[Tick]:
-    """Valid ticks of the recordings in the order replay publishes them; bad input counted."""
+def load_ticks(
+    paths: Iterable[Path],
+    stats: BackfillStats | None = None,
+    counted: Container[str] | None = None,
+) -> list[Tick]:
+    """Valid ticks of the recordings in the order replay publishes them; bad input counted.
+
+    ``counted``: the file names whose tickers and bad input go into ``stats`` (default: all), so
+    partitions that read the same file count it once.
+    """
     stats = stats if stats is not None else BackfillStats()
     reasons: Counter[str] = Counter(stats.reject_reasons)
     ticks: list[Tick] = []
     for item in merged_ticks(paths):
+        if counted is not None:
+            name = Path(item.path).name if isinstance(item, BadLine) else item.source
+            if name not in counted:
+                if not isinstance(item, BadLine):
+                    with contextlib.suppress(MessageError):
+                        ticks.append(to_tick(item))
+                continue
         if isinstance(item, BadLine):
             stats.bad_lines += 1
             if len(stats.first_bad_lines) < _REPORTED:
