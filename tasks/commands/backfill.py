@@ -7,6 +7,7 @@ import json
 import logging
 import math
 
+from tasks.commands._args import positive_int
 from tasks.core.features import EngineConfig
 
 log = logging.getLogger("cryptovol.backfill")
@@ -37,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="feature windows restart after a longer gap (default %(default)s)",
     )
     parser.add_argument(
+        "--workers",
+        type=positive_int,
+        help="run by (product, day) partition on a local Dask cluster of this many worker "
+        "processes (or on the cluster CRYPTOVOL_DASK_ADDRESS names); the rows are the same",
+    )
+    parser.add_argument(
         "--skip-contracts",
         action="store_true",
         help="backfill without checking the recordings against the raw contract (says so)",
@@ -65,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             args.out,
             config,
             check_contracts=not args.skip_contracts,
+            workers=args.workers,
         )
     except (FileNotFoundError, NothingAdmitted) as exc:
         log.error("%s", exc)

@@ -8,8 +8,9 @@ scheduler and dashboard on free ports. The code that runs on it is the same eith
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,6 +25,7 @@ def local_cluster_options(workers: int | None) -> dict[str, Any]:
         "host": "127.0.0.1",
         "scheduler_port": 0,
         "dashboard_address": "127.0.0.1:0",
+        "silence_logs": logging.WARNING,
     }
 
 
@@ -39,3 +41,12 @@ def dask_client(address: str = "", workers: int | None = None) -> Iterator[Any]:
         return
     with LocalCluster(**local_cluster_options(workers)) as cluster, Client(cluster) as client:
         yield client
+
+
+def run_on(client: Any) -> Callable[[Callable, Sequence], list]:
+    """Run ``fn`` on every item as tasks of ``client``'s cluster; the results in order."""
+
+    def run_all(fn: Callable, items: Sequence) -> list:
+        return client.gather(client.map(fn, items, pure=False))
+
+    return run_all

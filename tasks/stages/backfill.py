@@ -164,9 +164,13 @@ def run_backfill(
     config: EngineConfig | None = None,
     *,
     check_contracts: bool = True,
+    workers: int | None = None,
 ) -> BackfillStats:
     """The stage: ``inputs`` (default: the raw archive) pass the raw contract, then
     :func:`backfill` into ``out`` (default: the feature store).
+
+    With ``workers`` (or a cluster in ``settings.dask_address``) the backfill runs by
+    (product, day) partition on a Dask cluster (:mod:`tasks.stages.backfill_partitions`).
 
     A recording that breaks the contract is set aside in the quarantine folder with its report;
     raises :class:`data_contracts.gate.NothingAdmitted` when none passes. ``check_contracts=False``
@@ -186,4 +190,10 @@ def run_backfill(
         inputs = admitted
     else:
         log.warning("data contracts skipped: backfilling %s unchecked", inputs)
+    if workers or settings.dask_address:
+        from tasks.io.dask_cluster import dask_client, run_on
+        from tasks.stages.backfill_partitions import backfill_partitioned
+
+        with dask_client(settings.dask_address, workers) as client:
+            return backfill_partitioned(inputs, out, config, run_on(client))
     return backfill(inputs, out, config)
