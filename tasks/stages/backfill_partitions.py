@@ -101,6 +101,7 @@ class PartitionResult:
     first_in_day: bool  # no accepted tick before midnight: the first one follows a longer gap
     start: str | None = None  # first and last second with a row
     end: str | None = None
+    cpu_s: float = 0.0  # CPU time the partition took in its worker
     stats: BackfillStats = field(default_factory=BackfillStats)
 
 
@@ -189,6 +190,7 @@ class _Watched:
 
 def backfill_partition(partition: Partition, config: EngineConfig, staging: str) -> PartitionResult:
     """The rows of one product and day (module docstring), staged in ``staging``."""
+    cpu_started = time.process_time()
     day_start, day_end = partition.day * DAY_S, (partition.day + 1) * DAY_S
     stats = BackfillStats(files=len(partition.counted))
     ticks = load_ticks(map(Path, partition.files), stats, counted=set(partition.counted))
@@ -230,6 +232,7 @@ def backfill_partition(partition: Partition, config: EngineConfig, staging: str)
         first_in_day=bool(len(times)) and bool(times[0] >= day_start),
         start=stats.start,
         end=stats.end,
+        cpu_s=time.process_time() - cpu_started,
         stats=stats,
     )
 
