@@ -159,7 +159,7 @@ def main() -> int:
             partitions: list[PartitionResult] = []
             with PeakMemory() as memory, dask_client(workers=workers) as client:
 
-                def run_all(fn, items, client=client):
+                def run_all(fn, items, client=client, partitions=partitions):
                     results = run_on(client)(fn, items)
                     partitions.extend(r for r in results if isinstance(r, PartitionResult))
                     return results
