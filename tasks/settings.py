@@ -51,8 +51,8 @@ class Settings(BaseSettings):
     # for a local cluster of worker processes started per run (tasks/io/dask_cluster.py)
     dask_address: str = ""
 
-    # Training reads: whole days of each product up to this many rows (0: no cap), so a store of
-    # many months trains in bounded memory (tasks/core/row_budget.py)
+    # Training reads: up to this many rows per product, a contiguous session of each day (0: no
+    # cap), so a store of many months trains in bounded memory (tasks/core/row_budget.py)
     train_max_rows_per_product: int = Field(100_000, ge=0)
 
     # Monitoring (monitoring/prometheus/alerts.yml uses the same limits; a test keeps them equal)

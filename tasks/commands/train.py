@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-rows-per-product",
         type=_row_budget,
-        help="train on whole days of each product up to this many rows, spread over its history "
+        help="train on up to this many rows of each product, a contiguous session of each day "
         "(0: every row; default: the train_max_rows_per_product setting)",
     )
     parser.add_argument(
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     data = out["data"]
     print(
         f"  rows used: {data['rows_used']} of {data['rows_available']} "
-        f"(whole days per product: {data['days_used']} of {data['days_available']})"
+        f"(days with a session, per product: {data['days_used']} of {data['days_available']})"
     )
     print(
         f"  test part: {test['rows']} rows, spike rate {fmt(test['positive_rate'])}: PR-AUC "

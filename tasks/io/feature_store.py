@@ -142,18 +142,13 @@ def partition_rows(path: str | Path) -> dict[tuple[str, str], int]:
     return sizes
 
 
-def load_partitions(path: str | Path, keys: Iterable[tuple[str, str]]) -> pd.DataFrame:
-    """The rows of the given (product_id, date) partitions only, sorted by product_id and ts."""
-    by_product: dict[str, list[str]] = {}
-    for product, date in keys:
-        by_product.setdefault(product, []).append(date)
-    if not by_product:
+def load_partition(path: str | Path, product: str, date: str) -> pd.DataFrame:
+    """The rows of one (product_id, date) partition of a partitioned store, sorted by ts."""
+    folder = Path(path) / f"product_id={product}" / f"date={date}"
+    files = _stored_files(folder)
+    if not files:
         return load_dataset([])
-    wanted = None
-    for product, dates in by_product.items():
-        clause = (pc.field("product_id") == product) & pc.field("date").isin(dates)
-        wanted = clause if wanted is None else wanted | clause
-    dataset = ds.dataset(Path(path), format="parquet", partitioning=_PARTITIONING)
-    table = dataset.to_table(columns=list(COLUMNS), filter=wanted).cast(SCHEMA)
-    frame = table.to_pandas()
-    return frame.sort_values(["product_id", "ts"], kind="stable", ignore_index=True)
+    table = pa.concat_tables(pq.read_table(f).select(_PART_SCHEMA.names) for f in files)
+    table = table.append_column("product_id", pa.array([product] * len(table), pa.string()))
+    frame = table.select(list(COLUMNS)).cast(SCHEMA).to_pandas()
+    return frame.sort_values("ts", kind="stable", ignore_index=True)

@@ -7,10 +7,11 @@ set version, so a second run on the same recordings skips the backfill. A cache 
 under a temporary name and renamed (:mod:`tasks.io.feature_store`): two runs filling it at once,
 or a run killed midway, never leave a partial file behind.
 
-A row budget (``max_rows_per_product``, :func:`tasks.core.row_budget.pick_days`) keeps whole days
-of each product. A partitioned store is read through a pyarrow data set: the rows of each
-(product, date) partition are counted from the files' metadata and only the kept partitions are
-read, so the memory a read takes follows the budget, not the store's size.
+A row budget (``max_rows_per_product``, :func:`tasks.core.row_budget.pick_sessions`) keeps one
+contiguous session of each day of a product. A partitioned store is read through a pyarrow data
+set: the rows of each (product, date) partition are counted from the files' metadata, and the
+kept partitions are read one at a time and cut to their session at once, so the memory a read
+takes follows the budget, not the store's size.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.core.features import FEATURE_SET_VERSION
-from tasks.core.row_budget import pick_days
-from tasks.io.feature_store import load_dataset, load_partitions, partition_rows
+from tasks.core.row_budget import pick_sessions
+from tasks.io.feature_store import load_dataset, load_partition, partition_rows
 from tasks.io.recordings import expand_inputs
 from tasks.stages.backfill import backfill
 
@@ -45,7 +46,7 @@ class LoadInfo:
     max_rows_per_product: int | None = None
     rows_available: int = 0
     rows_used: int = 0
-    days_used: dict[str, int] = field(default_factory=dict)  # whole days kept per product
+    days_used: dict[str, int] = field(default_factory=dict)  # days with a kept session, per product
     days_available: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -104,7 +105,7 @@ def load_frame(
 def _within_budget(
     parquet: list[Path], max_rows_per_product: int | None, info: LoadInfo
 ) -> pd.DataFrame:
-    """Every kept day of ``parquet``: stores read by partition, single files read whole."""
+    """The kept sessions of ``parquet``: stores read by partition, single files read whole."""
     stores = [p for p in parquet if p.is_dir()]
     files = load_dataset([p for p in parquet if not p.is_dir()])
     file_dates = files["ts"].dt.strftime("%Y-%m-%d")
@@ -112,18 +113,30 @@ def _within_budget(
     store_keys = [partition_rows(store) for store in stores]
     for keys in store_keys:
         sizes.update(keys)
-    sizes.update(Counter(zip(files["product_id"], file_dates, strict=True)))
+    file_groups = files.groupby([files["product_id"], file_dates], sort=True).indices
+    sizes.update({key: len(rows) for key, rows in file_groups.items()})
     days: dict[str, dict[str, int]] = {}
     for (product, date), rows in sizes.items():
         days.setdefault(product, {})[date] = rows
-    kept = {(p, d) for p, counts in days.items() for d in pick_days(counts, max_rows_per_product)}
-    parts = [
-        load_partitions(store, kept & keys.keys())
-        for store, keys in zip(stores, store_keys, strict=True)
-    ]
-    keep_rows = [key in kept for key in zip(files["product_id"], file_dates, strict=True)]
-    parts.append(files[keep_rows])
-    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    kept = {
+        (product, date): span
+        for product, counts in sorted(days.items())
+        for date, span in pick_sessions(counts, max_rows_per_product).items()
+    }
+    parts = []
+    for (product, date), (start, stop) in kept.items():
+        # one day at a time: a store's partitions, then the same day of the single files
+        day = [
+            load_partition(store, product, date)
+            for store, keys in zip(stores, store_keys, strict=True)
+            if (product, date) in keys
+        ]
+        if (product, date) in file_groups:
+            day.append(files.iloc[file_groups[(product, date)]])
+        frame = pd.concat(day, ignore_index=True) if len(day) > 1 else day[0]
+        frame = frame.sort_values("ts", kind="stable", ignore_index=True)
+        parts.append(frame.iloc[start:stop])
+    frame = pd.concat(parts, ignore_index=True) if parts else load_dataset([])
     frame = frame.sort_values(["product_id", "ts"], kind="stable", ignore_index=True)
     info.rows_available = sum(sizes.values())
     info.rows_used = len(frame)
@@ -131,7 +144,7 @@ def _within_budget(
     info.days_used = dict(sorted(Counter(p for p, _ in kept).items()))
     if info.rows_used < info.rows_available:
         log.info(
-            "row budget %d per product: %d of %d rows, whole days %s of %s",
+            "row budget %d per product: %d of %d rows, sessions of %s of %s days",
             max_rows_per_product,
             info.rows_used,
             info.rows_available,

@@ -1,4 +1,4 @@
-"""Training reads a partitioned store by whole (product, date) partitions within a row budget."""
+"""Training reads a partitioned store partition by partition, one session a day, within a budget."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from synthetic_frames import synthetic_sessions
 from tasks.io.feature_store import load_dataset, write_dataset
 from tasks.stages.data import load_frame
 
-SESSION_S = 1200
+SESSION_S = 4000
 DAYS = 5
 
 
@@ -34,22 +34,26 @@ def test_without_a_budget_every_row_is_read(store, tmp_path):
     assert info.rows_used == info.rows_available == len(frame)
 
 
-def test_a_budget_keeps_whole_days_spread_over_the_history(store, tmp_path):
+def test_a_budget_keeps_a_contiguous_session_of_every_day(store, tmp_path):
     everything = load_dataset(store / "features")
-    frame, info = load_frame([store / "features"], tmp_path, max_rows_per_product=2 * SESSION_S)
-    all_days = _days(everything)["BTC-USD"]
-    assert _days(frame) == {p: [all_days[0], all_days[-1]] for p in ("BTC-USD", "ETH-USD")}
-    dates = everything["ts"].dt.strftime("%Y-%m-%d")
-    whole = everything[dates.isin([all_days[0], all_days[-1]])].reset_index(drop=True)
-    pd.testing.assert_frame_equal(frame, whole)  # every row of a kept day, nothing else
-    assert info.rows_used == len(frame) == 2 * 2 * SESSION_S
+    budget = DAYS * 3600
+    frame, info = load_frame([store / "features"], tmp_path, max_rows_per_product=budget)
+    assert _days(frame) == _days(everything)  # every day is represented
+    dates = frame["ts"].dt.strftime("%Y-%m-%d")
+    for (product, _date), rows in frame.groupby(["product_id", dates]):
+        assert len(rows) == 3600
+        assert (rows["ts"].diff().dropna() == pd.Timedelta(seconds=1)).all()  # contiguous
+        day = everything[everything["ts"].dt.date == rows["ts"].iloc[0].date()]
+        day = day[day["product_id"] == product].reset_index(drop=True)
+        middle = day.iloc[(SESSION_S - 3600) // 2 : (SESSION_S + 3600) // 2].reset_index(drop=True)
+        pd.testing.assert_frame_equal(rows.reset_index(drop=True), middle)
+    assert info.rows_used == len(frame) == 2 * budget
     assert info.rows_available == len(everything)
-    assert info.days_used == {"BTC-USD": 2, "ETH-USD": 2}
-    assert info.days_available == {"BTC-USD": DAYS, "ETH-USD": DAYS}
+    assert info.days_used == info.days_available == {"BTC-USD": DAYS, "ETH-USD": DAYS}
 
 
 def test_a_single_file_follows_the_same_rule(store, tmp_path):
-    budget = 3 * SESSION_S
+    budget = DAYS * 300
     from_store, _ = load_frame([store / "features"], tmp_path, max_rows_per_product=budget)
     from_file, _ = load_frame([store / "features.parquet"], tmp_path, max_rows_per_product=budget)
     pd.testing.assert_frame_equal(from_store, from_file)
