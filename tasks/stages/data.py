@@ -71,7 +71,7 @@ def load_frame(
     paths: Iterable[str | Path], cache_dir: Path, max_rows_per_product: int | None = None
 ) -> tuple[pd.DataFrame, LoadInfo]:
     """The feature/label frame of every input (Parquet loaded, recordings backfilled, cached),
-    whole days of each product within ``max_rows_per_product`` (None: every row)."""
+    a session of each day of each product within ``max_rows_per_product`` (None: every row)."""
     info = LoadInfo(max_rows_per_product=max_rows_per_product)
     parquet: list[Path] = []
     recording_inputs: list[Path] = []

@@ -339,7 +339,7 @@ def train_and_register(
 ) -> dict:
     """The whole ``train`` stage: admit, load (backfilling recordings), train, log, register.
 
-    The load keeps whole days of each product within ``max_rows_per_product`` (default: the
+    The load keeps a session of each day of each product within ``max_rows_per_product`` (default: the
     ``train_max_rows_per_product`` setting; 0: every row); ``data`` in the result says what was
     used.
 
