@@ -339,9 +339,9 @@ def train_and_register(
 ) -> dict:
     """The whole ``train`` stage: admit, load (backfilling recordings), train, log, register.
 
-    The load keeps a session of each day of each product within ``max_rows_per_product`` (default: the
-    ``train_max_rows_per_product`` setting; 0: every row); ``data`` in the result says what was
-    used.
+    The load keeps a session of each day of each product within ``max_rows_per_product``
+    (default: the ``train_max_rows_per_product`` setting; 0: every row); ``data`` in the result
+    says what was used.
 
     Inputs pass their data contract first (recordings the raw one, Parquet the features one); a
     failing batch is set aside in the quarantine folder and never trained on, and
