@@ -10,7 +10,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 
 from tasks.settings import get_settings
-from tasks.stages.backfill import run_backfill
+from tasks.stages.backfill import admitted_inputs, run_backfill
 
 
 @task(name="check-contracts-and-backfill")
@@ -20,14 +20,7 @@ def backfill_task(inputs: list[str] | None, out: str | None) -> dict:
 
 @task(name="check-contracts")
 def admit_task(inputs: list[str] | None) -> list[str]:
-    from data_contracts.gate import NothingAdmitted, admit_recordings
-
-    settings = get_settings()
-    inputs = [str(p) for p in (inputs or [settings.archive_dir])]
-    admitted = admit_recordings(settings, inputs)
-    if not admitted:
-        raise NothingAdmitted(f"no recording in {inputs} passed the raw data contract")
-    return admitted
+    return admitted_inputs(get_settings(), inputs)
 
 
 def _run_as_tasks(fn, items) -> list:

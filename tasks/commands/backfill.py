@@ -61,19 +61,31 @@ def run(args: argparse.Namespace) -> int:
     from data_contracts.gate import NothingAdmitted
     from tasks.settings import get_settings
     from tasks.stages.backfill import NoRows, run_backfill
+    from tasks.stages.backfill_partitions import run_backfill_partitioned
 
     config = EngineConfig(late_tolerance_s=args.late_tolerance_s, max_gap_s=args.max_gap_s)
     if args.skip_contracts:
         print("data contracts skipped (--skip-contracts): the recordings are not checked")
+    settings = get_settings()
+    on_dask = bool(args.workers or settings.dask_address)
     try:
-        stats = run_backfill(
-            get_settings(),
-            args.inputs or None,
-            args.out,
-            config,
-            check_contracts=not args.skip_contracts,
-            workers=args.workers,
-        )
+        if on_dask:
+            stats = run_backfill_partitioned(
+                settings,
+                args.inputs or None,
+                args.out,
+                config,
+                check_contracts=not args.skip_contracts,
+                workers=args.workers,
+            )
+        else:
+            stats = run_backfill(
+                settings,
+                args.inputs or None,
+                args.out,
+                config,
+                check_contracts=not args.skip_contracts,
+            )
     except (FileNotFoundError, NothingAdmitted) as exc:
         log.error("%s", exc)
         return 2

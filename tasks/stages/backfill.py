@@ -157,20 +157,10 @@ def backfill(
     return stats
 
 
-def run_backfill(
-    settings: Settings,
-    inputs: Iterable[str | Path] | None = None,
-    out: str | Path | None = None,
-    config: EngineConfig | None = None,
-    *,
-    check_contracts: bool = True,
-    workers: int | None = None,
-) -> BackfillStats:
-    """The stage: ``inputs`` (default: the raw archive) pass the raw contract, then
-    :func:`backfill` into ``out`` (default: the feature store).
-
-    With ``workers`` (or a cluster in ``settings.dask_address``) the backfill runs by
-    (product, day) partition on a Dask cluster (:mod:`tasks.stages.backfill_partitions`).
+def admitted_inputs(
+    settings: Settings, inputs: Iterable[str | Path] | None = None, *, check_contracts: bool = True
+) -> list[str]:
+    """``inputs`` (default: the raw archive) that pass the raw contract.
 
     A recording that breaks the contract is set aside in the quarantine folder with its report;
     raises :class:`data_contracts.gate.NothingAdmitted` when none passes. ``check_contracts=False``
@@ -179,21 +169,28 @@ def run_backfill(
     from data_contracts.gate import NothingAdmitted, admit_recordings
 
     inputs = [str(p) for p in (inputs or [settings.archive_dir])]
-    out = out or settings.feature_store_dir
-    if check_contracts:
-        admitted = admit_recordings(settings, inputs)
-        if not admitted:
-            raise NothingAdmitted(
-                f"no recording in {inputs} passed the raw data contract; "
-                f"reports in {settings.quarantine_dir}"
-            )
-        inputs = admitted
-    else:
+    if not check_contracts:
         log.warning("data contracts skipped: backfilling %s unchecked", inputs)
-    if workers or settings.dask_address:
-        from tasks.io.dask_cluster import dask_client, run_on
-        from tasks.stages.backfill_partitions import backfill_partitioned
+        return inputs
+    admitted = admit_recordings(settings, inputs)
+    if not admitted:
+        raise NothingAdmitted(
+            f"no recording in {inputs} passed the raw data contract; "
+            f"reports in {settings.quarantine_dir}"
+        )
+    return admitted
 
-        with dask_client(settings.dask_address, workers) as client:
-            return backfill_partitioned(inputs, out, config, run_on(client))
-    return backfill(inputs, out, config)
+
+def run_backfill(
+    settings: Settings,
+    inputs: Iterable[str | Path] | None = None,
+    out: str | Path | None = None,
+    config: EngineConfig | None = None,
+    *,
+    check_contracts: bool = True,
+) -> BackfillStats:
+    """The stage: :func:`admitted_inputs`, then :func:`backfill` into ``out`` (default: the
+    feature store). :func:`tasks.stages.backfill_partitions.run_backfill_partitioned` is its twin
+    on a Dask cluster."""
+    inputs = admitted_inputs(settings, inputs, check_contracts=check_contracts)
+    return backfill(inputs, out or settings.feature_store_dir, config)

@@ -44,9 +44,11 @@ from tasks.core.features import EngineConfig, EngineStats, FeatureEngine, restar
 from tasks.core.labels import HORIZON_S, LABEL_MAX_GAP_S, TRAILING_S
 from tasks.core.messages import Tick
 from tasks.core.timeutil import TimestampError, format_ts, parse_ts
+from tasks.io.dask_cluster import dask_client, run_on
 from tasks.io.feature_store import write_dataset
 from tasks.io.recordings import expand_inputs, open_binary
-from tasks.stages.backfill import BackfillStats, NoRows, load_ticks
+from tasks.settings import Settings
+from tasks.stages.backfill import BackfillStats, NoRows, admitted_inputs, load_ticks
 
 DAY_S = 86_400
 SPAN_MARGIN_S = 300.0  # a file's ticks may lie this far outside its first and last timestamps
@@ -340,3 +342,22 @@ def backfill_partitioned(
         shutil.rmtree(staging, ignore_errors=True)
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def run_backfill_partitioned(
+    settings: Settings,
+    inputs: Iterable[str | Path] | None = None,
+    out: str | Path | None = None,
+    config: EngineConfig | None = None,
+    *,
+    check_contracts: bool = True,
+    workers: int | None = None,
+) -> BackfillStats:
+    """The backfill stage on a Dask cluster: :func:`admitted_inputs`, then
+    :func:`backfill_partitioned` on the cluster ``settings.dask_address`` names, or on a local
+    one of ``workers`` processes (None: one per core)."""
+    inputs = admitted_inputs(settings, inputs, check_contracts=check_contracts)
+    with dask_client(settings.dask_address, workers) as client:
+        return backfill_partitioned(
+            inputs, out or settings.feature_store_dir, config, run_on(client)
+        )
