@@ -1,10 +1,13 @@
 """Frames the contracts check: raw ticks as read from recordings, and feature or training tables.
 
-The raw frame is built from the strings the exchange sent, independently of
-:func:`tasks.core.messages.to_tick`: numbers are coerced (a value that does not parse becomes NaN
-and is named in the ``unparseable`` column), timestamps are parsed to tz-aware UTC (NaT when they
-do not parse). Helper columns turn row-to-row rules into per-row values a plain expectation can
-check:
+The raw frame is built from the strings the exchange sent: numbers are coerced (a value that
+does not parse becomes NaN and is named in the ``unparseable`` column), timestamps are parsed to
+tz-aware UTC by the engine's own parser (:func:`tasks.core.timeutil.parse_ts`: a ``+05:00``
+offset is NaT here as it is refused there). The column ``refused`` holds the reason
+:func:`tasks.core.messages.to_tick`, the one definition of a valid tick, refuses the tick (None
+when it takes it), so the contract and the engine never disagree on a tick; the per-column
+expectations then say which field broke which rule. Helper columns turn row-to-row rules into
+per-row values a plain expectation can check:
 
 - ``seq_delta`` (raw): sequence number minus the previous one from the same source (connection or
   recording file), on the first ticker of each envelope; NaN where there is no previous one.
@@ -26,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tasks.core.messages import MessageError, RawTick, preview, receive_lead_s
+from tasks.core.messages import MessageError, RawTick, preview, receive_lead_s, to_tick
 from tasks.core.timeutil import TimestampError, parse_ts
 from tasks.io.recordings import BadLine, expand_inputs, read_ticks
 
@@ -48,6 +51,7 @@ RAW_COLUMNS = (
     "timestamp",
     *RAW_NUMERIC_FIELDS,
     "unparseable",
+    "refused",
     "seq_delta",
     "receive_lead_s",
 )
@@ -113,11 +117,12 @@ def raw_frame(ticks: Sequence[RawTick]) -> pd.DataFrame:
     )
     problems: list[list[str]] = [[] for _ in ticks]
 
-    stamps = pd.Series([t.timestamp for t in ticks], dtype=object)
-    parsed = pd.to_datetime(stamps, utc=True, errors="coerce", format="ISO8601")
+    seconds = np.array([_event_time(t) for t in ticks], dtype="float64")
+    micros = pd.Series(seconds * 1e6).round()
+    parsed = pd.to_datetime(micros, unit="us", utc=True, errors="coerce")  # NaT out of range
     frame["timestamp"] = parsed.astype("datetime64[ns, UTC]")
     for i in np.flatnonzero(parsed.isna().to_numpy()):
-        problems[i].append(f"timestamp={stamps.iat[i]!r}")
+        problems[i].append(f"timestamp={preview(ticks[i].timestamp, 80)}")
 
     for name in RAW_NUMERIC_FIELDS:
         raw = [t.ticker.get(name) for t in ticks]
@@ -127,17 +132,37 @@ def raw_frame(ticks: Sequence[RawTick]) -> pd.DataFrame:
             problems[i].append(f"{name}={preview(raw[i], 80)}")
 
     frame["unparseable"] = pd.Series(["; ".join(p) if p else None for p in problems], dtype=object)
+    frame["refused"] = pd.Series([_refusal(t) for t in ticks], dtype=object)
     frame["seq_delta"] = _sequence_deltas(frame)
     frame["receive_lead_s"] = pd.Series([_lead(t) for t in ticks], dtype="float64")
     return frame
 
 
-def _lead(tick: RawTick) -> float:
+def _event_time(tick: RawTick) -> float:
+    """The tick's event time in epoch seconds, NaN when its timestamp does not parse."""
+    if tick.event_time == tick.event_time:
+        return tick.event_time
     try:
-        ts = tick.event_time if tick.event_time == tick.event_time else parse_ts(tick.timestamp)
-        return receive_lead_s(ts, tick)
-    except (TimestampError, MessageError):
+        return parse_ts(tick.timestamp)
+    except TimestampError:
         return np.nan
+
+
+def _lead(tick: RawTick) -> float:
+    ts = _event_time(tick)
+    try:
+        return receive_lead_s(ts, tick) if ts == ts else np.nan
+    except MessageError:
+        return np.nan
+
+
+def _refusal(tick: RawTick) -> str | None:
+    """Why :func:`tasks.core.messages.to_tick` refuses the tick, or None."""
+    try:
+        to_tick(tick)
+    except MessageError as exc:
+        return str(exc)
+    return None
 
 
 def _coerce_numbers(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:

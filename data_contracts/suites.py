@@ -22,7 +22,14 @@ import pandas as pd
 
 from data_contracts.frames import RAW_COLUMNS, RAW_NUMERIC_FIELDS, SPLIT_ORDER, splits_are_folds
 from tasks.core.features import FEATURE_NAMES, FEATURE_SET_VERSION
-from tasks.core.messages import MAX_LAG_S, MAX_LEAD_S
+from tasks.core.messages import (
+    MAX_LAG_S,
+    MAX_LEAD_S,
+    MAX_PRICE,
+    MAX_SEQUENCE_NUM,
+    MAX_SIZE,
+    MIN_PRICE,
+)
 
 KINDS = ("raw", "features", "training", "predictions")
 DEFAULT_PRODUCTS = ("BTC-USD", "ETH-USD", "SOL-USD")
@@ -168,18 +175,23 @@ def _raw_expectations(options: ContractOptions) -> list[Any]:
         gxe.ExpectColumnValuesToBeNull(
             column="unparseable", description="every number and timestamp parses"
         ),
+        gxe.ExpectColumnValuesToBeNull(
+            column="refused", description="the parse step (to_tick) takes the tick"
+        ),
         gxe.ExpectColumnValuesToBeInSet(
             column="product_id", value_set=list(options.products), description="known product"
         ),
+    ]
+    out += [
         gxe.ExpectColumnValuesToBeBetween(
-            column="price", min_value=0, strict_min=True, max_value=FLOAT_MAX, description="> 0"
-        ),
-        gxe.ExpectColumnValuesToBeBetween(
-            column="best_bid", min_value=0, strict_min=True, max_value=FLOAT_MAX, description="> 0"
-        ),
-        gxe.ExpectColumnValuesToBeBetween(
-            column="best_ask", min_value=0, strict_min=True, max_value=FLOAT_MAX, description="> 0"
-        ),
+            column=name,
+            min_value=MIN_PRICE,
+            max_value=MAX_PRICE,
+            description=f"in [{MIN_PRICE:g}, {MAX_PRICE:g}]",
+        )
+        for name in ("price", "best_bid", "best_ask")
+    ]
+    out += [
         gxe.ExpectColumnPairValuesAToBeGreaterThanB(
             column_A="best_ask",
             column_B="best_bid",
@@ -190,7 +202,10 @@ def _raw_expectations(options: ContractOptions) -> list[Any]:
     ]
     out += [
         gxe.ExpectColumnValuesToBeBetween(
-            column=name, min_value=0, max_value=FLOAT_MAX, description=">= 0 (NaN if absent)"
+            column=name,
+            min_value=0,
+            max_value=MAX_SIZE,
+            description=f"in [0, {MAX_SIZE:g}] (NaN if absent)",
         )
         for name in ("best_bid_quantity", "best_ask_quantity", "volume_24_h")
     ]
@@ -209,7 +224,10 @@ def _raw_expectations(options: ContractOptions) -> list[Any]:
             ),
         ),
         gxe.ExpectColumnValuesToBeBetween(
-            column="sequence_num", min_value=0, description="present (>= 0)"
+            column="sequence_num",
+            min_value=0,
+            max_value=MAX_SEQUENCE_NUM,
+            description="present (>= 0, < 2^53)",
         ),
         gxe.ExpectColumnValuesToBeBetween(
             column="seq_delta",

@@ -24,6 +24,17 @@ Input handling, per product:
   tick at or before the last ``(sequence_num, index)`` seen from its source is a duplicate and is
   ignored. A new source is a new sequence space. Ticks without a sequence number (negative) are
   never taken for duplicates.
+- Sequence jumps: a sequence number counts a connection's messages, so it cannot run ahead of
+  the last one seen from its source by more than ``max_sequence_rate`` per second of event time
+  between the two (plus one second's worth). A tick that does is refused and counted
+  (``sequence_jumps``) without moving the source's mark, so one absurd number (10^15 in a file
+  that counts from 0) costs that tick alone instead of making every later tick a "duplicate".
+  A tick as far behind the mark is no re-sent duplicate either: the mark was the absurd one (the
+  first tick of a source) and the tick is taken, moving the mark back.
+- Bounds: the terms a tick adds to the window sums (mid price, spread, imbalance, event time) are
+  checked before any state changes (:class:`~tasks.core.messages.MessageError` otherwise), so no
+  tick can leave an infinity or a NaN in a sum; :func:`tasks.core.messages.to_tick` already
+  refuses the inputs that would produce one.
 - Late ticks: a tick older than the product's latest event time by at most ``late_tolerance_s``
   is processed as if it had arrived at the latest time (its row carries that time); an older one
   is counted and dropped.
@@ -38,7 +49,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.core.messages import Tick
+from tasks.core.messages import MAX_PRICE, MIN_PRICE, MessageError, Tick
 from tasks.core.timeutil import format_ts
 
 FEATURE_SET_VERSION = "fs1"
@@ -69,6 +80,7 @@ FEATURE_NAMES: tuple[str, ...] = (
 
 NAN = math.nan
 _BPS = 1e4
+_MAX_SPREAD_BPS = 2 * _BPS  # (ask - bid) / mid with 0 < bid <= ask stays below 2
 _NW = len(WINDOWS_S)
 _N_WINDOW_FEATURES = len(_PER_WINDOW) * _NW
 _N_FEATURES = len(FEATURE_NAMES)
@@ -87,6 +99,10 @@ class EngineConfig:
     late_tolerance_s: float = 2.0
     max_gap_s: float = 30.0  # windows restart after a longer silence
     max_sources_per_product: int = 64  # sequence spaces remembered for duplicate detection
+    # messages a connection can carry per second, at most: the recordings carry about 4, the
+    # whole exchange's ticker feed about 5,000; a sequence number further ahead of its source's
+    # mark than this allows is refused
+    max_sequence_rate: float = 1e5
 
 
 def restart_lookback_s(config: EngineConfig) -> float:
@@ -119,6 +135,7 @@ class EngineStats:
     late_adjusted: int = 0
     late_dropped: int = 0
     gaps_restarted: int = 0
+    sequence_jumps: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -127,6 +144,7 @@ class EngineStats:
             "late_adjusted": self.late_adjusted,
             "late_dropped": self.late_dropped,
             "gaps_restarted": self.gaps_restarted,
+            "sequence_jumps": self.sequence_jumps,
         }
 
 
@@ -309,7 +327,8 @@ class _ProductState:
     )
 
     def __init__(self) -> None:
-        self.sequences: dict[str, tuple[int, int]] = {}
+        # per source: the last (sequence_num, index) taken, and its event time
+        self.sequences: dict[str, tuple[int, int, float]] = {}
         self.segment = -1
         self.last_ts = NAN
         self.restart()
@@ -335,7 +354,35 @@ class FeatureEngine:
         self._products: dict[str, _ProductState] = {}
 
     def process(self, tick: Tick) -> FeatureRow | None:
-        """The features after ``tick``, or None if it is a duplicate or too late (counted)."""
+        """The features after ``tick``, or None if it is a duplicate, too late or a sequence
+        jump (counted); :class:`MessageError`, with no state changed, if its terms are out of
+        bounds (module docstring)."""
+        bid = tick.best_bid
+        ask = tick.best_ask
+        has_spread = 1 if bid == bid and ask == ask else 0
+        mid = (bid + ask) * 0.5 if has_spread else tick.price
+        if not (MIN_PRICE <= mid <= MAX_PRICE and -math.inf < tick.ts < math.inf):
+            raise MessageError(
+                f"tick {tick.record_id} out of the engine's bounds: mid {mid!r}, ts {tick.ts!r}"
+            )
+        spread = _BPS * (ask - bid) / mid if has_spread else NAN
+        bid_qty = tick.best_bid_quantity
+        ask_qty = tick.best_ask_quantity
+        depth = bid_qty + ask_qty
+        if depth > 0.0:
+            imbalance = (bid_qty - ask_qty) / depth
+            has_imb = 1
+        else:
+            imbalance = NAN
+            has_imb = 0
+        spread_term = spread if has_spread else 0.0
+        imb_term = imbalance if has_imb else 0.0
+        if not (0.0 <= spread_term <= _MAX_SPREAD_BPS and -1.0 <= imb_term <= 1.0):
+            raise MessageError(
+                f"tick {tick.record_id} out of the engine's bounds: spread {spread!r} bps, "
+                f"imbalance {imbalance!r}"
+            )
+
         state = self._products.get(tick.product_id)
         if state is None:
             state = self._products[tick.product_id] = _ProductState()
@@ -344,11 +391,17 @@ class FeatureEngine:
 
         seq = tick.sequence_num
         if seq >= 0:
-            position = (seq, tick.index)
             seen = state.sequences.get(tick.source)
-            if seen is not None and position <= seen:
-                stats.duplicates += 1
-                return None
+            if seen is not None:
+                last_seq, last_index, seen_ts = seen
+                reach = config.max_sequence_rate * (1.0 + abs(tick.ts - seen_ts))
+                if seq < last_seq or (seq == last_seq and tick.index <= last_index):
+                    if last_seq - seq <= reach:
+                        stats.duplicates += 1
+                        return None
+                elif seq - last_seq > reach:
+                    stats.sequence_jumps += 1
+                    return None
 
         ts = tick.ts
         last_ts = state.last_ts
@@ -365,34 +418,12 @@ class FeatureEngine:
             sequences = state.sequences
             if tick.source not in sequences and len(sequences) >= config.max_sources_per_product:
                 del sequences[next(iter(sequences))]
-            sequences[tick.source] = position
+            sequences[tick.source] = (seq, tick.index, tick.ts)
         state.last_ts = ts
         stats.processed += 1
 
-        bid = tick.best_bid
-        ask = tick.best_ask
-        if bid == bid and ask == ask:
-            mid = (bid + ask) * 0.5
-            spread = _BPS * (ask - bid) / mid
-            has_spread = 1
-        else:
-            mid = tick.price
-            spread = NAN
-            has_spread = 0
-        bid_qty = tick.best_bid_quantity
-        ask_qty = tick.best_ask_quantity
-        depth = bid_qty + ask_qty
-        if depth > 0.0:
-            imbalance = (bid_qty - ask_qty) / depth
-            has_imb = 1
-        else:
-            imbalance = NAN
-            has_imb = 0
-
         prev_mid = state.last_mid
         state.last_mid = mid
-        spread_term = spread if has_spread else 0.0
-        imb_term = imbalance if has_imb else 0.0
         if prev_mid == prev_mid:
             r = math.log(mid / prev_mid)
             r2 = r * r

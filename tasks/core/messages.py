@@ -16,12 +16,31 @@ estimate it from the neighbouring lines (:mod:`tasks.io.recordings`), offset 0.
 
 Every decoder here turns any malformed input, however deep or strange, into
 :class:`MessageError`: a poison record is that record's problem only.
+
+What a valid tick is, is decided here once, and every reader (recordings, ``ticks.raw``, the raw
+contract, the scorer's feature records for the product id) asks these functions:
+
+- a product id is the exchange's ``BASE-QUOTE`` shape (:func:`check_product_id`): upper-case
+  letters and digits in two to four dash-separated parts, at most :data:`MAX_PRODUCT_ID_LEN`
+  characters. The same id names archive folders and feature-store partitions, so ``..``, ``/``
+  or a 10 KB id never reach a file name;
+- a sequence number is an integer in ``[0, MAX_SEQUENCE_NUM]``, or -1 for none
+  (:func:`check_sequence_num`): 2^53 - 1 is the largest integer every JSON reader (a double)
+  holds exactly, far beyond what a connection ever counts to;
+- prices (trade, best bid and ask) lie in ``[MIN_PRICE, MAX_PRICE]`` and sizes (quantities, 24-h
+  volume) in ``[0, MAX_SIZE]``: twelve orders of magnitude either side of 1 hold every quote the
+  exchange lists (BTC near 1e5 USD, meme coins near 1e-5, BTC-quoted pairs near 1e-8), and they
+  keep every term of the feature engine finite: a log return is at most ``log(1e24)`` (55) and its
+  square at most 3100, so no sum over a window can overflow;
+- a timestamp is ISO 8601 in UTC (``Z`` or ``+00:00``; :func:`tasks.core.timeutil.parse_ts`) and
+  lies near its receive time (above).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +50,14 @@ RAW_SCHEMA_VERSION = 1
 MAX_LEAD_S = 30.0  # event time may run ahead of receive time by this much (clock jitter)
 MAX_LAG_S = 300.0  # and lag behind it by this much (network, a busy reader)
 
+MAX_SEQUENCE_NUM = 2**53 - 1
+NO_SEQUENCE = -1  # a message without a sequence number
+MIN_PRICE = 1e-12
+MAX_PRICE = 1e12
+MAX_SIZE = 1e18  # quantities and 24-h volume (SHIB trades about 1e13 coins a day)
+MAX_PRODUCT_ID_LEN = 40
+_PRODUCT_ID = re.compile(r"[A-Z0-9]{1,16}(?:-[A-Z0-9]{1,16}){1,3}")
+
 TICKER_CHANNEL = "ticker"
 HEARTBEATS_CHANNEL = "heartbeats"
 SUBSCRIPTIONS_CHANNEL = "subscriptions"
@@ -38,6 +65,49 @@ SUBSCRIPTIONS_CHANNEL = "subscriptions"
 
 class MessageError(ValueError):
     """A message that does not have the shape the exchange promises."""
+
+
+def is_product_id(value: object) -> bool:
+    """True for an id of the exchange's shape (module docstring): safe as a file name."""
+    return (
+        isinstance(value, str)
+        and len(value) <= MAX_PRODUCT_ID_LEN
+        and _PRODUCT_ID.fullmatch(value) is not None
+    )
+
+
+def product_id_error(value: object, name: str = "product_id") -> str:
+    """Why ``value`` is no product id, naming the field."""
+    return (
+        f"{name}: not a product id (BASE-QUOTE, A-Z and 0-9, at most "
+        f"{MAX_PRODUCT_ID_LEN} characters): {preview(value, 60)}"
+    )
+
+
+def check_product_id(value: object, name: str = "product_id") -> str:
+    """``value`` if it is a product id, else :class:`MessageError` naming the field ``name``."""
+    if not is_product_id(value):
+        raise MessageError(product_id_error(value, name))
+    return value  # type: ignore[return-value]
+
+
+def check_sequence_num(value: object, name: str = "sequence_num") -> int:
+    """An integer (or its decimal text) in ``[0, MAX_SEQUENCE_NUM]`` or -1, else
+    :class:`MessageError`; ``True`` and ``1.9`` are refused rather than silently converted."""
+    if type(value) is int:
+        number = value
+    else:
+        try:
+            if isinstance(value, bool | float):
+                raise TypeError
+            number = int(value)  # type: ignore[call-overload]
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise MessageError(f"{name}: not an integer: {preview(value, 60)}") from exc
+    if not (number == NO_SEQUENCE or 0 <= number <= MAX_SEQUENCE_NUM):
+        raise MessageError(
+            f"{name}: {preview(number, 60)} out of range (0 to 2^53 - 1, or -1 for none)"
+        )
+    return number
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +173,7 @@ class RawTick:
             return cls(
                 product_id=_text(record, "product_id"),
                 timestamp=_text(record, "timestamp"),
-                sequence_num=int(record["sequence_num"]),
+                sequence_num=check_sequence_num(record["sequence_num"]),
                 received_at=_text(record, "received_at"),
                 source=_text(record, "source"),
                 event_type=_text(record, "event_type"),
@@ -168,16 +238,7 @@ def parse_envelope(message: dict[str, Any] | str | bytes) -> Envelope:
     events = message.get("events", [])
     if not isinstance(events, list):
         raise MessageError("events is not a list")
-    raw_seq = message.get("sequence_num", -1)
-    if type(raw_seq) is int:
-        sequence_num = raw_seq
-    else:
-        try:
-            if isinstance(raw_seq, bool | float):  # int(True), int(1.9) would pass silently
-                raise TypeError
-            sequence_num = int(raw_seq)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise MessageError(f"bad sequence_num {preview(raw_seq)}") from exc
+    sequence_num = check_sequence_num(message.get("sequence_num", NO_SEQUENCE))
     timestamp = message.get("timestamp")
     if not isinstance(timestamp, str):
         raise MessageError("timestamp missing")
@@ -218,8 +279,11 @@ def ticks_from_envelope(
             bad("event is not an object with a list of tickers")
             continue
         for ticker in tickers:
-            if not isinstance(ticker, dict) or not isinstance(ticker.get("product_id"), str):
+            product_id = ticker.get("product_id") if isinstance(ticker, dict) else None
+            if not isinstance(product_id, str):
                 bad(f"ticker {index} has no product_id")
+            elif not is_product_id(product_id):
+                bad(f"ticker {index}: " + product_id_error(product_id))
             else:
                 ticks.append(
                     RawTick(
@@ -263,7 +327,8 @@ class Tick:
         return f"{self.product_id}|{self.source}|{self.sequence_num}|{self.index}"
 
 
-def _number(ticker: dict[str, Any], name: str, *, required: bool) -> float:
+def _number(ticker: dict[str, Any], name: str, low: float, high: float, *, required: bool) -> float:
+    """A ticker field as a float in ``[low, high]``; NaN when absent and not ``required``."""
     value = ticker.get(name)
     if value is None or value == "":
         if required:
@@ -273,8 +338,12 @@ def _number(ticker: dict[str, Any], name: str, *, required: bool) -> float:
         number = float(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise MessageError(f"ticker field {name!r} is not a number: {preview(value)}") from exc
-    if not math.isfinite(number):
-        raise MessageError(f"ticker field {name!r} is not finite: {preview(value)}")
+    if not low <= number <= high:
+        problem = "out of range" if math.isfinite(number) else "not finite"
+        raise MessageError(
+            f"ticker field {name!r} is {problem} (a number in [{low:g}, {high:g}]): "
+            f"{preview(value)}"
+        )
     return number
 
 
@@ -320,23 +389,16 @@ def to_tick(raw: RawTick) -> Tick:
         except TimestampError as exc:
             raise MessageError(f"timestamp: {exc}") from exc
     check_event_time(ts, raw)
-    price = _number(t, "price", required=True)
-    if price <= 0:
-        raise MessageError(f"ticker field 'price' is not positive: {t.get('price')!r}")
-    bid = _number(t, "best_bid", required=False)
-    ask = _number(t, "best_ask", required=False)
-    if bid <= 0 or ask <= 0:
-        raise MessageError(
-            f"best_bid/best_ask not positive: {t.get('best_bid')!r}/{t.get('best_ask')!r}"
-        )
+    product_id = check_product_id(raw.product_id)
+    price = _number(t, "price", MIN_PRICE, MAX_PRICE, required=True)
+    bid = _number(t, "best_bid", MIN_PRICE, MAX_PRICE, required=False)
+    ask = _number(t, "best_ask", MIN_PRICE, MAX_PRICE, required=False)
     if bid > ask:
         raise MessageError(f"crossed book: best_bid {bid} > best_ask {ask}")
-    bid_qty = _number(t, "best_bid_quantity", required=False)
-    ask_qty = _number(t, "best_ask_quantity", required=False)
-    if bid_qty < 0 or ask_qty < 0:
-        raise MessageError("negative best bid/ask quantity")
+    bid_qty = _number(t, "best_bid_quantity", 0.0, MAX_SIZE, required=False)
+    ask_qty = _number(t, "best_ask_quantity", 0.0, MAX_SIZE, required=False)
     return Tick(
-        product_id=raw.product_id,
+        product_id=product_id,
         ts=ts,
         source=raw.source,
         sequence_num=raw.sequence_num,
@@ -346,5 +408,5 @@ def to_tick(raw: RawTick) -> Tick:
         best_ask=ask,
         best_bid_quantity=bid_qty,
         best_ask_quantity=ask_qty,
-        volume_24h=_number(t, "volume_24_h", required=False),
+        volume_24h=_number(t, "volume_24_h", 0.0, MAX_SIZE, required=False),
     )

@@ -11,8 +11,8 @@ so a feature record delivered twice gives two predictions with one id and a read
 
 from __future__ import annotations
 
-import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,11 +20,19 @@ from typing import Any
 import numpy as np
 
 from tasks.core.features import FEATURES_SCHEMA_VERSION
+from tasks.core.messages import (
+    MessageError,
+    decode_json,
+    is_product_id,
+    preview,
+    product_id_error,
+)
 from tasks.core.timeutil import TimestampError, parse_ts
 
 PREDICTIONS_SCHEMA_VERSION = 1
 # Score histogram buckets, 0.05 .. 1.0 in steps of 0.05 (the metrics contract).
 SCORE_BUCKETS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 21))
+_FLOAT_MAX = sys.float_info.max
 
 
 class FeatureRecordError(ValueError):
@@ -64,9 +72,9 @@ def parse_feature_record(value: bytes | None) -> FeatureRecord:
     if value is None:
         raise FeatureRecordError("empty record")
     try:
-        record = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FeatureRecordError(f"not JSON: {exc}") from None
+        record = decode_json(value)
+    except MessageError as exc:
+        raise FeatureRecordError(str(exc)) from None
     if not isinstance(record, dict):
         raise FeatureRecordError("not a JSON object")
     if record.get("schema_version") != FEATURES_SCHEMA_VERSION:
@@ -77,6 +85,8 @@ def parse_feature_record(value: bytes | None) -> FeatureRecord:
         if not isinstance(text, str) or not text:
             raise FeatureRecordError(f"{name}: missing or not a string")
         strings[name] = text
+    if not is_product_id(strings["product_id"]):  # the ticks' rule: the featurizer's too
+        raise FeatureRecordError(product_id_error(strings["product_id"]))
     try:
         event_ts = parse_ts(strings["ts"])
     except TimestampError as exc:
@@ -87,8 +97,10 @@ def parse_feature_record(value: bytes | None) -> FeatureRecord:
     for name, v in features.items():
         if v is None:
             continue
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise FeatureRecordError(f"features.{name}: {v!r} is not a finite number or null")
+        if not _is_finite_number(v):
+            raise FeatureRecordError(
+                f"features.{name[:60]}: {preview(v, 60)} is not a finite number or null"
+            )
     return FeatureRecord(
         record_id=strings["record_id"],
         product_id=strings["product_id"],
@@ -97,6 +109,13 @@ def parse_feature_record(value: bytes | None) -> FeatureRecord:
         feature_set_version=strings["feature_set_version"],
         features=features,
     )
+
+
+def _is_finite_number(value: object) -> bool:
+    """A JSON number a float holds: not a bool, not infinite, not an integer of 400 digits."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= _FLOAT_MAX
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,9 @@ Layout, under ``<data_dir>/archive``::
 
 - ``key`` is the product id of a ticker message that concerns one product; ``_multi`` for a
   ticker message carrying several products' tickers; ``_control`` for everything else
-  (subscriptions, heartbeats, errors, anything unparseable). Each message is written exactly once,
+  (subscriptions, heartbeats, errors, anything unparseable, and a ticker whose product id is
+  not one by :func:`tasks.core.messages.is_product_id`: the rule that keeps ``..``, ``/`` and
+  overlong ids out of file names). Each message is written exactly once,
   so replaying the whole archive gives every ticker once, with no duplicates.
 - ``source`` is the capture connection the message came on. Sequence numbers restart on every
   connection, and readers use the file name as the sequence space
@@ -26,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.core.messages import TICKER_CHANNEL, Envelope
+from tasks.core.messages import TICKER_CHANNEL, Envelope, is_product_id
 
 CONTROL_KEY = "_control"
 MULTI_KEY = "_multi"
@@ -48,9 +50,7 @@ def archive_key(envelope: Envelope | None) -> str:
     if len(products) > 1:
         return MULTI_KEY
     product = next(iter(products), None)
-    if not isinstance(product, str) or not product:
-        return CONTROL_KEY
-    return _UNSAFE.sub("_", product)
+    return product if is_product_id(product) else CONTROL_KEY
 
 
 @dataclass

@@ -26,6 +26,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from tasks.core.dataset import COLUMNS, SCHEMA
+from tasks.core.messages import check_product_id
 
 _PARTITIONING = ds.partitioning(
     pa.schema([("product_id", pa.string()), ("date", pa.string())]), flavor="hive"
@@ -69,6 +70,8 @@ def write_dataset(frame: pd.DataFrame, out: str | Path) -> None:
     if out.suffix == ".parquet":
         _write_file(table, out)
         return
+    for product in pc.unique(table["product_id"]).to_pylist():
+        check_product_id(product)  # it names a folder: the ticks' rule keeps it a safe name
     dates = pc.strftime(table["ts"], format="%Y-%m-%d")
     table = table.append_column("date", dates)
     with _locked(out):

@@ -252,6 +252,7 @@ class RecordHandler:
             outs.append(self.dead_letter(msg, f"unreadable record: {exc!r}", polled_at))
             return
         duplicates, late = engine.stats.duplicates, engine.stats.late_dropped
+        jumps = engine.stats.sequence_jumps
         try:
             row = engine.process(tick)
             payload = (
@@ -272,6 +273,9 @@ class RecordHandler:
             elif engine.stats.late_dropped != late:
                 stats.late_dropped += 1
                 self.metrics.late_dropped.inc()
+            elif engine.stats.sequence_jumps != jumps:
+                reason = f"sequence_num {tick.sequence_num} jumps far ahead of its source's"
+                outs.append(self.dead_letter(msg, reason, polled_at))
             return
         key = row.product_id.encode()
         outs.append(

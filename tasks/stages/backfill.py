@@ -58,6 +58,7 @@ class BackfillStats:
     late_adjusted: int = 0
     late_dropped: int = 0
     gaps_restarted: int = 0
+    sequence_jumps: int = 0  # ticks refused for a sequence number far ahead of their source's
     rows: int = 0
     labelled_rows: int = 0
     products: list[str] = field(default_factory=list)

@@ -67,13 +67,19 @@ def test_raw_failures_name_column_and_record(recording, envelopes):
     path = recording("broken.ndjson", lines)
     report = validate_raw_batch(read_raw_batch([path]))
     assert not report.success
-    assert failed(report) == {"best_ask,best_bid", "unparseable", "price"}
+    assert failed(report) == {"best_ask,best_bid", "unparseable", "price", "refused"}
     crossed = next(o for o in report.failures if o.column == "best_ask,best_bid")
     assert crossed.unexpected_count == 1
     assert crossed.sample[0].startswith("BTC-USD|broken.ndjson|10|0")
     unparseable = next(o for o in report.failures if o.column == "unparseable")
     assert unparseable.sample == ["BTC-USD|broken.ndjson|20|0: price='12e'"]
-    assert json.loads(report.to_json())["failed"] == 3
+    refused = next(o for o in report.failures if o.column == "refused")
+    assert [s.split(":", 1)[0] for s in refused.sample] == [
+        "BTC-USD|broken.ndjson|10|0",
+        "BTC-USD|broken.ndjson|20|0",
+    ]
+    assert "crossed book" in refused.sample[0] and "'price'" in refused.sample[1]
+    assert json.loads(report.to_json())["failed"] == 4
 
 
 def test_known_products_are_configurable(recording, envelopes):

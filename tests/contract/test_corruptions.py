@@ -84,6 +84,26 @@ def unparseable_timestamp(lines: list, at: int) -> None:
     lines[at]["timestamp"] = "06/12/2025 05:47:12"
 
 
+def set_book(value: str) -> Mutation:
+    def mutate(lines: list, at: int) -> None:
+        ticker(lines[at]).update(best_bid=value, best_ask=value)
+
+    return mutate
+
+
+def set_envelope(name: str, value) -> Mutation:
+    def mutate(lines: list, at: int) -> None:
+        lines[at][name] = value
+
+    return mutate
+
+
+def offset_timestamp(lines: list, at: int) -> None:
+    """The same instant written with a +05:00 offset: the engine takes UTC only."""
+    moment = datetime.strptime(lines[at]["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    lines[at]["timestamp"] = (moment + timedelta(hours=5)).strftime("%Y-%m-%dT%H:%M:%S.%f+05:00")
+
+
 def truncated_json_line(lines: list, at: int) -> None:
     lines[at] = json.dumps(lines[at])[:80]
 
@@ -102,34 +122,47 @@ def corruption(name, mutate, contract=(), rejected=None, bad_line=False) -> Corr
 
 
 CORRUPTIONS = [
-    corruption("negative_price", set_ticker("price", "-89565.12"), {"price"}, "price"),
-    corruption("zero_price", set_ticker("price", "0"), {"price"}, "price"),
-    corruption("crossed_book", crossed_book, {"best_ask,best_bid"}, "crossed"),
+    corruption("negative_price", set_ticker("price", "-89565.12"), {"price", "refused"}, "price"),
+    corruption("zero_price", set_ticker("price", "0"), {"price", "refused"}, "price"),
+    corruption("crossed_book", crossed_book, {"best_ask,best_bid", "refused"}, "crossed"),
     corruption("duplicate_sequence", duplicate_sequence, {"seq_delta", "record_id"}),
     corruption("out_of_order_sequence", out_of_order_sequence, {"seq_delta"}),
     corruption("missing_sequence", drop_envelope("sequence_num"), {"sequence_num", "seq_delta"}),
     corruption(
-        "unparseable_timestamp", unparseable_timestamp, {"timestamp", "unparseable"}, "timestamp"
+        "unparseable_timestamp",
+        unparseable_timestamp,
+        {"timestamp", "unparseable", "refused"},
+        "timestamp",
     ),
     # far from the neighbouring lines' times, so far from its receive time: refused by the
     # contract and, in both the batch and the stream, by to_tick
-    corruption("future_timestamp", future_timestamp, {"timestamp", "receive_lead_s"}, "event time"),
-    corruption("past_timestamp", past_timestamp, {"receive_lead_s"}, "event time"),
-    corruption("missing_price", drop_ticker("price"), {"price"}, "price"),
     corruption(
-        "non_numeric_price", set_ticker("price", "89,565.12"), {"price", "unparseable"}, "price"
+        "future_timestamp",
+        future_timestamp,
+        {"timestamp", "receive_lead_s", "refused"},
+        "event time",
     ),
-    corruption("nan_price", set_ticker("price", "NaN"), {"price", "unparseable"}, "price"),
+    corruption("past_timestamp", past_timestamp, {"receive_lead_s", "refused"}, "event time"),
+    corruption("missing_price", drop_ticker("price"), {"price", "refused"}, "price"),
+    corruption(
+        "non_numeric_price",
+        set_ticker("price", "89,565.12"),
+        {"price", "unparseable", "refused"},
+        "price",
+    ),
+    corruption(
+        "nan_price", set_ticker("price", "NaN"), {"price", "unparseable", "refused"}, "price"
+    ),
     corruption(
         "non_numeric_quantity",
         set_ticker("best_ask_quantity", "lots"),
-        {"unparseable"},
+        {"unparseable", "refused"},
         "best_ask_quantity",
     ),
     corruption(
         "negative_quantity",
         set_ticker("best_bid_quantity", "-0.5"),
-        {"best_bid_quantity"},
+        {"best_bid_quantity", "refused"},
         "quantity",
     ),
     corruption("unknown_product", set_ticker("product_id", "DOGE-EUR"), {"product_id"}),
@@ -137,6 +170,18 @@ CORRUPTIONS = [
     corruption("missing_envelope_timestamp", drop_envelope("timestamp"), bad_line=True),
     corruption("ticker_without_product", drop_ticker("product_id"), bad_line=True),
     corruption("missing_best_bid_quantity", drop_ticker("best_bid_quantity")),  # legal: NaN
+    # issue 15: extremes the contract passed (or crashed on) while the engine died or refused
+    corruption("huge_book", set_book("1e308"), {"best_bid", "best_ask", "refused"}, "best_bid"),
+    corruption(
+        "subnormal_book", set_book("1e-320"), {"best_bid", "best_ask", "refused"}, "best_bid"
+    ),
+    corruption(
+        "offset_timestamp", offset_timestamp, {"timestamp", "unparseable", "refused"}, "timestamp"
+    ),
+    corruption("dotdot_product", set_ticker("product_id", ".."), bad_line=True),
+    corruption("long_product", set_ticker("product_id", "X" * 10_000), bad_line=True),
+    corruption("sequence_2_63", set_envelope("sequence_num", 2**63), bad_line=True),
+    corruption("sequence_jump", set_envelope("sequence_num", 10**15), {"seq_delta"}),
 ]
 BY_NAME = {c.name: c for c in CORRUPTIONS}
 

@@ -56,7 +56,7 @@ MALFORMED = [
     (b"not json {", "not JSON"),
     (b"[1, 2, 3]", "not a JSON object"),
     (None, "empty record"),
-    (_raw(ticker={"price": "-5"}), "'price' is not positive"),
+    (_raw(ticker={"price": "-5"}), "'price' is out of range"),
     (_raw(ticker={"best_bid": "102"}), "crossed book"),
     (_raw(timestamp=None), "missing 'timestamp'"),
     (_raw(ticker={"price": None}), "'price' is missing"),

@@ -17,8 +17,9 @@ from tasks.cli import main as cli
 from tasks.core.dataset import SCHEMA
 from tasks.core.features import FEATURE_NAMES, FEATURE_SET_VERSION
 from tasks.core.labels import forward_realized_vol, second_grid
+from tasks.core.messages import MessageError
 from tasks.core.timeutil import format_ts
-from tasks.io.feature_store import load_dataset
+from tasks.io.feature_store import load_dataset, write_dataset
 from tasks.stages.backfill import backfill, batch_features
 
 T0 = 1_764_999_000.0  # 2025-12-06 05:30 UTC
@@ -193,3 +194,66 @@ def test_real_recordings(shared_recordings, tmp_path):
         sample["record_id"], sample[list(FEATURE_NAMES)].to_numpy(), strict=True
     ):
         np.testing.assert_array_equal(values, np.array(rows[record_id]))
+
+
+def _with_ticker(**fields) -> dict:
+    line = envelope(T0 + 300.2, 10**15, "BTC-USD", 90_000.0)
+    line["events"][0]["tickers"][0].update(fields)
+    return line
+
+
+# issue 15: one valid-looking extreme line in the middle of a recording, with what counts it
+EXTREMES = {
+    "sequence_10_15": (envelope(T0 + 300.2, 10**15, "BTC-USD", 90_000.0), "sequence_jumps"),
+    "sequence_2_63": (envelope(T0 + 300.2, 2**63, "BTC-USD", 90_000.0), "bad_lines"),
+    "book_1e308": (_with_ticker(best_bid="1e308", best_ask="1e308"), "rejected"),
+    "book_1e-320": (_with_ticker(best_bid="1e-320", best_ask="1e-320"), "rejected"),
+    "price_1e308_no_book": (_with_ticker(price="1e308", best_bid="", best_ask=""), "rejected"),
+    "product_dot_dot": (_with_ticker(product_id=".."), "bad_lines"),
+    "product_10_kb": (_with_ticker(product_id="X" * 10_000), "bad_lines"),
+    "timestamp_offset": (
+        {
+            **envelope(T0 + 300.2, 10**15, "BTC-USD", 90_000.0),
+            "timestamp": "2025-12-06T10:35:00.2+05:00",
+        },
+        "rejected",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def clean_walk(tmp_path_factory):
+    """A 10-minute BTC-USD recording, its backfill, and where an extreme line goes."""
+    root = tmp_path_factory.mktemp("clean")
+    ticks = walk("BTC-USD", T0, 600, seed=5, mid=90_000.0)
+    lines = [json.dumps(envelope(ts, i, p, mid)) for i, (ts, p, mid) in enumerate(ticks)]
+    at = next(i for i, (ts, _p, _m) in enumerate(ticks) if ts > T0 + 300.2)
+    path = write_recording(root / "BTC-USD_x.ndjson", lines)
+    stats = backfill([path], root / "features.parquet")
+    return lines, at, stats, load_dataset(root / "features.parquet")
+
+
+@pytest.mark.parametrize("name", list(EXTREMES))
+def test_one_extreme_line_costs_itself_alone(clean_walk, tmp_path, name):
+    """A sequence number of 10^15 dropped the ~500 ticks after it as duplicates, 2^63 and a
+    10 KB product id crashed the backfill (an int64 overflow, a file name too long), a book at
+    1e308 died in math.log: now the line or tick is counted and every row is the clean run's."""
+    lines, at, clean_stats, clean = clean_walk
+    line, counter = EXTREMES[name]
+    path = write_recording(
+        tmp_path / "BTC-USD_x.ndjson", [*lines[:at], json.dumps(line), *lines[at:]]
+    )
+    stats = backfill([path], tmp_path / "features")
+    pd.testing.assert_frame_equal(load_dataset(tmp_path / "features"), clean)
+    assert getattr(stats, counter) == getattr(clean_stats, counter) + 1
+    assert stats.processed == clean_stats.processed and stats.duplicates == 0
+
+
+@pytest.mark.parametrize("product_id", ["..", "X" * 10_000, "BTC/USD"])
+def test_a_partition_is_named_only_by_a_product_id(clean_walk, tmp_path, product_id):
+    """The feature store's folders follow the ticks' rule: anything else is refused, naming the
+    field, before a file is written (the parse step keeps such ids out in the first place)."""
+    frame = clean_walk[3].assign(product_id=product_id)
+    with pytest.raises(MessageError, match="product_id: not a product id"):
+        write_dataset(frame, tmp_path / "features")
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and p.name != ".write.lock"] == []

@@ -23,7 +23,7 @@ from tasks.core.features import (
     FeatureRow,
     restart_lookback_s,
 )
-from tasks.core.messages import Tick
+from tasks.core.messages import MessageError, Tick
 
 NAN = math.nan
 T0 = 1_764_999_936.25
@@ -287,6 +287,74 @@ def test_duplicates_are_ignored_and_a_new_source_is_a_new_sequence_space():
     assert engine.process(make_tick(T0 + 3, source="b", seq=-1)) is not None  # no sequence number
     assert engine.process(make_tick(T0 + 3, source="b", seq=-1)) is not None
     assert engine.stats.duplicates == 2 and engine.stats.processed == 5
+
+
+@pytest.mark.parametrize("absurd", [10**15, 2**53 - 1])
+def test_one_absurd_sequence_number_costs_that_tick_alone(absurd):
+    """Issue 15, item 1: a sequence number of 10^15 in a file counting from 0 made every later
+    tick of the product a "duplicate" (the ~500 that followed were dropped without a word)."""
+    clean = [make_tick(T0 + 0.5 * i, 100.0 + 0.01 * i, seq=i) for i in range(800)]
+    poisoned = list(clean)
+    poisoned[100] = make_tick(T0 + 50.0, 101.0, seq=absurd)
+    want = FeatureEngine()
+    expected = [want.process(t) for t in clean]
+    engine = FeatureEngine()
+    rows = [engine.process(t) for t in poisoned]
+    assert rows[100] is None
+    assert engine.stats.as_dict() == {**want.stats.as_dict(), "processed": 799, "sequence_jumps": 1}
+    # every other tick gives its row; once the windows forget the missing tick (300 s and the
+    # second of the 1-s grid after it), the very same bits as the clean run
+    assert all(row is not None for i, row in enumerate(rows) if i != 100)
+    forgotten = 100 + 2 * 302
+    assert all(same_row(a, b) for a, b in zip(rows[forgotten:], expected[forgotten:], strict=True))
+
+
+def test_an_absurd_first_sequence_number_does_not_swallow_its_source():
+    """The first tick of a source sets its mark; ticks far behind an absurd mark are no
+    re-sent duplicates (those lie within the rate of the time between them)."""
+    engine = FeatureEngine()
+    assert engine.process(make_tick(T0, seq=10**15)) is not None
+    rows = [engine.process(make_tick(T0 + 1 + i, seq=i)) for i in range(5)]
+    assert all(row is not None for row in rows)
+    assert engine.process(make_tick(T0 + 4, seq=3)) is None  # a re-sent one still is a duplicate
+    assert engine.stats.duplicates == 1 and engine.stats.sequence_jumps == 0
+
+
+def test_a_real_sequence_advance_after_a_long_silence_is_taken():
+    engine = FeatureEngine(EngineConfig(max_sequence_rate=100.0))
+    assert engine.process(make_tick(T0, seq=0)) is not None
+    assert engine.process(make_tick(T0 + 0.5, seq=1000)) is None  # 1000 in half a second
+    assert engine.process(make_tick(T0 + 60.0, seq=5000)) is not None  # 5000 in a minute
+    assert engine.stats.sequence_jumps == 1
+
+
+@pytest.mark.parametrize(
+    "tick",
+    [
+        make_tick(T0 + 1, 1e308, spread=0.0),
+        make_tick(T0 + 1, 1e-320, spread=0.0),
+        make_tick(T0 + 1, math.inf, spread=0.0),
+        make_tick(T0 + 1, book=False, price=0.0),
+        make_tick(T0 + 1, spread=-0.5),  # crossed
+        make_tick(T0 + 1, bid_qty=1e308, ask_qty=math.inf),
+        make_tick(math.nan),
+    ],
+    ids=["huge", "subnormal", "inf", "zero-price", "crossed", "inf-quantity", "nan-time"],
+)
+def test_out_of_bounds_terms_are_refused_before_they_reach_the_window_sums(tick):
+    """Issue 15, item 2: an infinite mid stayed in the window sums and every later tick of the
+    product failed for 300 s. Ticks that bypass to_tick (which refuses these inputs) are refused
+    by the engine too, with no state changed."""
+    ticks = [make_tick(T0 + 0.5 * i, 100.0 + 0.01 * i, seq=i) for i in range(40)]
+    want = FeatureEngine()
+    expected = [want.process(t) for t in ticks]
+    engine = FeatureEngine()
+    rows = [engine.process(t) for t in ticks[:10]]
+    with pytest.raises(MessageError, match="out of the engine's bounds"):
+        engine.process(tick)
+    rows += [engine.process(t) for t in ticks[10:]]
+    assert all(same_row(a, b) for a, b in zip(rows, expected, strict=True))
+    assert engine.stats == want.stats
 
 
 def test_late_ticks_within_tolerance_take_the_latest_time_later_ones_are_dropped():

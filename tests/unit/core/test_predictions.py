@@ -64,12 +64,14 @@ def test_a_feature_record_round_trips():
         (feature_bytes(schema_version=2), "schema_version"),
         (feature_bytes(record_id=""), "record_id"),
         (feature_bytes(product_id=7), "product_id"),
+        (feature_bytes(product_id="../x"), "product_id"),
+        (feature_bytes(product_id="X" * 10_000), "product_id"),
         (feature_bytes(ts="noon"), "ts"),
         (feature_bytes(features=[1.0]), "features"),
         (feature_bytes(features={"ret_std": "0.1"}), "features.ret_std"),
         (feature_bytes(features={"n": True}), "features.n"),
         (
-            b'{"schema_version": 1, "record_id": "r", "product_id": "p", "ts": '
+            b'{"schema_version": 1, "record_id": "r", "product_id": "BTC-USD", "ts": '
             b'"2026-01-01T00:00:00Z", "feature_set_version": "fs1", "features": {"n": Infinity}}',
             "features.n",
         ),

@@ -39,7 +39,21 @@ def test_messages_are_routed_to_exactly_one_folder():
     assert archive_key(parse_envelope(_ticker(0))) == CONTROL_KEY
     assert archive_key(parse_envelope(_heartbeat(1))) == CONTROL_KEY
     assert archive_key(None) == CONTROL_KEY
-    assert archive_key(parse_envelope(_ticker(0, "../../etc"))) == ".._.._etc"
+    for not_a_product in ("..", "../../etc", "", "btc/usd", "X" * 10_000):
+        assert archive_key(parse_envelope(_ticker(0, not_a_product))) == CONTROL_KEY
+
+
+def test_a_product_id_of_dot_dot_stays_inside_the_archive(tmp_path):
+    """Issue 15, item 6: ``..`` was a folder name, so its file landed beside ``archive/``."""
+    root = tmp_path / "archive"
+    archive = _write_all(
+        root, [(_ticker(0, ".."), "run-1", HOUR), (_ticker(1, "."), "run-1", HOUR)]
+    )
+    (path,) = archive.stats.files  # both in the control folder's one file of this connection
+    assert path.parent == root / CONTROL_KEY
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.gz")) == [
+        path.relative_to(tmp_path)
+    ]
 
 
 def _write_all(root: Path, messages: list[tuple[str, str, float]]) -> ArchiveWriter:
