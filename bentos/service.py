@@ -47,6 +47,7 @@ from typing import Any
 
 import bentoml
 import numpy as np
+from bentoml.exceptions import UnprocessableEntity
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
@@ -61,6 +62,7 @@ from pydantic import ValidationError
 
 from bentos.schema import MAX_ROWS, PredictResponse, Rows
 from tasks.core.feature_catalog import catalog
+from tasks.core.models import SpikePredictor
 from tasks.core.predictions import SCORE_BUCKETS, bucket_counts, feature_array
 from tasks.io.model_source import (
     ModelSource,
@@ -141,11 +143,49 @@ _PLAIN_WORDS = {
 }
 
 
+class UnscorableRows(UnprocessableEntity):
+    """Finite inputs the model gives no finite score for (an overflow inside it): a 422 naming
+    the rows and fields, never a 200 with a null score."""
+
+
+MAX_NAMED_ROWS = 10  # an unscorable batch names this many rows, then counts the rest
+
+
+def culprit_fields(predictor: SpikePredictor, row: np.ndarray) -> list[int]:
+    """Columns of one unscorable row whose value alone (left out, the rest kept) makes the score
+    non-finite; all present columns when no single one does (they overflow together)."""
+    present = [j for j in range(len(row)) if not np.isnan(row[j])]
+    trials = np.repeat(row[None, :], len(present), axis=0)
+    for k, j in enumerate(present):
+        trials[k, j] = np.nan
+    fixed = np.isfinite(predictor.predict_array(trials)) if present else np.array([], bool)
+    return [j for j, ok in zip(present, fixed, strict=True) if ok] or present
+
+
+def unscorable_message(predictor: SpikePredictor, X: np.ndarray, bad: np.ndarray) -> str:
+    names = predictor.feature_names
+    parts = []
+    for i in bad[:MAX_NAMED_ROWS]:
+        fields = ", ".join(f"{names[j]}={X[i, j]:g}" for j in culprit_fields(predictor, X[i]))
+        parts.append(f"rows[{i}]: {fields}")
+    more = f" (and {len(bad) - MAX_NAMED_ROWS} more rows)" if len(bad) > MAX_NAMED_ROWS else ""
+    return (
+        "the model gives no finite score for these values: "
+        + "; ".join(parts)
+        + more
+        + ". Send values in each feature's range (GET /features gives meanings and units)"
+    )
+
+
 def score_rows(model: ServedModel, rows: list[dict], metrics: ServiceMetrics) -> PredictResponse:
     """The work of ``POST /predict`` on validated rows: one model, read once, for every row."""
     predictor = model.predictor
     X, missing = feature_array(rows, predictor.feature_names)
-    scores = predictor.predict_array(X)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
+        scores = predictor.predict_array(X)
+        bad = np.flatnonzero(~np.isfinite(scores))
+        if len(bad):
+            raise UnscorableRows(unscorable_message(predictor, X, bad))
     spikes = scores >= predictor.threshold
     metrics.predictions.labels(model.variant, model.version).inc(len(scores))
     # inc(0) too: the series exists from the first request, so a rate of zero spikes reads 0
@@ -177,7 +217,8 @@ def readable_error(detail: list[dict]) -> str:
 class PredictMiddleware:
     """Around ``/predict``: counts every request by status and times it, validation failures
     included (BentoML answers those before the API method runs), and makes a 400's ``error``
-    name the rows and fields at fault instead of only counting them."""
+    name the rows and fields at fault instead of only counting them (and a 422's an object, not
+    BentoML's one-element list)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -196,14 +237,14 @@ class PredictMiddleware:
             nonlocal status, held, body
             if message["type"] == "http.response.start":
                 status = message["status"]
-                if status == 400:
+                if status in REWRITTEN:
                     held = message
                     return
             elif held is not None and message["type"] == "http.response.body":
                 body += message.get("body", b"")
                 if message.get("more_body"):
                     return
-                body = _rewrite_400(body)
+                body = REWRITTEN[status](body)
                 headers = [(k, v) for k, v in held["headers"] if k.lower() != b"content-length"]
                 headers.append((b"content-length", str(len(body)).encode()))
                 await send({**held, "headers": headers})
@@ -231,17 +272,33 @@ def _rewrite_400(body: bytes) -> bytes:
     return json.dumps(payload).encode()
 
 
+def _rewrite_422(body: bytes) -> bytes:
+    """BentoML's ``[{"error": ...}]`` as ``{"error": ...}``, the shape of every other refusal."""
+    try:
+        (payload,) = json.loads(body)
+        return json.dumps({"error": payload["error"]}).encode()
+    except (ValueError, KeyError, TypeError):
+        return body
+
+
+REWRITTEN = {400: _rewrite_400, 422: _rewrite_422}
+
+
 class QuietValidationErrors(logging.Filter):
-    """BentoML logs a rejected request (a 400) as an ERROR with a traceback; one line will do."""
+    """BentoML logs a rejected request (a 400, a 422) as an ERROR with a traceback; one line
+    will do."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], ValidationError):
+        refused = record.exc_info[1] if record.exc_info else None
+        if isinstance(refused, ValidationError | UnscorableRows):
+            why = (
+                readable_error(refused.errors(include_url=False))
+                if isinstance(refused, ValidationError)
+                else str(refused)
+            )
             record.msg, record.args = (
                 "rejected %s: %s",
-                (
-                    record.args[0] if record.args else PREDICT_ROUTE,
-                    readable_error(record.exc_info[1].errors(include_url=False)),
-                ),
+                (record.args[0] if record.args else PREDICT_ROUTE, why),
             )
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.exc_info = record.exc_text = None
@@ -308,15 +365,37 @@ class VolatilityService:
 
     @http_app.get("/health")
     def health(self) -> JSONResponse:
-        """Model loaded and its version, registry reachable, seconds since the last check."""
+        """Model loaded and its version, registry reachable, seconds since the last check;
+        ``degraded`` (with the reason) while the registry cannot be read, the version the alias
+        names cannot be loaded (the loaded model is still served), or the persistence fall-back
+        is served."""
         state = self.source.health()
+        status, reason = "healthy", None
         if not state["model_loaded"]:
             status = "unavailable"
+        elif state["unloadable_version"] is not None:
+            status = "degraded"
+            reason = (
+                f"the {state['alias']} is version {state['unloadable_version']}, which cannot be "
+                f"loaded ({state['unloadable_reason']}); still serving version {state['version']}"
+            )
         elif not state["registry_reachable"]:
-            status = "degraded"  # still serving the loaded model
-        else:
-            status = "healthy"
-        body = {"status": status, "timestamp": datetime.now(UTC).isoformat(), **state}
+            status = "degraded"
+            reason = f"the registry cannot be read; still serving version {state['version']}"
+        elif state["fallback"]:
+            status = "degraded"
+            fallback = state["fallback"]
+            reason = (
+                f"serving the persistence fall-back (version {state['version']}) since "
+                f"{fallback['since']} instead of version {fallback['from_version']}: "
+                f"{fallback['reason']}"
+            )
+        body = {
+            "status": status,
+            "reason": reason,
+            "timestamp": datetime.now(UTC).isoformat(),
+            **state,
+        }
         return JSONResponse(body, status_code=200 if state["model_loaded"] else 503)
 
     @http_app.get("/version")

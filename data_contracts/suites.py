@@ -99,6 +99,7 @@ FEATURE_RULES: tuple[tuple[str, FeatureRule], ...] = (
     ("range_bps_*", FeatureRule(0.0, None, 0.0)),
     ("spread_bps*", FeatureRule(0.0, None, 1.0)),  # NaN without a book
     ("imbalance*", FeatureRule(-1.0, 1.0, 1.0)),  # NaN without quantities
+    ("tick_intensity_ratio_*", FeatureRule(0.0, None, 1.0)),  # NaN early in a segment
     ("tick_intensity_*", FeatureRule(0.0, None, 0.0)),
     ("n", FeatureRule(0.0, None, 0.0)),
     ("fwd_vol_*", FeatureRule(0.0, None, 1.0)),  # NaN near gaps and at the end

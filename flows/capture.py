@@ -26,6 +26,8 @@ def capture(minutes: float = 59, products: list[str] | None = None, url: str | N
     ensure_topics_task()
     summary = capture_task(minutes, products, url)
     get_run_logger().info("capture summary: %s", summary)
+    if summary["error"]:
+        raise RuntimeError(summary["error"])
     if summary["undelivered"]:
         raise RuntimeError(f"{summary['undelivered']} tickers were not delivered to Kafka")
     return summary

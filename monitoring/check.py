@@ -6,8 +6,11 @@
    ``ticks.features`` put on the label grid.
 3. Both scored by the judged model (prediction drift), then the Evidently report and its figures.
 4. Live model quality: the served predictions judged against what happened since.
-5. The figures pushed to the Pushgateway; retraining decided on (:mod:`monitoring.policy`) and,
-   when due and allowed, started (:mod:`monitoring.retrain`).
+5. The figures pushed to the Pushgateway; retraining and the fall-back to persistence decided on
+   (:mod:`monitoring.policy`); when the champion stayed below persistence, a persistence version
+   fit on the last hour's labelled predictions is registered and made champion
+   (:func:`tasks.stages.promote.fall_back_to_persistence`); when due and allowed, retraining is
+   started (:mod:`monitoring.retrain`).
 6. The report written to the report folder with the check's summary on top, the history and the
    index updated, the check logged to MLflow.
 """
@@ -25,9 +28,10 @@ import numpy as np
 import pandas as pd
 
 from monitoring import drift, export, pages, policy, report_store, tracking
-from monitoring.live import stream_quality
+from monitoring.live import labelled_stream
+from tasks.core.evaluation import epoch_seconds
 from tasks.core.features import FEATURE_NAMES
-from tasks.core.live_quality import on_label_grid
+from tasks.core.live_quality import WINDOWS_S, fit_fallback, on_label_grid, windowed_quality
 from tasks.io import model_store, reference, registry, streams
 from tasks.io.kafka import BrokerUnavailable
 from tasks.settings import Settings
@@ -114,6 +118,43 @@ def _push(settings: Settings, entry: dict, history: list[dict]) -> bool:
     return True
 
 
+def _judged(settings: Settings, model: reference.ModelRef) -> dict:
+    tags = registry.version_tags(registry.connect(settings), model.name, model.version)
+    return {
+        "name": model.name,
+        "version": model.version,
+        "run_id": model.run_id,
+        "kind": tags.get("model_kind"),
+        "fallback": tags.get("fallback") == "true",
+    }
+
+
+def _serving_fallback(settings: Settings) -> dict | None:
+    from tasks.stages.promote import fallback_state
+
+    return fallback_state(registry.connect(settings), registry.model_name(settings))
+
+
+def _fall_back(
+    settings: Settings, model: reference.ModelRef, label: dict, rows: pd.DataFrame, why: str
+) -> dict:
+    """Serve persistence, fit on the last hour's labelled predictions, instead of ``model``."""
+    from tasks.stages.promote import fall_back_to_persistence
+
+    seconds = epoch_seconds(rows["ts"])
+    recent = rows[seconds > seconds.max() - WINDOWS_S["1h"]].reset_index(drop=True)
+    info = {"fallback_from": model.version, "fit_rows": len(recent)}
+    try:
+        predictor = fit_fallback(recent, label, info)
+        change = fall_back_to_persistence(
+            settings, predictor, recent, from_version=model.version, why=why
+        )
+    except (ValueError, registry.RegistryError) as exc:
+        log.error("no fall-back to persistence: %s", exc)
+        return {"done": False, "why": why, "error": str(exc)}
+    return {"done": True, "why": why, "version": change.champion, "from_version": model.version}
+
+
 def run_check(
     settings: Settings,
     *,
@@ -126,13 +167,15 @@ def run_check(
     push: bool = True,
     log_to_mlflow: bool = True,
     retrain: Callable[[str], dict] | None = None,
+    fall_back: bool = True,
     now: datetime | None = None,
 ) -> CheckResult:
     """Judge the current features against the model's training sample, and the served
     predictions against what happened (``live``; raw ticks from ``ticks.raw`` or ``live_raw``
     files); push the figures; decide on retraining (:mod:`monitoring.policy`) and, when it is
-    due, call ``retrain(why)`` (without it the decision is only recorded); write the report,
-    the history and the index; log the check to MLflow."""
+    due, call ``retrain(why)`` (without it the decision is only recorded); when the champion
+    stayed below persistence, serve a persistence fall-back (unless ``fall_back`` is false);
+    write the report, the history and the index; log the check to MLflow."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     now = now or datetime.now(UTC)
@@ -170,16 +213,20 @@ def run_check(
     timings["load_s"] = time.perf_counter() - started
 
     live_figures = None
+    live_rows = pd.DataFrame()
+    label: dict = {}
     if model is not None:
         predictor = model_store.load_predictor(model.uri)
+        label = predictor.label
         ref = ref.assign(**{drift.SCORE_COLUMN: predictor.predict_proba(ref)})
         cur = cur.assign(**{drift.SCORE_COLUMN: predictor.predict_proba(cur)})
         if live:
             live_started = time.perf_counter()
             try:
-                live_figures, live_notes = stream_quality(
+                live_rows, live_notes = labelled_stream(
                     settings, predictor.label, now.timestamp(), raw=live_raw
                 )
+                live_figures = windowed_quality(live_rows) if len(live_rows) else None
                 notes.extend(f"live: {n}" for n in live_notes)
             except BrokerUnavailable as exc:
                 notes.append(f"live quality not measured: {exc}")
@@ -198,9 +245,7 @@ def run_check(
     entry = {
         "time": now.isoformat(timespec="seconds"),
         "report": name,
-        "model": None
-        if model is None
-        else {"name": model.name, "version": model.version, "run_id": model.run_id},
+        "model": None if model is None else _judged(settings, model),
         "reference": _span(ref, ref_source),
         "current": cur_span,
         "drift": summary.to_dict(),
@@ -213,6 +258,9 @@ def run_check(
     entry["retrain"] = {"triggered": decision.due and retrain is not None, "why": decision.why}
     if decision.due and retrain is None:
         entry["retrain"]["why"] += " (due; not started by this check)"
+    if decision.fallback and fall_back and model is not None:
+        entry["fallback"] = _fall_back(settings, model, label, live_rows, decision.fallback_why)
+    entry["serving_fallback"] = _serving_fallback(settings)
     entry["pushed"] = _push(settings, entry, history) if push else False
 
     if entry["retrain"]["triggered"]:

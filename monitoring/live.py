@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pandas as pd
+
 from tasks.core.dataset import feature_frame
 from tasks.core.features import EngineConfig, FeatureEngine, restart_lookback_s
 from tasks.core.labels import LabelSpec
@@ -46,6 +48,20 @@ def stream_quality(
     windows_s: dict[str, float] = WINDOWS_S,
 ) -> tuple[dict[str, dict] | None, list[str]]:
     """Figures per window (None when no prediction has a known label yet) and notes."""
+    rows, notes = labelled_stream(settings, label, now, raw=raw, windows_s=windows_s)
+    return (None if rows.empty else windowed_quality(rows, windows_s)), notes
+
+
+def labelled_stream(
+    settings: Settings,
+    label: dict,
+    now: float,
+    *,
+    raw: list[str] | None = None,
+    windows_s: dict[str, float] = WINDOWS_S,
+) -> tuple[pd.DataFrame, list[str]]:
+    """The served predictions of the longest window whose label is known now, each with its
+    feature row and label (``y``), and notes; empty rows when there are none."""
     notes: list[str] = []
     since = now - max(windows_s.values()) - MARGIN_S
     values = streams.iter_window(settings, settings.predictions_topic, since)
@@ -53,7 +69,10 @@ def stream_quality(
     if bad:
         notes.append(f"{bad} malformed records on {settings.predictions_topic} skipped")
     if predictions.empty:
-        return None, [*notes, f"no predictions on {settings.predictions_topic} in the window"]
+        return pd.DataFrame(), [
+            *notes,
+            f"no predictions on {settings.predictions_topic} in the window",
+        ]
     if raw:
         ticks = _ticks_from_files(raw)
     else:
@@ -65,5 +84,5 @@ def stream_quality(
     frame = feature_frame(ticks, FeatureEngine())
     rows = labelled_predictions(frame, predictions, LabelSpec.from_dict(label))
     if rows.empty:
-        return None, [*notes, "no prediction has a known label yet (60 s after it is made)"]
-    return windowed_quality(rows, windows_s), notes
+        notes.append("no prediction has a known label yet (60 s after it is made)")
+    return rows, notes

@@ -141,6 +141,14 @@ def _live_rows(live: dict | None) -> str:
             and w["pr_auc"] < w["persistence_pr_auc"]
         )
         model_class = ' class="num drifted"' if below else ' class="num"'
+        if w.get("tau_degenerate"):
+            rows.append(
+                f"<tr><td>{escape(window)}</td><td class='num'>{fmt(w.get('rows'))}</td>"
+                f"<td class='num'>{fmt(w.get('positives'))}</td>"
+                f"<td colspan='9' class='drifted'>The label's tau separates nothing here: "
+                f"{escape(w['tau_degenerate'])}; no PR-AUC is reported.</td></tr>"
+            )
+            continue
         rows.append(
             f"<tr><td>{escape(window)}</td><td class='num'>{fmt(w.get('rows'))}</td>"
             f"<td class='num'>{fmt(w.get('positives'))}</td>"
@@ -184,11 +192,24 @@ def summary_section(entry: dict) -> str:
         else f"<p>No retraining: {escape(retrain.get('why', 'not evaluated'))}</p>"
     )
     share_class = "drifted" if drift["share"] >= entry.get("limit", 0.5) else "ok"
+    fallback = entry.get("fallback") or {}
+    if fallback.get("done"):
+        retrain_line = (
+            f"<p class='drifted'>Fell back to persistence: version {escape(fallback['version'])} "
+            f"is champion instead of {escape(fallback['from_version'])} "
+            f"({escape(fallback['why'])}).</p>{retrain_line}"
+        )
+    elif fallback:
+        retrain_line = (
+            f"<p class='drifted'>Fall-back to persistence due but not done: "
+            f"{escape(fallback.get('error', ''))}</p>{retrain_line}"
+        )
     notes = "".join(f"<li>{escape(n)}</li>" for n in entry.get("notes", []))
     return (
         '<section class="cryptovol">'
         f"<style>{STYLE}</style>"
         f"<h1>Drift report {escape(entry['time'])}</h1>"
+        f"{fallback_banner(entry.get('serving_fallback'))}"
         f"<p>Model judged: {escape(model.get('name', 'none'))} version "
         f"{escape(str(model.get('version', 'n/a')))}. "
         f"Reference: {escape(entry['reference'].get('source', ''))}, "
@@ -206,6 +227,37 @@ def summary_section(entry: dict) -> str:
         f"{'<ul>' + notes + '</ul>' if notes else ''}"
         '<p><a href="index.html">All drift reports</a></p>'
         "</section>"
+    )
+
+
+def fallback_banner(state: dict | None) -> str:
+    """A line saying the persistence fall-back is being served, since when and why."""
+    if not state:
+        return ""
+    return (
+        f"<p class='drifted'><strong>Serving the persistence fall-back</strong> (version "
+        f"{escape(state.get('version', '?'))}) since {escape(state.get('since', '?'))}, instead of "
+        f"version {escape(state.get('from_version', '?'))}: {escape(state.get('reason', ''))}. "
+        "A retrained model that passes its gates takes over; `cryptovol rollback` undoes it.</p>"
+    )
+
+
+def _live_cell(figures: dict, key: str) -> str:
+    if figures.get("tau_degenerate"):
+        return "<td class='drifted'>tau separates nothing</td>"
+    return f"<td class='num'>{fmt(figures.get(key))}</td>"
+
+
+def _decision_cell(entry: dict) -> str:
+    retrain = entry.get("retrain") or {}
+    fallback = entry.get("fallback") or {}
+    fell_back = (
+        f"fell back to persistence v{escape(fallback['version'])}; " if fallback.get("done") else ""
+    )
+    return (
+        f"<td class='{'drifted' if retrain.get('triggered') or fell_back else ''}'>{fell_back}"
+        f"{'started: ' if retrain.get('triggered') else ''}"
+        f"{escape(retrain.get('why', ''))}</td>"
     )
 
 
@@ -247,7 +299,6 @@ def index_page(
             for f in sorted(drift["features"], key=lambda f: -f["score"])[:3]
             if f["drifted"]
         )
-        retrain = e.get("retrain") or {}
         share_class = "drifted" if drift["share"] >= limit else "ok"
         rows.append(
             "<tr>"
@@ -258,12 +309,10 @@ def index_page(
             f"<td>{top or '<span class=muted>none</span>'}</td>"
             f"<td class='num'>{fmt((drift.get('prediction') or {}).get('score'))}</td>"
             f"<td>{_span(e['current'])}</td>"
-            f"<td class='num'>{fmt(figures.get('pr_auc'))}</td>"
-            f"<td class='num'>{fmt(figures.get('persistence_pr_auc'))}</td>"
-            f"<td class='num'>{fmt(figures.get('zscore_pr_auc'))}</td>"
-            f"<td class='{'drifted' if retrain.get('triggered') else ''}'>"
-            f"{'started: ' if retrain.get('triggered') else ''}"
-            f"{escape(retrain.get('why', ''))}</td>"
+            f"{_live_cell(figures, 'pr_auc')}"
+            f"{_live_cell(figures, 'persistence_pr_auc')}"
+            f"{_live_cell(figures, 'zscore_pr_auc')}"
+            f"{_decision_cell(e)}"
             "</tr>"
         )
     charts = line_chart(
@@ -274,6 +323,7 @@ def index_page(
         "<title>cryptovol drift reports</title>"
         f"<style>{STYLE}</style></head><body>"
         "<h1>cryptovol drift reports</h1>"
+        f"{fallback_banner(ordered[0].get('serving_fallback') if ordered else None)}"
         f"<p>{len(ordered)} checks, newest first. A feature drifts when its distribution moved "
         "0.5 reference standard deviations or more (Wasserstein distance) from the judged "
         f"model's training sample; alert and retraining at a share of {limit:g}.</p>"

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from monitoring import pages
+from tasks.io.files import writing
 
 log = logging.getLogger("cryptovol.reports")
 
@@ -50,9 +51,14 @@ def _evidently_viewer() -> tuple[str, str]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (:class:`~tasks.io.files.WriteError` naming it)."""
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    try:
+        with writing(path):
+            partial.write_text(text, encoding="utf-8")
+            os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def save_report(snapshot, folder: Path, name: str, section: str) -> Path:

@@ -11,8 +11,12 @@ training run. A stage that fails ends the retraining there and says so; the cham
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from tasks.settings import Settings
+
+if TYPE_CHECKING:
+    from tasks.core.gates import GateConfig
 
 log = logging.getLogger("cryptovol.retrain")
 
@@ -47,8 +51,11 @@ def through_deployments(why: str, data: list[str] | None, timeout_s: float = 360
     return out
 
 
-def in_process(settings: Settings, why: str, data: list[str] | None) -> dict:
-    """The three stages in this process; what each gave, or where it stopped."""
+def in_process(
+    settings: Settings, why: str, data: list[str] | None, gate_config: GateConfig | None = None
+) -> dict:
+    """The three stages in this process; what each gave, or where it stopped (``gate_config``:
+    the validation gates, default the project's)."""
     from tasks.io import registry
     from tasks.io.registry import RegistryError
     from tasks.stages.promote import promote
@@ -68,7 +75,7 @@ def in_process(settings: Settings, why: str, data: list[str] | None) -> dict:
     client.set_tag(trained["run_id"], "trigger", "monitor")
     client.set_tag(trained["run_id"], "trigger_why", why[:5000])
     try:
-        outcome = validate_challenger(settings, paths)
+        outcome = validate_challenger(settings, paths, gate_config=gate_config)
     except Exception as exc:
         out["stopped"] = f"validate failed: {exc}"
         log.warning("retraining stopped: %s", out["stopped"])

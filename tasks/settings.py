@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     drift_share_limit: float = 0.5  # share of drifted features that counts as drift
     drift_checks_to_retrain: int = 2  # consecutive checks over the limit that start a retraining
     live_min_positives: int = 20  # spikes a window needs before its PR-AUC is compared
+    fallback_checks: int = 2  # consecutive 1 h checks below persistence before serving it
     monitor_minutes: float = 60.0  # the latest features a drift check judges
     reports_keep_days: float = 7.0  # drift reports older than this are deleted (index stays)
     reports_port: int = 8090  # `cryptovol reports` serves reports_dir on metrics_host here

@@ -7,6 +7,7 @@ Three dashboards on the Prometheus data source provisioned as uid ``prometheus``
 - **Pipeline**: ticks/s per product, gaps, reconnects, features/s, event lag, latency and DLQ of
   capture, featurizer and scorer;
 - **Model**: served score distribution, spike rate, live PR-AUC beside both baselines, calibration,
+  whether the persistence fall-back is served and since when,
   drift share and per-feature drift, time of the last drift report (linked to the report index),
   retraining runs.
 
@@ -372,6 +373,28 @@ MODEL = (
         kind="stat",
         width=8,
         height=5,
+    ),
+    Panel(
+        "Serving the persistence fall-back",
+        (
+            _q("max(cryptovol_service_serving_fallback)", "service"),
+            _q("max(cryptovol_scorer_serving_fallback)", "scorer"),
+        ),
+        kind="stat",
+        width=12,
+        height=5,
+        thresholds=(("green", None), ("red", 1.0)),
+        description="1 while the monitor serves a persistence version because the champion "
+        "ranked below persistence over the last hour (docs/runbook.md).",
+    ),
+    Panel(
+        "Persistence fall-back served since",
+        (_q("max(cryptovol_service_fallback_since_timestamp_seconds) * 1000", "since"),),
+        kind="stat",
+        unit="dateTimeAsIso",
+        width=12,
+        height=5,
+        description="When the fall-back became champion; 1970 (zero) when none is served.",
     ),
 )
 

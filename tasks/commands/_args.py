@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 
 def port_number(text: str) -> int:
@@ -38,6 +39,24 @@ def positive_float(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text!r}")
     return value
+
+
+def output_problem(path: Path, *, file: bool) -> str | None:
+    """Why ``path`` cannot be written as a file (``file``) or a folder, or None.
+
+    Catches what would otherwise fail deep in a writer: a folder where a file goes, a file where
+    a folder goes, or a file in the way of a parent folder.
+    """
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+            break
+    if file and path.is_dir():
+        return f"{path} is a directory, not a file"
+    if not file and path.exists() and not path.is_dir():
+        return f"{path} is a file, not a folder"
+    return None
 
 
 def _integer(text: str) -> int:

@@ -6,8 +6,9 @@ import argparse
 import json
 import logging
 import math
+from pathlib import Path
 
-from tasks.commands._args import positive_int
+from tasks.commands._args import output_problem, positive_int
 from tasks.core.features import EngineConfig
 
 log = logging.getLogger("cryptovol.backfill")
@@ -59,10 +60,17 @@ def _finite(text: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     from data_contracts.gate import NothingAdmitted
+    from tasks.io.files import WriteError
     from tasks.settings import get_settings
     from tasks.stages.backfill import NoRows, run_backfill
     from tasks.stages.backfill_partitions import run_backfill_partitioned
 
+    if args.out is not None:
+        out = Path(args.out)
+        problem = output_problem(out, file=out.suffix == ".parquet")
+        if problem is not None:
+            log.error("--out %s: %s", args.out, problem)
+            return 2
     config = EngineConfig(late_tolerance_s=args.late_tolerance_s, max_gap_s=args.max_gap_s)
     if args.skip_contracts:
         print("data contracts skipped (--skip-contracts): the recordings are not checked")
@@ -89,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, NothingAdmitted) as exc:
         log.error("%s", exc)
         return 2
+    except WriteError as exc:  # a full disk, a read-only data dir: nothing half-written
+        log.error("%s", exc)
+        return 1
     except NoRows as exc:
         print(json.dumps(exc.stats.as_dict(), indent=2))
         log.error("%s", exc)

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from tasks.commands._args import port_or_zero, positive_float
+from tasks.io.archive import ArchiveWriteError
 from tasks.io.broker import port_problem
 from tasks.io.kafka import BrokerUnavailable
 from tasks.services.capture import run_capture
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             metrics_port=port,
             install_signal_handlers=True,
         )
-    except BrokerUnavailable as exc:
+    except (BrokerUnavailable, ArchiveWriteError) as exc:
         log.error("%s", exc)
         return 1
     print(json.dumps(stats.summary(), indent=2))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from tasks.commands._args import positive_float
 from tasks.settings import get_settings
 
 
@@ -19,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     current.add_argument(
         "--minutes",
-        type=float,
+        type=positive_float,
         help="judge the last N minutes of ticks.features (default: CRYPTOVOL_MONITOR_MINUTES, 60)",
     )
     reference = parser.add_mutually_exclusive_group()
@@ -55,10 +57,21 @@ def _fmt(value: float | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from monitoring.check import NoCurrentData, run_check
     from monitoring.retrain import start_retraining
+    from tasks.io.files import WriteError, describe
     from tasks.io.kafka import BrokerUnavailable
     from tasks.io.reference import ReferenceMissing
+    from tasks.io.registry import RegistryError
+    from tasks.stages.data import input_problem
 
     settings = get_settings()
+    problems = [
+        problem
+        for path in [*(args.current or []), *(args.reference or [])]
+        if (problem := input_problem(Path(path)))
+    ]
+    if problems:
+        print(f"error: {'; '.join(problems)}", file=sys.stderr)
+        return 2
     try:
         result = run_check(
             settings,
@@ -70,8 +83,15 @@ def run(args: argparse.Namespace) -> int:
             push=not args.no_push,
             retrain=(lambda why: start_retraining(settings, why)) if args.retrain else None,
         )
-    except (NoCurrentData, ReferenceMissing, LookupError, BrokerUnavailable) as exc:
+    except LookupError as exc:  # no such model (a usage error when named), no data, no sample
         print(f"error: {exc}", file=sys.stderr)
+        named = args.model_uri is not None and not isinstance(exc, NoCurrentData | ReferenceMissing)
+        return 2 if named else 1
+    except (BrokerUnavailable, RegistryError, WriteError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a full disk or read-only data dir met in a library
+        print(f"error: {describe(exc)}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))

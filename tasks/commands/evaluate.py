@@ -45,13 +45,14 @@ def run(args: argparse.Namespace) -> int:
         registry_error,
         unreachable_message,
     )
+    from tasks.stages.data import input_problem
     from tasks.stages.evaluate import evaluate_model
 
     settings = get_settings()
     uri = args.model_uri or model_uri(settings, "ml", "champion")
-    missing = [path for path in args.data if not Path(path).exists()]
-    if missing:
-        return _fail(f"no such data: {', '.join(missing)}", 2)
+    problems = [problem for path in args.data if (problem := input_problem(Path(path)))]
+    if problems:
+        return _fail("; ".join(problems), 2)
     try:
         out = evaluate_model(settings, uri, args.data)
     except RegistryError as exc:

@@ -9,6 +9,8 @@ import signal
 import sys
 import threading
 
+from tasks.commands._args import port_or_zero, positive_float, positive_int
+
 log = logging.getLogger("cryptovol.score")
 
 
@@ -22,17 +24,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-idle-seconds",
-        type=float,
+        type=positive_float,
         default=None,
         help="exit after this long without input (default: run until SIGINT/SIGTERM)",
     )
     parser.add_argument(
         "--metrics-port",
-        type=int,
+        type=port_or_zero,
         default=None,
         help="Prometheus /metrics port (0 disables; default: the settings, 9103)",
     )
-    parser.add_argument("--batch-size", type=int, default=500, help="records per poll and commit")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=500, help="records per poll and commit (>= 1)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -102,8 +102,11 @@ def run(args: argparse.Namespace) -> int:
     from data_contracts.gate import NothingAdmitted
     from tasks.core.scoring import format_metric as fmt
     from tasks.core.training import TrainingError
+    from tasks.io.feature_store import NotADataset
+    from tasks.io.files import WriteError, describe
     from tasks.io.registry import RegistryError, registry_error
     from tasks.stages.backfill import NoRows
+    from tasks.stages.data import input_problem
     from tasks.stages.train import train_and_register
 
     settings = get_settings()
@@ -114,9 +117,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"error": message}) if args.json else f"cannot train: {message}")
         return code
 
-    missing = [path for path in args.data if not Path(path).exists()]
-    if missing:
-        return fail(f"no such data: {', '.join(missing)}", 2)
+    problems = [problem for path in args.data if (problem := input_problem(Path(path)))]
+    if problems:
+        return fail("; ".join(problems), 2)
     try:
         out = train_and_register(
             settings,
@@ -126,8 +129,12 @@ def run(args: argparse.Namespace) -> int:
             check_contracts=not args.skip_contracts,
             max_rows_per_product=args.max_rows_per_product,
         )
-    except (TrainingError, NothingAdmitted, FileNotFoundError, NoRows) as exc:
+    except (TrainingError, NothingAdmitted, FileNotFoundError, NoRows, NotADataset) as exc:
         return fail(str(exc), 2)
+    except WriteError as exc:  # the backfill cache, a full disk, a read-only data dir
+        return fail(str(exc), 1)
+    except OSError as exc:  # the same met in a library (the local MLflow store...)
+        return fail(describe(exc), 1)
     except RegistryError as exc:  # the registry cannot be reached, or refused the model
         return fail(str(exc), 1)
     except MlflowException as exc:
@@ -148,15 +155,17 @@ def run(args: argparse.Namespace) -> int:
         f"{fmt(test['pr_auc'])} vs z-score {fmt(test['baseline_pr_auc'])} vs persistence "
         f"{fmt(test['persistence_pr_auc'])}; threshold {fmt(test['threshold'])}"
     )
-    sessions = out["summary"]["sessions"]
-    if sessions.get("pooled"):
-        print("  leave one session out (PR-AUC; * enough spikes to judge within the session):")
-        names = list(sessions["pooled"]["pr_auc"])
-        print(f"    {'session':<10} {'rate':>6} " + " ".join(f"{n[:12]:>12}" for n in names))
-        parts = [(f"{f['session']}{'*' if f['enough'] else ''}", f) for f in sessions["sessions"]]
-        for label, f in [*parts, ("pooled", sessions["pooled"])]:
+    for unit in ("day", "session"):
+        held_out = out["summary"][f"{unit}s"]
+        if not held_out.get("pooled"):
+            continue
+        print(f"  leave one {unit} out (PR-AUC; * enough spikes to judge within the {unit}):")
+        names = list(held_out["pooled"]["pr_auc"])
+        print(f"    {unit:<11} {'rate':>6} " + " ".join(f"{n[:12]:>12}" for n in names))
+        parts = [(f"{f['session']}{'*' if f['enough'] else ''}", f) for f in held_out["sessions"]]
+        for label, f in [*parts, ("pooled", held_out["pooled"])]:
             cells = " ".join(f"{fmt(f['pr_auc'][n], 3):>12}" for n in names)
-            print(f"    {label:<10} {fmt(f['positive_rate'], 3):>6} {cells}")
+            print(f"    {label:<11} {fmt(f['positive_rate'], 3):>6} {cells}")
     for name, v in out["summary"]["validation"].items():
         folds = ", ".join(fmt(x) for x in v["pr_auc_folds"])
         print(f"  walk-forward {name:<14} mean {fmt(v['pr_auc_mean'])} [{folds}]")

@@ -28,10 +28,13 @@ EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 
 
 def embargo_for(horizon_s: float) -> float:
-    """The one embargo rule: the longest feature window plus the label horizon, in seconds.
+    """The one embargo rule: the longest window over which features see returns plus the label
+    horizon, in seconds.
 
-    No row a model learns from may have a label window, or feed a feature window, that overlaps
-    a row it is judged on.
+    No row a model learns from may have a label window, or a return in a feature window, that
+    overlaps a row it is judged on. The 900 s regime window of tick counts and spreads
+    (``REGIME_WINDOW_S``) sees no return, and it restarts, like every window, after a 30 s gap:
+    it cannot carry a held-out session's ticks into the rows of another.
     """
     return float(max(WINDOWS_S) + horizon_s)
 

@@ -41,6 +41,16 @@ _FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("spread_bps", "the current tick's bid-ask spread", "bps"),
     ("imbalance", "the current tick's best-quantity imbalance", "ratio in [-1, 1]"),
     (
+        "tick_intensity_ratio_{a}_{b}",
+        "ticks per second over the last {a} s against their rate over the last {b} s (1: steady)",
+        "ratio",
+    ),
+    (
+        "spread_bps_ratio_{a}_{b}",
+        "mean bid-ask spread over the last {a} s against its mean over the last {b} s",
+        "ratio",
+    ),
+    (
         "vol_ratio_{a}_{b}",
         "per-second volatility of the last {a} s over that of the last {b} s (1: steady)",
         "ratio",

@@ -52,10 +52,14 @@ from typing import Any
 from tasks.core.messages import MAX_PRICE, MIN_PRICE, MessageError, Tick
 from tasks.core.timeutil import format_ts
 
-FEATURE_SET_VERSION = "fs1"
+FEATURE_SET_VERSION = "fs2"
 FEATURES_SCHEMA_VERSION = 1
 WINDOWS_S = (30, 60, 300)
 ONE_SECOND_WINDOWS_S = (60, 300)
+# The trailing level that tick intensity and spread are compared with (fs2): long enough to
+# define a regime, so a ratio to it means the same on every feed whatever its message rate.
+REGIME_WINDOW_S = 900
+REGIME_SHORT_WINDOWS_S = (30, 60)
 
 _PER_WINDOW = (
     "log_return",
@@ -76,6 +80,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     *(f"realized_vol_1s_{w}" for w in ONE_SECOND_WINDOWS_S),
     "vol_ratio_30_300",
     "vol_ratio_60_300",
+    *(f"tick_intensity_ratio_{w}_{REGIME_WINDOW_S}" for w in REGIME_SHORT_WINDOWS_S),
+    *(f"spread_bps_ratio_{w}_{REGIME_WINDOW_S}" for w in REGIME_SHORT_WINDOWS_S),
 )
 
 NAN = math.nan
@@ -88,6 +94,7 @@ _I60 = WINDOWS_S.index(60)
 _SCALE_30_300 = math.sqrt(300 / 30)
 _SCALE_60_300 = math.sqrt(300 / 60)
 _NO_VOLS = (NAN,) * len(ONE_SECOND_WINDOWS_S)
+_REGIME_SHORT = tuple(WINDOWS_S.index(w) for w in REGIME_SHORT_WINDOWS_S)
 
 # a tick in a window: (ts, mid, r*r or 0, spread_bps or 0, imbalance or 0, has_r, has_spread,
 # has_imb); zeros stand in for missing values in the sums, the flags keep the counts right
@@ -125,7 +132,8 @@ def restart_lookback_s(config: EngineConfig) -> float:
     ``max_sources_per_product`` sources of one product within that time (one a connection or a
     recording file), so duplicate detection forgets the same sources in both engines.
     """
-    return max(WINDOWS_S) + 1.0 + config.max_gap_s + 2.0 * config.late_tolerance_s
+    longest = max(*WINDOWS_S, REGIME_WINDOW_S)
+    return longest + 1.0 + config.max_gap_s + 2.0 * config.late_tolerance_s
 
 
 @dataclass(slots=True)
@@ -318,6 +326,7 @@ class _ProductState:
         "last_mid",
         "last_ts",
         "next_second",
+        "regime_window",
         "second_windows",
         "segment",
         "sequences",
@@ -337,6 +346,7 @@ class _ProductState:
         self.segment += 1
         self.last_mid = NAN
         self.tick_windows = tuple(_TickWindow(w) for w in WINDOWS_S)
+        self.regime_window = _TickWindow(REGIME_WINDOW_S)
         self.second_windows = tuple(_SecondWindow(w) for w in ONE_SECOND_WINDOWS_S)
         self.next_second = 0  # the first second of the 1-s grid not yet complete
         self.first_second = -1  # the segment's first grid second (it has no return)
@@ -530,8 +540,52 @@ class FeatureEngine:
             *vol_1s,
             ratio_30,
             ratio_60,
+            *_regime_ratios(state.regime_window, entry, values),
         )
         return FeatureRow(tick.product_id, ts, tick.record_id, tuple(values), state.segment)
+
+
+def _regime_ratios(window: _TickWindow, entry: _Entry, values: list[float]) -> tuple[float, ...]:
+    """Add the tick to the regime window; tick intensity and mean spread over the short windows
+    as ratios to their levels over it (``*_ratio_{w}_900``).
+
+    The tick rate's level is the window's ticks per second of time it covers (all of it once a
+    tick has left it, else since the segment's first tick); the ratio is NaN until the segment
+    covers the short window. The spread ratio is NaN without a spread or with a zero level.
+    """
+    ts, has_spread = entry[0], entry[6]
+    ticks = window.ticks
+    cutoff = ts - window.width
+    if ts >= window.boundary:
+        window.new_epoch(ts, cutoff)  # evicts too
+    ticks.append(entry)
+    window.back_spread += entry[3]
+    window.n_spread += has_spread
+    window.n_ret += entry[5]  # kept exact, though only the spread count is read here
+    window.n_imb += entry[7]
+    front = window.front
+    if ticks[0][0] <= cutoff:  # all before the epoch's start: in front
+        while ticks[0][0] <= cutoff:
+            old = ticks.popleft()
+            front.pop()
+            window.n_ret -= old[5]
+            window.n_spread -= old[6]
+            window.n_imb -= old[7]
+        window.base_ts = old[0]
+        window.base_mid = old[1]
+    covered = window.width if window.base_ts == window.base_ts else ts - ticks[0][0]
+    level_rate = len(ticks) / covered if covered > 0.0 else NAN
+    level_spread = NAN
+    if window.n_spread:
+        level_spread = ((front[-1][1] if front else 0.0) + window.back_spread) / window.n_spread
+    rates, spreads = [], []
+    for k in _REGIME_SHORT:
+        width = WINDOWS_S[k]
+        rate = values[k + 6 * _NW]
+        rates.append(rate / level_rate if covered >= width else NAN)
+        spread_mean = values[k + 4 * _NW]
+        spreads.append(spread_mean / level_spread if level_spread > 0.0 else NAN)
+    return (*rates, *spreads)
 
 
 def _advance_grid(state: _ProductState, ts: float, prev_mid: float) -> tuple[float, ...]:

@@ -10,10 +10,10 @@ standardized inputs times coefficients.
 - :class:`HarRvRegression` models the forward volatility itself and derives the spike probability
   from the predicted distribution. It is built to carry over to markets it never saw: its inputs
   are scale-free (volatilities and ranges as log ratios to a current volatility level, tick
-  intensity and spread as ratios to their 300 s levels, order-book imbalance), and it predicts
-  log forward volatility as that current level plus a learned log ratio, so a regime twice as
-  volatile as any in training moves the prediction by exactly log 2, not back to the training
-  mean.
+  intensity and spread as ratios to their 900 s regime levels, order-book imbalance), and it
+  predicts log forward volatility as that current level plus a learned log ratio, so a regime
+  twice as volatile as any in training moves the prediction by exactly log 2, not back to the
+  training mean.
 
 Their hyper-parameters (``C``, ``alpha``; grids below) are chosen by the training pipeline on the
 embargoed tail of each training part (``tasks.core.training``).
@@ -160,7 +160,16 @@ ANCHORS = (
 )
 LEVELS = ("realized_vol_1s_60", "realized_vol_30", "realized_vol_60", "realized_vol_300")
 RANGES = ("range_bps_30", "range_bps_60", "range_bps_300")  # bps: scaled to a return first
-RATIOS = (
+# Tick intensity and spread against their own trailing level: a (numerator, denominator) pair,
+# or a feature that is a ratio already (denominator None). Since fs2 the level is the engine's
+# 900 s regime window; models stored before it compare with the 300 s window (FS1_RATIOS).
+RATIOS: tuple[tuple[str, str | None], ...] = (
+    ("tick_intensity_ratio_30_900", None),
+    ("tick_intensity_ratio_60_900", None),
+    ("spread_bps_ratio_30_900", None),
+    ("spread_bps_ratio_60_900", None),
+)
+FS1_RATIOS: tuple[tuple[str, str | None], ...] = (
     ("tick_intensity_30", "tick_intensity_300"),
     ("tick_intensity_60", "tick_intensity_300"),
     ("spread_bps_mean_30", "spread_bps_mean_300"),
@@ -176,15 +185,22 @@ class HarRvRegression(Scorer):
     1-second-grid volatility, or the next available level); the prediction is ``log anchor +``
     the fitted ratio. Relative label: the target is ``log(fwd_vol / trail_vol)``, already
     scale-free. Inputs: every level and range as a log ratio to the anchor, tick intensity and
-    spread as log ratios to their 300 s levels, imbalance. The residuals' spread ``sigma`` gives
-    the distribution: ``P = Phi((mu - log threshold) / sigma)``. The threshold (tau, or k) is a
-    stored parameter: it could change without refitting.
+    spread as log ratios to their 900 s regime levels, imbalance. The residuals' spread
+    ``sigma`` gives the distribution: ``P = Phi((mu - log threshold) / sigma)``. The threshold
+    (tau, or k) is a stored parameter: it could change without refitting.
     """
 
     type_name = "har_rv"
 
-    def __init__(self, alpha: float = 30.0) -> None:
+    def __init__(
+        self,
+        alpha: float = 30.0,
+        volatility_only: bool = False,
+        ratios: Sequence[Sequence[str | None]] = RATIOS,
+    ) -> None:
         self.alpha = alpha
+        self.volatility_only = volatility_only  # HAR on log volatilities alone (``har_vol``)
+        self.ratios = tuple((a, b) for a, b in ratios)
         self.relative = False
         self.log_threshold = 0.0
         self.target_floor = EPS
@@ -199,13 +215,14 @@ class HarRvRegression(Scorer):
         self.sigma = 1.0
         self._bind(FEATURE_NAMES)
 
-    @staticmethod
-    def _n_inputs() -> int:
-        return len(LEVELS) + len(RANGES) + len(RATIOS) + len(PLAIN)
+    def _n_inputs(self) -> int:
+        if self.volatility_only:
+            return len(LEVELS)
+        return len(LEVELS) + len(RANGES) + len(self.ratios) + len(PLAIN)
 
     def _columns(self) -> tuple[str, ...]:
-        numerators = tuple(a for a, _ in RATIOS)
-        denominators = tuple(b for _, b in RATIOS)
+        numerators = tuple(a for a, _ in self.ratios)
+        denominators = tuple(b for _, b in self.ratios if b is not None)
         return (*ANCHORS, *LEVELS, *RANGES, *numerators, *denominators, *PLAIN)
 
     def _bind(self, feature_names: Sequence[str]) -> None:
@@ -226,12 +243,15 @@ class HarRvRegression(Scorer):
         """Standardized inputs (with missing indicators) and the log anchor of each row."""
         with np.errstate(invalid="ignore", divide="ignore"):
             logs = np.log(np.maximum(take(A, self._where) * self._scale, self._floor_row))
-        n_a, n_l, n_r, n_q = len(ANCHORS), len(LEVELS), len(RANGES), len(RATIOS)
+        n_a, n_l, n_r, n_q = len(ANCHORS), len(LEVELS), len(RANGES), len(self.ratios)
         anchor = self._log_anchor(logs[:, :n_a])
         at = n_a + n_l + n_r
-        num, den = logs[:, at : at + n_q], logs[:, at + n_q : at + 2 * n_q]
-        plain = take(A, self._where[at + 2 * n_q :])
+        with_den = [i for i, (_, b) in enumerate(self.ratios) if b is not None]
+        num, den = logs[:, at : at + n_q], np.zeros((len(A), n_q))
+        den[:, with_den] = logs[:, at + n_q : at + n_q + len(with_den)]
+        plain = take(A, self._where[at + n_q + len(with_den) :])
         raw = np.hstack([logs[:, n_a:at] - anchor[:, None], num - den, plain])
+        raw = raw[:, : self._n_inputs()]  # the levels come first
         missing = np.isnan(raw)
         filled = np.where(missing, self.medians, raw)
         Z = (np.hstack([filled, missing.astype(float)]) - self.means) / self.stds
@@ -298,7 +318,8 @@ class HarRvRegression(Scorer):
 
     def importance(self) -> dict[str, float]:
         inputs = [f"log_{c}/anchor" for c in (*LEVELS, *RANGES)]
-        inputs += [f"log_{a}/{b}" for a, b in RATIOS] + list(PLAIN)
+        inputs += [f"log_{a}/{b}" if b else f"log_{a}" for a, b in self.ratios] + list(PLAIN)
+        inputs = inputs[: self._n_inputs()]
         names = inputs + [f"missing_{n}" for n in inputs]
         return {n: float(abs(w)) for n, w in zip(names, self.coef, strict=True) if w != 0.0}
 
@@ -307,6 +328,8 @@ class HarRvRegression(Scorer):
             "type": self.type_name,
             "feature_names": list(self.feature_names),
             "alpha": self.alpha,
+            "volatility_only": self.volatility_only,
+            "ratios": [list(pair) for pair in self.ratios],
             "relative": self.relative,
             "log_threshold": self.log_threshold,
             "target_floor": self.target_floor,
@@ -324,7 +347,11 @@ class HarRvRegression(Scorer):
 
     @classmethod
     def from_params(cls, params: dict, blobs: Mapping[str, bytes]) -> HarRvRegression:
-        out = cls(params["alpha"])
+        out = cls(
+            params["alpha"],
+            bool(params.get("volatility_only", False)),
+            params.get("ratios", FS1_RATIOS),  # stored before fs2: the 300 s levels
+        )
         if tuple(params["anchors"]) != ANCHORS:
             raise ValueError(f"har_rv anchors {params['anchors']} are not this code's {ANCHORS}")
         out.relative = bool(params["relative"])

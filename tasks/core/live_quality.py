@@ -17,9 +17,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tasks.core.evaluation import epoch_seconds, expected_calibration_error
+from tasks.core.evaluation import choose_threshold, epoch_seconds, expected_calibration_error
+from tasks.core.features import FEATURE_NAMES
 from tasks.core.labels import LabelSpec, second_grid
-from tasks.core.models import ranking_baselines
+from tasks.core.models import PersistenceBaseline, SpikePredictor, ranking_baselines
 from tasks.core.scoring import scored_metrics
 
 
@@ -63,13 +64,33 @@ def labelled_predictions(
     return rows.merge(served, on="record_id", how="inner", validate="many_to_one")
 
 
+RANKING_FIGURES = ("pr_auc", "persistence_pr_auc", "zscore_pr_auc", "roc_auc")
+
+
+def tau_separation(y: np.ndarray) -> str | None:
+    """Why the label's tau separates nothing in these rows (every label a spike, or none), or
+    None when the rows hold both."""
+    if len(y) == 0:
+        return None
+    if (y == 1).all():
+        return "every matured label is a spike: tau is below the whole volatility level"
+    if (y == 0).all():
+        return "no matured label is a spike: tau is above the whole volatility level"
+    return None
+
+
 def quality(rows: pd.DataFrame) -> dict:
     """Figures of served predictions on labelled rows, beside both baselines on the same rows:
-    PR-AUC of each (``None`` without a spike), precision and recall of the served flags, spike
-    rate and mean score (calibration in the large), expected calibration error."""
+    PR-AUC of each, precision and recall of the served flags, spike rate and mean score
+    (calibration in the large), expected calibration error, the event-time span.
+
+    When every label is a spike, or none is, the ranking figures are None (every ranker would
+    score 1.0, or nothing) and ``tau_degenerate`` says why: the label's tau no longer separates
+    anything in this window."""
     y = rows["y"].to_numpy(dtype=float)
     score = rows["score"].to_numpy(dtype=float)
     figures = scored_metrics(y, {"model": score, **ranking_baselines(rows)})
+    seconds = epoch_seconds(rows["ts"]) if len(rows) else np.empty(0)
     flagged = rows["spike"].to_numpy(dtype=bool)
     hits = int((flagged & (y == 1)).sum())
     out = {
@@ -87,8 +108,12 @@ def quality(rows: pd.DataFrame) -> dict:
         "calibration_error": expected_calibration_error(y, score) if len(y) else None,
         "start": pd.Timestamp(rows["ts"].min()).isoformat() if len(rows) else None,
         "end": pd.Timestamp(rows["ts"].max()).isoformat() if len(rows) else None,
+        "span_s": float(seconds.max() - seconds.min()) if len(seconds) else 0.0,
         "model_versions": sorted(set(rows["model_version"].astype(str))),
+        "tau_degenerate": tau_separation(y),
     }
+    if out["tau_degenerate"]:
+        out.update(dict.fromkeys(RANKING_FIGURES))
     return out
 
 
@@ -107,3 +132,16 @@ def windowed_quality(
         if len(part):
             out[name] = quality(part)
     return out
+
+
+def fit_fallback(rows: pd.DataFrame, label: dict, info: dict) -> SpikePredictor:
+    """The persistence predictor to serve instead of a champion that ranks below it: the
+    persistence scorer (log 60 s realized volatility) calibrated on these labelled rows, with
+    the F1-best threshold on them and the champion's label (so its tau)."""
+    y = rows["y"].to_numpy(dtype=int)
+    if tau_separation(y.astype(float)):
+        raise ValueError(f"cannot fit a fallback: {tau_separation(y.astype(float))}")
+    X = rows.reindex(columns=list(FEATURE_NAMES)).astype(float)
+    scorer = PersistenceBaseline().fit(X, y)
+    threshold = choose_threshold(y, scorer.predict_array(X.to_numpy()))
+    return SpikePredictor("persistence", scorer, dict(label), threshold, info=dict(info))

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import numpy as np
@@ -60,6 +60,7 @@ __all__ = [
     "INPUT_FAMILIES",
     "HarLogistic",
     "HarRvRegression",
+    "LogitBlend",
     "MeanStack",
     "ModelFormatError",
     "PersistenceBaseline",
@@ -78,9 +79,19 @@ __all__ = [
 PERSISTENCE_COLUMN = "realized_vol_60"
 ZSCORE_COLUMN = "vol_ratio_60_300"
 BASELINES = ("zscore", "persistence")
-CANDIDATES = ("har_logistic", "har_rv", "stack")
-OPTIONAL_CANDIDATES = ("xgboost", "random_forest")
+CANDIDATES = ("har_vol", "har_rv", "blend")
+OPTIONAL_CANDIDATES = ("har_logistic", "stack", "xgboost", "xgboost_monotone", "random_forest")
 STACK_MEMBERS = ("har_logistic", "har_rv")
+BLEND_MEMBERS = ("har_rv", "persistence")  # the model, and what it is blended with
+# what XGBoost's probability may only rise with (``xgboost_monotone``)
+VOLATILITY_INPUTS = (
+    "realized_vol_30",
+    "realized_vol_60",
+    "realized_vol_300",
+    "realized_vol_1s_60",
+    "realized_vol_1s_300",
+    "ret_std",
+)
 DOCUMENT_FORMAT = "cryptovol-predictor"
 DOCUMENT_VERSION = 1
 
@@ -101,9 +112,23 @@ INPUT_FAMILIES: dict[str, tuple[str, ...]] = {
         "vol_ratio_60_300",
     ),
     "range": ("range_bps_30", "range_bps_60", "range_bps_300"),
-    "spread": ("spread_bps_mean_30", "spread_bps_mean_60", "spread_bps_mean_300", "spread_bps"),
+    "spread": (
+        "spread_bps_mean_30",
+        "spread_bps_mean_60",
+        "spread_bps_mean_300",
+        "spread_bps",
+        "spread_bps_ratio_30_900",
+        "spread_bps_ratio_60_900",
+    ),
     "imbalance": ("imbalance_mean_30", "imbalance_mean_60", "imbalance_mean_300", "imbalance"),
-    "tick_intensity": ("tick_intensity_30", "tick_intensity_60", "tick_intensity_300", "n"),
+    "tick_intensity": (
+        "tick_intensity_30",
+        "tick_intensity_60",
+        "tick_intensity_300",
+        "n",
+        "tick_intensity_ratio_30_900",
+        "tick_intensity_ratio_60_900",
+    ),
     "history_300s": tuple(n for n in FEATURE_NAMES if n.endswith("_300")),
 }
 
@@ -283,6 +308,52 @@ class MeanStack(Scorer):
         return cls([scorer_from_params(m, blobs) for m in params["members"]])
 
 
+class LogitBlend(Scorer):
+    """A model blended with persistence: ``sigmoid(w * logit(p_model) + (1 - w) *
+    logit(p_persistence))``. ``w`` is learned on held-out days (``tasks.core.training``): 0 is
+    persistence alone, 1 the model alone."""
+
+    type_name = "blend"
+
+    def __init__(self, model: Scorer, persistence: Scorer, weight: float = 0.5) -> None:
+        self.model = model
+        self.persistence = persistence
+        self.weight = weight
+        self.feature_names = model.feature_names
+
+    def fit(self, X, y, eval_set=None, target=None) -> LogitBlend:
+        """Fit both members; the weight stays (training learns it on held-out days)."""
+        self.model.fit(X, y, eval_set, target)
+        self.persistence.fit(X, y, eval_set, target)
+        self.feature_names = self.model.feature_names
+        return self
+
+    def predict_array(self, A: np.ndarray) -> np.ndarray:
+        z = self.weight * logit(self.model.predict_array(A))
+        return sigmoid(z + (1.0 - self.weight) * logit(self.persistence.predict_array(A)))
+
+    def importance(self) -> dict[str, float]:
+        return {name: value * self.weight for name, value in self.model.importance().items()} | {
+            PERSISTENCE_COLUMN: 1.0 - self.weight
+        }
+
+    def to_params(self, blobs: dict[str, bytes]) -> dict:
+        return {
+            "type": self.type_name,
+            "weight": self.weight,
+            "model": self.model.to_params(blobs),
+            "persistence": self.persistence.to_params(blobs),
+        }
+
+    @classmethod
+    def from_params(cls, params: dict, blobs: Mapping[str, bytes]) -> LogitBlend:
+        return cls(
+            scorer_from_params(params["model"], blobs),
+            scorer_from_params(params["persistence"], blobs),
+            float(params["weight"]),
+        )
+
+
 class PriorShift(Scorer):
     """A fitted scorer whose log-odds are moved by a constant (a prior-shift correction).
 
@@ -344,6 +415,7 @@ SCORER_TYPES: dict[str, type[Scorer]] = {
         XGBoostSpike,
         RandomForestSpike,
         MeanStack,
+        LogitBlend,
         PriorShift,
     )
 }
@@ -388,10 +460,16 @@ def make_estimator(
         return HarLogistic(C=hyper.get("C", 1.0))
     if kind == "har_rv":
         return HarRvRegression(alpha=hyper.get("alpha", 30.0))
+    if kind == "har_vol":
+        return HarRvRegression(alpha=hyper.get("alpha", 30.0), volatility_only=True)
     if kind == "xgboost":
         return XGBoostSpike(xgb, seed=seed)
+    if kind == "xgboost_monotone":
+        return XGBoostSpike(replace(xgb or XGBoostParams(), increasing_in=VOLATILITY_INPUTS), seed)
     if kind == "random_forest":
         return RandomForestSpike(seed=seed)
+    if kind == "blend":
+        return LogitBlend(make_estimator(BLEND_MEMBERS[0], **hyper), PersistenceBaseline())
     if kind == "stack":
         return MeanStack([make_estimator(m, seed=seed, xgb=xgb) for m in STACK_MEMBERS])
     known = (*BASELINES, *CANDIDATES, *OPTIONAL_CANDIDATES)

@@ -1,10 +1,16 @@
-"""Sessions: stretches of data separated by long gaps, and leave-one-session-out splits. Pure.
+"""Sessions and days: stretches of data separated by long gaps, the UTC days they start on, and
+leave-one-out splits over either. Pure.
 
 Recordings come in sessions (an evening, a night, a morning), and volatility regimes differ
 between them far more than within one: on ../shared/data the Dec 5 evening is 2-3x as volatile as
 the Dec 6 sessions. A model that only ever saw other sessions is what a new market looks like, so
 carry-over is measured by leaving one session out at a time: train on the others (minus an
 embargo around the held-out session), judge on it.
+
+Days differ more than the sessions of one night do (another regime, and on ../shared/data
+another recorder: the Nov 13-14 recordings come from the older Exchange feed, a set-up no other
+day shares), so carry-over is also measured by leaving one UTC day out at a time. A day is the
+day a session starts on, so a session that runs past midnight is never cut in two.
 
 Spikes are rows (one per product-second), and neighbouring rows share their label window, so a
 burst of 40 spike rows is one event: :func:`spike_episodes` counts the bursts.
@@ -18,6 +24,8 @@ import numpy as np
 
 from tasks.core.evaluation import average_precision, bootstrap_pr_auc, is_degenerate, time_blocks
 from tasks.core.timeutil import format_ts
+
+DAY_S = 86400.0
 
 BASELINES = ("persistence", "zscore")  # the scorers every model is judged against
 SESSION_GAP_S = 1800.0  # a pause of 30 minutes without any row starts a new session
@@ -37,6 +45,20 @@ def session_ids(times: np.ndarray, gap_s: float = SESSION_GAP_S) -> np.ndarray:
     return ids
 
 
+def day_ids(times: np.ndarray, gap_s: float = SESSION_GAP_S) -> tuple[np.ndarray, list[str]]:
+    """A day number per row (0, 1, ... in time order) and each day's name, its UTC date: the
+    day its row's session starts on (sessions as :func:`session_ids`)."""
+    times = np.asarray(times, dtype=float)
+    sessions = session_ids(times, gap_s)
+    if len(times) == 0:
+        return sessions, []
+    starts = np.array([times[sessions == s].min() for s in range(int(sessions.max()) + 1)])
+    session_day = np.floor(starts / DAY_S).astype(np.int64)
+    days, ids = np.unique(session_day[sessions], return_inverse=True)
+    names = [format_ts(float(d) * DAY_S)[:10] for d in days]
+    return ids.astype(np.int64), names
+
+
 def spike_episodes(times: np.ndarray, y: np.ndarray, gap_s: float = EPISODE_GAP_S) -> int:
     """How many separate bursts the spike rows form (rows more than ``gap_s`` apart)."""
     spikes = np.sort(np.asarray(times, dtype=float)[np.asarray(y) == 1])
@@ -47,9 +69,9 @@ def spike_episodes(times: np.ndarray, y: np.ndarray, gap_s: float = EPISODE_GAP_
 
 @dataclass(frozen=True)
 class SessionFold:
-    """One held-out session: row positions to learn from and to judge on."""
+    """One held-out session (or day): row positions to learn from and to judge on."""
 
-    session: int
+    session: int | str  # a session's number, or a day's UTC date
     train: np.ndarray
     test: np.ndarray
     start: float  # epoch seconds of the held-out session's first and last row
@@ -65,6 +87,37 @@ class SessionFold:
         }
 
 
+def leave_one_group_out(
+    times: np.ndarray,
+    ids: np.ndarray,
+    names: list | None = None,
+    *,
+    embargo_s: float = 360.0,
+    min_rows: int = 600,
+) -> list[SessionFold]:
+    """One fold per group (``ids``: a group number per row) holding at least ``min_rows`` rows;
+    fewer than two such groups: no fold (there is nothing to carry over to). ``names`` name the
+    groups (default: their numbers).
+
+    A fold trains on every row of the other groups that lies more than ``embargo_s`` away from
+    the held-out group's span, on either side: no training row's feature or label window overlaps
+    a judged row. Small groups are never held out, but they are trained on.
+    """
+    times = np.asarray(times, dtype=float)
+    positions = np.arange(len(times))
+    groups = [g for g in np.unique(ids) if np.sum(ids == g) >= min_rows]
+    if len(groups) < 2:
+        return []
+    folds = []
+    for group in groups:
+        held = ids == group
+        start, end = float(times[held].min()), float(times[held].max())
+        far = (times < start - embargo_s) | (times > end + embargo_s)
+        name = int(group) if names is None else names[group]
+        folds.append(SessionFold(name, positions[~held & far], positions[held], start, end))
+    return folds
+
+
 def leave_one_session_out(
     times: np.ndarray,
     *,
@@ -72,26 +125,21 @@ def leave_one_session_out(
     embargo_s: float = 360.0,
     min_rows: int = 600,
 ) -> list[SessionFold]:
-    """One fold per session holding at least ``min_rows`` rows; fewer than two such sessions:
-    no fold (there is nothing to carry over to).
-
-    A fold trains on every row of the other sessions that lies more than ``embargo_s`` away
-    from the held-out session's span, on either side: no training row's feature or label window
-    overlaps a judged row. Short sessions are never held out, but they are trained on.
-    """
-    times = np.asarray(times, dtype=float)
+    """:func:`leave_one_group_out` over the sessions (:func:`session_ids`)."""
     ids = session_ids(times, gap_s)
-    positions = np.arange(len(times))
-    sessions = [s for s in np.unique(ids) if np.sum(ids == s) >= min_rows]
-    if len(sessions) < 2:
-        return []
-    folds = []
-    for session in sessions:
-        held = ids == session
-        start, end = float(times[held].min()), float(times[held].max())
-        far = (times < start - embargo_s) | (times > end + embargo_s)
-        folds.append(SessionFold(int(session), positions[~held & far], positions[held], start, end))
-    return folds
+    return leave_one_group_out(times, ids, embargo_s=embargo_s, min_rows=min_rows)
+
+
+def leave_one_day_out(
+    times: np.ndarray,
+    *,
+    gap_s: float = SESSION_GAP_S,
+    embargo_s: float = 360.0,
+    min_rows: int = 120,
+) -> list[SessionFold]:
+    """:func:`leave_one_group_out` over the UTC days (:func:`day_ids`), each named by its date."""
+    ids, names = day_ids(times, gap_s)
+    return leave_one_group_out(times, ids, names, embargo_s=embargo_s, min_rows=min_rows)
 
 
 # ------------------------------------------------------------------------------- judging
@@ -99,9 +147,9 @@ def leave_one_session_out(
 
 @dataclass
 class SessionPart:
-    """Scored rows of one session: labels, times (epoch s) and every scorer's scores."""
+    """Scored rows of one session (or day): labels, times (epoch s) and every scorer's scores."""
 
-    session: int
+    session: int | str
     y: np.ndarray
     times: np.ndarray
     scores: dict[str, np.ndarray]
@@ -226,3 +274,20 @@ def shortfalls(judged: dict, scorer: str, references: tuple[str, ...] = BASELINE
             if gap < 0:
                 out.append({"where": where, "below": reference, "gap": gap})
     return out
+
+
+def judged_places(judged: dict) -> list[dict]:
+    """The figures a ranking is judged on: every held-out group with enough spikes, or the pooled
+    figures when none has enough."""
+    places = [f for f in judged["sessions"] if f["enough"] and not f["degenerate"]]
+    pooled = judged.get("pooled")
+    if not places and pooled and not pooled["degenerate"]:
+        places = [pooled]
+    return places
+
+
+def worst_gap(judged: dict, scorer: str, reference: str = "persistence") -> float | None:
+    """``scorer``'s PR-AUC minus ``reference``'s where it is furthest behind (or least ahead)
+    among :func:`judged_places`; None with nothing to judge."""
+    gaps = [f["pr_auc"][scorer] - f["pr_auc"][reference] for f in judged_places(judged)]
+    return min(gaps) if gaps else None

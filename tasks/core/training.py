@@ -5,12 +5,15 @@ no files (``tasks.stages.train`` logs and registers the result).
 
 The rows are split in time: the last ``test_fraction`` is the **test part**, touched once for the
 reported figures (and left for ``validate``); the rest, behind an embargo, is the development
-part. Every candidate and both baselines are judged on the development part two ways:
+part. Every candidate and both baselines are judged on the development part three ways:
 
-- **leave one session out** (:mod:`tasks.core.sessions`): train on the other sessions (minus an
-  embargo), judge on the held-out one; PR-AUC pooled over the sessions and within each, on the
-  same rows for every scorer, with block-bootstrap intervals. This measures carry-over to a market
-  regime the model never saw, and it is what selects the model;
+- **leave one day out** (:mod:`tasks.core.sessions`): train on the other UTC days (minus an
+  embargo), tau fitted on them, judge on the held-out one; PR-AUC pooled over the days and within
+  each, on the same rows for every scorer, with block-bootstrap intervals. This measures
+  carry-over to a day (a market, a recorder) the model never saw, and it selects the model, for
+  its worst day relative to persistence (:func:`select_for_worst_day`);
+- **leave one session out**, the same over sessions, beside it (it selects when there are fewer
+  than two days);
 - **walk-forward folds** (:func:`tasks.core.evaluation.walk_forward_splits`), reported beside it,
   and the source of the operating threshold.
 
@@ -20,8 +23,8 @@ Honesty rules kept here:
   ``tau_window_s``); the final tau on the development part only;
 - early stopping (XGBoost) and tuning (``C``, ``alpha``) on the embargoed tail of each training
   part, never on the rows that rank the candidates;
-- a candidate is selected only if it ranks at least as well as persistence pooled and within
-  every held-out session with enough spikes; otherwise persistence itself is selected;
+- persistence and the z-score are candidates too: a model is selected only if it does better
+  than persistence on its worst held-out day (within ``min_gain``), else persistence is;
 - missing inputs: training rows are duplicated with one input family blanked at a time, so a
   model learns to score from what remains; the missing-input report blanks each family in the
   held-out rows and compares with a model retrained without it (what those inputs allow);
@@ -61,10 +64,12 @@ from tasks.core.labels import LabelSpec
 from tasks.core.linear_models import ALPHA_GRID, C_GRID
 from tasks.core.models import (
     BASELINES,
+    BLEND_MEMBERS,
     CANDIDATES,
     INPUT_FAMILIES,
     OPTIONAL_CANDIDATES,
     STACK_MEMBERS,
+    LogitBlend,
     MeanStack,
     PriorShift,
     SpikePredictor,
@@ -79,17 +84,39 @@ from tasks.core.sessions import (
     SessionFold,
     SessionPart,
     judge_sessions,
+    leave_one_day_out,
     leave_one_session_out,
     shortfalls,
+    worst_gap,
 )
 
 log = logging.getLogger("cryptovol.training")
 
 # Simpler first: a later candidate is chosen only if it beats the current pick by ``min_gain``.
-COMPLEXITY_ORDER = ("har_logistic", "har_rv", "stack", "xgboost", "random_forest")
-TUNING = {"har_logistic": ("C", C_GRID), "har_rv": ("alpha", ALPHA_GRID)}
+COMPLEXITY_ORDER = (
+    "har_vol",
+    "har_logistic",
+    "har_rv",
+    "blend",
+    "stack",
+    "xgboost_monotone",
+    "xgboost",
+    "random_forest",
+)
+SIMPLEST_FIRST = ("persistence", "zscore", *COMPLEXITY_ORDER)  # the baselines are candidates too
+TUNING = {
+    "har_logistic": ("C", C_GRID),
+    "har_rv": ("alpha", ALPHA_GRID),
+    "har_vol": ("alpha", ALPHA_GRID),
+}
+BOOSTED = ("xgboost", "xgboost_monotone")  # stopped early on the tail, rounds kept per kind
+BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # of the model against persistence
+# What the shuffled-labels drill registers: a classifier ranks by what it learned from the labels
+# alone, where the HAR-RV models rank by the volatility level they are anchored on, whatever the
+# labels (a HAR-RV fitted to shuffled labels still ranked like persistence).
+DRILL_KIND = "har_logistic"
 # classifiers learn the spike rate of their training rows; a regression's probability does not
-PRIOR_SHIFTED = ("persistence", "zscore", "har_logistic", "xgboost", "random_forest")
+PRIOR_SHIFTED = ("persistence", "zscore", "har_logistic", *BOOSTED, "random_forest")
 
 
 class TrainingError(ValueError):
@@ -116,6 +143,9 @@ class TrainConfig:
     xgboost: XGBoostParams = field(default_factory=XGBoostParams)
     session_gap_s: float = SESSION_GAP_S  # a pause this long starts a new session
     min_session_rows: int = 600  # a session is held out when it has this many labelled rows
+    min_day_rows: int = 120  # a UTC day is held out when it has this many labelled rows
+    # a held-out day's tau: from this many most recent seconds of the other days (None: all)
+    day_tau_window_s: float | None = None
     min_session_spikes: int = 20  # a session's own ranking counts with this many spike rows...
     min_session_episodes: int = 3  # ...in this many separate bursts
     tail_fraction: float = 0.2  # of each training part: early stopping and tuning
@@ -172,7 +202,8 @@ class TrainResult:
     baseline: SpikePredictor  # the z-score baseline, fit on the same rows (the served fallback)
     selected: str
     reports: dict[str, CandidateReport]  # every candidate and baseline on the walk-forward folds
-    sessions: dict  # leave-one-session-out: judge_sessions figures, selection, missing inputs
+    sessions: dict  # leave-one-session-out: judge_sessions figures, missing inputs
+    days: dict  # leave-one-day-out: judge_sessions figures by UTC day, what selects the model
     test_metrics: dict[str, dict]  # "model", "zscore", "persistence" on the same test rows
     test_interval: dict | None  # their 90 % block-bootstrap PR-AUC intervals
     label: dict  # the label spec fitted on the development part (tau included)
@@ -207,6 +238,7 @@ class TrainResult:
                 "degenerate": model["degenerate"],
                 "interval": self.test_interval,
             },
+            "days": self.days,
             "sessions": self.sessions,
             "validation": {
                 name: {
@@ -297,7 +329,7 @@ class FittedPart:
     spec: LabelSpec
     scorers: dict[str, Scorer]
     chosen: dict[str, float]  # tuned hyper-parameters
-    xgb_rounds: int | None
+    rounds: dict[str, int]  # boosting rounds per boosted kind
 
 
 def _target(spec: LabelSpec, rows: pd.DataFrame) -> FitTarget:
@@ -316,7 +348,7 @@ def _fit_kind(
     eval_set=None,
 ) -> Scorer:
     params = config.xgboost
-    if kind == "xgboost" and "rounds" in hyper:
+    if kind in BOOSTED and "rounds" in hyper:
         params = replace(params, n_estimators=int(hyper["rounds"]))
     extra = {k: v for k, v in hyper.items() if k != "rounds"}
     estimator = make_estimator(kind, seed=config.seed, xgb=params, **extra)
@@ -361,9 +393,9 @@ def fit_training_part(
     hyper = dict(hyper or {})
     scorers: dict[str, Scorer] = {}
     chosen: dict[str, float] = {}
-    xgb_rounds = None
+    rounds: dict[str, int] = {}
     for kind in kinds:
-        if kind == "stack":
+        if kind in ("stack", "blend"):
             continue
         fixed = dict(hyper.get(kind, {}))
         if kind in TUNING and not fixed and tunable:
@@ -373,14 +405,14 @@ def fit_training_part(
                 trial = _fit_kind(kind, config, fit_rows, y_fit, spec, {name: value})
                 tried[value] = average_precision(y_tail, trial.predict_proba(tail_rows))
             fixed = {name: max(tried, key=tried.get)}
-        if kind == "xgboost" and "rounds" not in fixed and tunable:
+        if kind in BOOSTED and "rounds" not in fixed and tunable:
             tail = (feature_matrix(tail_rows), y_tail)
             estimator = _fit_kind(kind, config, fit_rows, y_fit, spec, fixed, eval_set=tail)
-            xgb_rounds = estimator.best_rounds
+            rounds[kind] = estimator.best_rounds
         else:
             estimator = _fit_kind(kind, config, part, y, spec, fixed)
-            if kind == "xgboost":
-                xgb_rounds = estimator.best_rounds
+            if kind in BOOSTED:
+                rounds[kind] = estimator.best_rounds
         chosen.update({f"{kind}.{k}": float(v) for k, v in fixed.items()})
         if kind in PRIOR_SHIFTED and recent is not None:
             X_recent = feature_matrix(part[recent])
@@ -388,7 +420,73 @@ def fit_training_part(
         scorers[kind] = estimator
     if "stack" in kinds:
         scorers["stack"] = MeanStack([scorers[m] for m in STACK_MEMBERS])
-    return FittedPart(spec, scorers, chosen, xgb_rounds)
+    if "blend" in kinds:
+        model, persistence = (scorers[m] for m in BLEND_MEMBERS)
+        weight = _blend_weight(train_rows, config, spec, chosen, persistence)
+        chosen["blend.weight"] = weight
+        scorers["blend"] = LogitBlend(model, persistence, weight)
+    return FittedPart(spec, scorers, chosen, rounds)
+
+
+def _blend_weight(
+    train_rows: pd.DataFrame,
+    config: TrainConfig,
+    spec: LabelSpec,
+    chosen: dict[str, float],
+    persistence: Scorer,
+) -> float:
+    """The blend's weight of the model against persistence, learned on held-out days of the
+    training rows: each day left out in turn, the model fitted on the others (with the part's
+    label and hyper-parameters; persistence is the part's own, a fixed feature with a monotone
+    calibration), every weight of :data:`BLEND_WEIGHTS` judged on the held-out days like the
+    candidates (worst day relative to persistence, then pooled; the weight nearer persistence
+    on a tie). Sessions stand in for days when there are fewer than two; without either, an
+    even blend."""
+    times = epoch_seconds(train_rows["ts"])
+    folds = leave_one_day_out(
+        times, gap_s=config.session_gap_s, embargo_s=config.embargo, min_rows=config.min_day_rows
+    ) or leave_one_session_out(
+        times,
+        gap_s=config.session_gap_s,
+        embargo_s=config.embargo,
+        min_rows=config.min_session_rows,
+    )
+    if not folds:
+        return 0.5
+    kind = BLEND_MEMBERS[0]
+    hyper = {kind: {k.split(".")[1]: v for k, v in chosen.items() if k.startswith(f"{kind}.")}}
+    parts = []
+    for fold in folds:
+        inner_rows = train_rows.iloc[fold.train]
+        rows, y = spec.labelled(train_rows.iloc[fold.test])
+        if is_degenerate(spec.labelled(inner_rows)[1]) or len(y) == 0:
+            continue  # nothing to learn from (a relative label needs 450 s of history), or judge
+        inner = fit_training_part(inner_rows, (kind,), config, spec=spec, hyper=hyper)
+        X = feature_matrix(rows).to_numpy()
+        model = inner.scorers[kind]
+        scores = {str(w): LogitBlend(model, persistence, w).predict_array(X) for w in BLEND_WEIGHTS}
+        scores["persistence"] = scores[str(0.0)]
+        parts.append(SessionPart(fold.session, y, epoch_seconds(rows["ts"]), scores, spec.tau))
+    if not parts:
+        return 0.5
+    judged = judge_sessions(
+        parts,
+        min_spikes=config.min_session_spikes,
+        min_episodes=config.min_session_episodes,
+        n_boot=0,
+    )
+    if judged["pooled"]["degenerate"]:
+        return 0.5
+    best = None
+    for w in BLEND_WEIGHTS:
+        key = (worst_gap(judged, str(w)), judged["pooled"]["pr_auc"][str(w)])
+        if (
+            best is None
+            or key[0] > best[1][0] + config.min_gain
+            or (key[0] >= best[1][0] - config.min_gain and key[1] > best[1][1] + config.min_gain)
+        ):
+            best = (w, key)
+    return float(best[0])
 
 
 def _scores(fitted: FittedPart, rows: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -402,9 +500,10 @@ def _candidate_kinds(config: TrainConfig) -> tuple[str, ...]:
     if unknown:
         raise TrainingError(f"unknown candidates {sorted(unknown)}; known: {known}")
     kinds = list(config.candidates)
-    if "stack" in kinds:
-        kinds = [k for k in kinds if k != "stack"] + [m for m in STACK_MEMBERS if m not in kinds]
-        kinds.append("stack")
+    for combined, members in (("stack", STACK_MEMBERS), ("blend", BLEND_MEMBERS)):
+        if combined in kinds:
+            kinds = [k for k in kinds if k != combined] + [m for m in members if m not in kinds]
+            kinds.append(combined)
     return tuple(dict.fromkeys([*kinds, *BASELINES]))
 
 
@@ -435,6 +534,72 @@ def select_candidate(
     if pick is None:
         pick = max(BASELINES, key=lambda name: pooled[name])
     return pick, why
+
+
+def select_for_worst_day(
+    judged: dict, candidates: tuple[str, ...], min_gain: float
+) -> tuple[str, dict]:
+    """The selected kind by leave-one-day-out PR-AUC, and why.
+
+    Every candidate and both baselines are ranked by their worst held-out day relative to
+    persistence (:func:`tasks.core.sessions.worst_gap`: days with enough spikes, or pooled when
+    none has), then by the pooled PR-AUC. Simpler first (:data:`SIMPLEST_FIRST`): a more complex
+    one replaces the pick when its worst day is better by more than ``min_gain``, or within
+    ``min_gain`` of it and its pooled figure better by more than ``min_gain``.
+    """
+    pooled = judged["pooled"]["pr_auc"]
+    ranked = {}
+    for name in SIMPLEST_FIRST:
+        if (name in candidates or name in BASELINES) and pooled.get(name) is not None:
+            ranked[name] = (worst_gap(judged, name), pooled[name])
+    pick = None
+    for name, (worst, pooled_pr) in ranked.items():
+        if pick is None:
+            pick = name
+            continue
+        best_worst, best_pooled = ranked[pick]
+        if worst > best_worst + min_gain or (
+            worst >= best_worst - min_gain and pooled_pr > best_pooled + min_gain
+        ):
+            pick = name
+    why = {
+        "rule": "ranked by the worst held-out day's PR-AUC minus persistence's (days with "
+        "enough spikes), then by pooled PR-AUC; simpler first, by min_gain",
+        "worst_day_gap": {name: worst for name, (worst, _) in ranked.items()},
+    }
+    return pick, why
+
+
+def _leave_out(
+    folds: list[SessionFold],
+    dev: pd.DataFrame,
+    kinds: tuple[str, ...],
+    config: TrainConfig,
+    shuffle_offset: int,
+) -> tuple[dict, dict | None]:
+    """Every kind trained without each held-out group (a day or a session) and judged on it,
+    beside the baselines: the report (with the fitted parts under ``fitted``) and the judged
+    figures (None without folds, or when no held-out row is a spike)."""
+    report: dict = {"folds": [f.describe() for f in folds]}
+    fitted = []
+    for i, fold in enumerate(folds):
+        shuffle = config.seed + shuffle_offset + i if config.shuffle_labels else None
+        fitted.append(fit_training_part(dev.iloc[fold.train], kinds, config, shuffle_seed=shuffle))
+    report["fitted"] = fitted
+    if not folds:
+        return report, None
+    judged = judge_sessions(
+        _session_parts(folds, dev, fitted),
+        min_spikes=config.min_session_spikes,
+        min_episodes=config.min_session_episodes,
+        block_s=config.block_s,
+        n_boot=config.bootstrap_samples,
+        seed=config.seed,
+    )
+    report.update(judged)
+    if judged["pooled"]["degenerate"]:
+        return report, None
+    return report, judged
 
 
 def _select_on_folds(reports: dict[str, CandidateReport], config: TrainConfig) -> str | None:
@@ -499,8 +664,8 @@ def _missing_input_report(
             for key, value in part.chosen.items():
                 kind, name = key.split(".")
                 hyper.setdefault(kind, {})[name] = value
-            if part.xgb_rounds:
-                hyper.setdefault("xgboost", {})["rounds"] = part.xgb_rounds
+            for kind, n in part.rounds.items():
+                hyper.setdefault(kind, {})["rounds"] = n
             refit = fit_training_part(train_rows, kinds, config, spec=part.spec, hyper=hyper)
             retrained.append(refit)
         without = judge_sessions(_session_parts(folds, dev, retrained, columns), n_boot=0)
@@ -517,6 +682,8 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
     """Leave-one-session-out and walk-forward evaluation of every candidate and baseline,
     selection, final fit, test."""
     config = config or TrainConfig()
+    if config.shuffle_labels:
+        config = replace(config, candidates=(DRILL_KIND,))
     timings: dict[str, float] = {}
     notes: list[str] = []
     started = time.perf_counter()
@@ -544,14 +711,14 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
     # ---- walk-forward folds: reported, and the operating threshold
     fold_metrics: dict[str, list[FoldResult]] = {k: [] for k in kinds}
     fold_thresholds: dict[str, list[float]] = {k: [] for k in kinds}
-    xgb_rounds: list[int] = []
+    boosted_rounds: dict[str, list[int]] = {}
     fold_taus: list[float | None] = []
     for fold in plan.folds:
         shuffle = config.seed + fold.index if config.shuffle_labels else None
         fitted = fit_training_part(labelable.iloc[fold.train], kinds, config, shuffle_seed=shuffle)
         fold_taus.append(fitted.spec.tau)
-        if fitted.xgb_rounds:
-            xgb_rounds.append(fitted.xgb_rounds)
+        for kind, n in fitted.rounds.items():
+            boosted_rounds.setdefault(kind, []).append(n)
         valid_part, y_valid = fitted.spec.labelled(labelable.iloc[fold.valid])
         scores = _scores(fitted, valid_part)
         for kind in kinds:
@@ -581,51 +748,58 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
     }
     timings["folds"] = time.perf_counter() - started
 
-    # ---- leave one session out: carry-over, and what selects the model
+    # ---- leave one day out (what selects the model), and one session out beside it
     t_sessions = time.perf_counter()
+    dev_times = epoch_seconds(dev["ts"])
+    day_folds = leave_one_day_out(
+        dev_times,
+        gap_s=config.session_gap_s,
+        embargo_s=config.embargo,
+        min_rows=config.min_day_rows,
+    )
+    day_config = replace(config, tau_window_s=config.day_tau_window_s)
+    days, day_judged = _leave_out(day_folds, dev, kinds, day_config, shuffle_offset=200)
     session_folds = leave_one_session_out(
-        epoch_seconds(dev["ts"]),
+        dev_times,
         gap_s=config.session_gap_s,
         embargo_s=config.embargo,
         min_rows=config.min_session_rows,
     )
-    sessions: dict = {"folds": [f.describe() for f in session_folds]}
-    session_fitted: list[FittedPart] = []
-    for fold in session_folds:
-        shuffle = config.seed + 100 + fold.session if config.shuffle_labels else None
-        part = fit_training_part(dev.iloc[fold.train], kinds, config, shuffle_seed=shuffle)
-        session_fitted.append(part)
+    sessions, session_judged = _leave_out(session_folds, dev, kinds, config, shuffle_offset=100)
+    session_fitted = sessions.pop("fitted")
+    days.pop("fitted")
+    for what, folds, judged in (
+        ("day", day_folds, day_judged),
+        ("session", session_folds, session_judged),
+    ):
+        if folds and judged is None:
+            notes.append(f"no held-out {what} holds a spike: carry-over is not judged on {what}s")
     selected = None
-    if session_folds:
-        judged = judge_sessions(
-            _session_parts(session_folds, dev, session_fitted),
-            min_spikes=config.min_session_spikes,
-            min_episodes=config.min_session_episodes,
-            block_s=config.block_s,
-            n_boot=config.bootstrap_samples,
-            seed=config.seed,
-        )
-        if judged["pooled"]["degenerate"]:
-            notes.append("no held-out session holds a spike: selected on walk-forward folds")
-        elif config.shuffle_labels:
-            sessions.update(judged)
-        else:
-            selected, why = select_candidate(judged, config.candidates, config.min_gain)
-            sessions.update(judged)
-            sessions["selection"] = why
-            if selected in BASELINES:
-                notes.append(
-                    "no candidate ranks at least as well as both baselines on held-out "
-                    f"sessions: the {selected} baseline is the selected model"
-                )
+    if config.shuffle_labels:  # the drill: a degraded candidate, whatever the figures say
+        selected = DRILL_KIND
+        notes.append(f"labels shuffled: {selected} is registered degraded, unselected")
+    elif day_judged is not None:
+        selected, why = select_for_worst_day(day_judged, config.candidates, config.min_gain)
+        days["selection"] = why
+        if selected in BASELINES:
+            notes.append(
+                f"no candidate does better than the {selected} baseline on its worst held-out "
+                f"day: the {selected} baseline is the selected model"
+            )
+    elif session_judged is not None:
+        notes.append("fewer than two days to leave out: selected on held-out sessions")
+        selected, why = select_candidate(session_judged, config.candidates, config.min_gain)
+        sessions["selection"] = why
+        if selected in BASELINES:
+            notes.append(
+                "no candidate ranks at least as well as both baselines on held-out "
+                f"sessions: the {selected} baseline is the selected model"
+            )
     else:
         notes.append(
-            "fewer than two sessions with enough rows: carry-over to an unseen session is not "
-            "measured; selected on walk-forward folds"
+            "fewer than two sessions (and two days) with enough rows and spikes: carry-over "
+            "to unseen data is not measured; selected on walk-forward folds"
         )
-    if config.shuffle_labels:  # the drill: a degraded candidate, whatever the figures say
-        selected = config.candidates[0]
-        notes.append(f"labels shuffled: {selected} is registered degraded, unselected")
     if selected is None:
         selected = _select_on_folds(reports, config)
         if selected is None:
@@ -633,7 +807,7 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
             notes.append(
                 f"no candidate reaches the baselines on the walk-forward folds: {selected}"
             )
-    sessions["selected"] = selected
+    sessions["selected"] = days["selected"] = selected
     timings["sessions"] = time.perf_counter() - t_sessions
 
     if config.missing_report and session_folds and selected not in BASELINES:
@@ -655,8 +829,9 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
     if selected not in BASELINES:
         final_kinds = _candidate_kinds(replace(config, candidates=(selected,)))
     hyper = {}
-    if xgb_rounds and "xgboost" in final_kinds:
-        hyper["xgboost"] = {"rounds": int(np.median(xgb_rounds))}
+    for kind, values in boosted_rounds.items():
+        if kind in final_kinds:
+            hyper[kind] = {"rounds": int(np.median(values))}
     final = fit_training_part(
         dev,
         final_kinds,
@@ -683,8 +858,8 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
     }
     common = {**span, "degraded": config.shuffle_labels}
     info = dict(common)
-    if selected in ("xgboost", "stack") and hyper.get("xgboost"):
-        info["xgb_rounds"] = hyper["xgboost"]["rounds"]
+    if selected in hyper:
+        info["xgb_rounds"] = hyper[selected]["rounds"]
     info.update(final.chosen)
     predictor = SpikePredictor(
         selected, final.scorers[selected], label, thresholds[selected], info=info
@@ -744,6 +919,7 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
         selected=selected,
         reports=reports,
         sessions=sessions,
+        days=days,
         test_metrics=test_metrics,
         test_interval=test_interval,
         label=label,

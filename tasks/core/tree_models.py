@@ -35,6 +35,13 @@ class XGBoostParams:
     early_stopping_rounds: int = 50
     # one thread: on a busy 2-core machine two OpenMP threads ran 6-15x slower (spin waits)
     n_jobs: int = 1
+    increasing_in: tuple[str, ...] = ()  # features the probability may only rise with
+
+    def constraints(self, feature_names) -> tuple[int, ...] | None:
+        """XGBoost's monotone constraints for these features (None without any)."""
+        if not self.increasing_in:
+            return None
+        return tuple(int(name in self.increasing_in) for name in feature_names)
 
 
 def _single_class_rate(y: np.ndarray) -> float | None:
@@ -85,6 +92,7 @@ class XGBoostSpike(Scorer):
             n_jobs=p.n_jobs,
             random_state=self.seed,
             eval_metric="aucpr",
+            monotone_constraints=p.constraints(self.feature_names),
             early_stopping_rounds=p.early_stopping_rounds if early else None,
         )
         if early:
@@ -127,7 +135,9 @@ class XGBoostSpike(Scorer):
 
     @classmethod
     def from_params(cls, params: dict, blobs: Mapping[str, bytes]) -> XGBoostSpike:
-        out = cls(XGBoostParams(**params["params"]), params["seed"])
+        stored = dict(params["params"])
+        stored["increasing_in"] = tuple(stored.get("increasing_in", ()))
+        out = cls(XGBoostParams(**stored), params["seed"])
         out.feature_names = tuple(params["feature_names"])
         out.best_rounds, out.early_stopped = params["best_rounds"], params["early_stopped"]
         out.constant = params["constant"]

@@ -18,6 +18,10 @@ Layout, under ``<data_dir>/archive``::
 
 Files are written with periodic sync flushes, so a run killed mid-write leaves everything up to
 the last flush readable; :mod:`tasks.io.recordings` reports the truncated tail as one bad line.
+
+The archive is the durable copy, so a write that fails (a full disk, a data dir that is a file, a
+read-only mount) is not absorbed: it raises :class:`ArchiveWriteError` naming the path, and the
+writer counts a line in ``stats.lines`` only once a flush has handed it to the file.
 """
 
 from __future__ import annotations
@@ -25,15 +29,22 @@ from __future__ import annotations
 import gzip
 import re
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.core.messages import TICKER_CHANNEL, Envelope, is_product_id
+from tasks.io.files import WriteError, writing
 
 CONTROL_KEY = "_control"
 MULTI_KEY = "_multi"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class ArchiveWriteError(WriteError):
+    """The archive could not be written; not an ``OSError``, so the exchange client, which takes
+    those for network problems, does not retry it."""
 
 
 def archive_key(envelope: Envelope | None) -> str:
@@ -58,6 +69,7 @@ class _OpenFile:
     hour: int
     path: Path
     handle: gzip.GzipFile
+    pending: int = 0  # lines written to the compressor, not yet flushed to the file
 
 
 @dataclass
@@ -67,7 +79,11 @@ class ArchiveStats:
 
 
 class ArchiveWriter:
-    """Appends raw message lines to the archive; one open file per (key, source)."""
+    """Appends raw message lines to the archive; one open file per (key, source).
+
+    Any failure to write raises :class:`ArchiveWriteError`; the writer should then be closed
+    (which finishes the files it still can) and not written to again.
+    """
 
     def __init__(self, root: Path, *, compresslevel: int = 6, flush_every_s: float = 1.0) -> None:
         self.root = Path(root)
@@ -77,18 +93,24 @@ class ArchiveWriter:
         self._open: dict[tuple[str, str], _OpenFile] = {}
         self._last_flush = time.monotonic()
 
+    def prepare(self) -> None:
+        """Create the archive folder now, so an unusable data dir fails before capture starts."""
+        with _writing(self.root):
+            self.root.mkdir(parents=True, exist_ok=True)
+
     def write(self, text: str | bytes, key: str, source: str, received_at: float) -> None:
         """Append one message as received (``received_at`` in epoch seconds picks the hour)."""
         hour = int(received_at // 3600)
         current = self._open.get((key, source))
         if current is None or current.hour != hour:
             if current is not None:
-                current.handle.close()
+                self._finish(self._open.pop((key, source)))
             current = self._open_file(key, source, received_at, hour)
             self._open[(key, source)] = current
         data = text.encode() if isinstance(text, str) else text
-        current.handle.write(data + b"\n")
-        self.stats.lines += 1
+        with _writing(current.path):
+            current.handle.write(data + b"\n")
+        current.pending += 1
         now = time.monotonic()
         if now - self._last_flush >= self.flush_every_s:
             self.flush()
@@ -96,31 +118,53 @@ class ArchiveWriter:
 
     def _open_file(self, key: str, source: str, received_at: float, hour: int) -> _OpenFile:
         folder = self.root / key
-        folder.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(received_at))
         path = folder / f"{key}_{stamp}_{_UNSAFE.sub('_', source)}.ndjson.gz"
-        # Append mode: should a name ever repeat, a second gzip member is still valid gzip.
-        handle = gzip.GzipFile(path, mode="ab", compresslevel=self.compresslevel)
+        with _writing(path):
+            folder.mkdir(parents=True, exist_ok=True)
+            # Append mode: should a name ever repeat, a second gzip member is still valid gzip.
+            handle = gzip.GzipFile(path, mode="ab", compresslevel=self.compresslevel)
         self.stats.files.append(path)
         return _OpenFile(hour, path, handle)
 
     def flush(self) -> None:
         """Make everything written so far readable, without ending the files."""
         for current in self._open.values():
-            current.handle.flush()
+            with _writing(current.path):
+                current.handle.flush()
+            self.stats.lines += current.pending
+            current.pending = 0
+
+    def _finish(self, current: _OpenFile) -> None:
+        """Close one file; its lines count once the gzip trailer is on disk."""
+        with _writing(current.path):
+            current.handle.close()
+        self.stats.lines += current.pending
+        current.pending = 0
 
     def close_source(self, source: str) -> None:
         """Finish the files of one connection (it will send nothing more)."""
         for key in [k for k in self._open if k[1] == source]:
-            self._open.pop(key).handle.close()
+            self._finish(self._open.pop(key))
 
     def close(self) -> None:
+        """Finish every open file; the first failure is raised after all were tried."""
+        failure: ArchiveWriteError | None = None
         for current in self._open.values():
-            current.handle.close()
+            try:
+                self._finish(current)
+            except ArchiveWriteError as exc:
+                failure = failure or exc
         self._open.clear()
+        if failure is not None:
+            raise failure
 
     def __enter__(self) -> ArchiveWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _writing(path: Path) -> AbstractContextManager[None]:
+    return writing(path, "the raw archive", ArchiveWriteError)

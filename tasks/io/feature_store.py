@@ -7,11 +7,20 @@ partition that gets new rows keeps its other rows, minus those whose ``record_id
 row was computed at) or second (``ts``) the new rows carry, so backfilling a recording again
 replaces its rows and another recording of the same day adds its own. Writers of one store take
 turns (a lock file).
+
+A run's partitions land together or not at all. Every merged partition is first staged in a
+hidden folder; only when all of them are written does the run write its journal
+(``.commit.json``: which staged file replaces which partition), the commit point, and then move
+them into place. A run that fails before its journal leaves the store as it was (its staging is
+removed, now or by the next writer); one interrupted after it is finished by the next writer or
+reader, which replays the journal's moves. Readers hold the lock shared, so they never see half
+a run.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import uuid
@@ -27,6 +36,7 @@ import pyarrow.parquet as pq
 
 from tasks.core.dataset import COLUMNS, SCHEMA
 from tasks.core.messages import check_product_id
+from tasks.io.files import writing
 
 _PARTITIONING = ds.partitioning(
     pa.schema([("product_id", pa.string()), ("date", pa.string())]), flavor="hive"
@@ -34,6 +44,7 @@ _PARTITIONING = ds.partitioning(
 _PART_SCHEMA = SCHEMA.remove(SCHEMA.get_field_index("product_id"))  # stored in the path
 _PART_FILE = "part-0.parquet"
 _LOCK = ".write.lock"
+_JOURNAL = ".commit.json"
 
 
 def _temporary(folder: Path, name: str) -> Path:
@@ -52,20 +63,39 @@ def _write_file(table: pa.Table, path: Path) -> None:
 
 
 @contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / _LOCK).open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+def _locked(folder: Path, *, shared: bool = False) -> Iterator[None]:
+    """The store's lock: exclusive for a writer, shared for a reader (who only needs the lock
+    file to exist: a reader never creates it)."""
+    if shared:
+        handle = (folder / _LOCK).open("r")
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = (folder / _LOCK).open("a")
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class NotADataset(ValueError):
+    """An input is not a Parquet file or data set of feature rows."""
 
 
 def write_dataset(frame: pd.DataFrame, out: str | Path) -> None:
     """A single file for ``*.parquet`` (replaced), else merged into a hive data set by
-    product_id and date (module docstring)."""
+    product_id and date, every partition of the run or none (module docstring).
+
+    Raises :class:`~tasks.io.files.WriteError` naming ``out`` when it cannot be written (a full
+    disk, a read-only folder, a file in the way); the store is then as it was.
+    """
     out = Path(out)
+    with writing(out):
+        _write_dataset(frame, out)
+
+
+def _write_dataset(frame: pd.DataFrame, out: Path) -> None:
     table = pa.Table.from_pandas(frame[list(COLUMNS)], schema=SCHEMA, preserve_index=False)
     if out.suffix == ".parquet":
         _write_file(table, out)
@@ -75,9 +105,12 @@ def write_dataset(frame: pd.DataFrame, out: str | Path) -> None:
     dates = pc.strftime(table["ts"], format="%Y-%m-%d")
     table = table.append_column("date", dates)
     with _locked(out):
-        incoming = _temporary(out, "incoming")
+        _finish_interrupted(out)
+        staging = _temporary(out, "staging")
+        committed = False
         try:
-            # pyarrow lays the new rows out by partition; each is then merged into place
+            incoming = staging / "incoming"
+            # pyarrow lays the new rows out by partition; each is then merged and staged
             ds.write_dataset(
                 table,
                 incoming,
@@ -85,16 +118,30 @@ def write_dataset(frame: pd.DataFrame, out: str | Path) -> None:
                 partitioning=_PARTITIONING,
                 basename_template="part-{i}.parquet",
             )
+            moves: list[tuple[str, str]] = []
+            removals: list[str] = []
             for new_file in sorted(incoming.rglob("*.parquet")):
-                _merge_partition(new_file, out / new_file.parent.relative_to(incoming))
+                partition = new_file.parent.relative_to(incoming)
+                staged = staging / "merged" / partition / _PART_FILE
+                removals += _stage_partition(new_file, out, partition, staged)
+                moves.append((_relative(staged, out), (partition / _PART_FILE).as_posix()))
+            _write_journal(out, {"moves": moves, "remove": removals})
+            committed = True
+            _finish_interrupted(out)
         finally:
-            shutil.rmtree(incoming, ignore_errors=True)
+            if not committed:
+                shutil.rmtree(staging, ignore_errors=True)
 
 
-def _merge_partition(new_file: Path, folder: Path) -> None:
-    """Merge one partition's new rows into ``folder``: new rows win on record id or time."""
+def _relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _stage_partition(new_file: Path, out: Path, partition: Path, staged: Path) -> list[str]:
+    """Write the merge of one partition's new rows into the stored ones at ``staged`` (new rows
+    win on record id or time); the stored files it replaces besides ``part-0.parquet``."""
     new = pq.read_table(new_file).select(_PART_SCHEMA.names).cast(_PART_SCHEMA)
-    stored = _stored_files(folder)
+    stored = _stored_files(out / partition)
     if stored:
         old = pa.concat_tables(
             pq.read_table(path).select(_PART_SCHEMA.names).cast(_PART_SCHEMA) for path in stored
@@ -104,10 +151,46 @@ def _merge_partition(new_file: Path, folder: Path) -> None:
         merged = pd.concat([old[keep], fresh], ignore_index=True)
         merged = merged.sort_values("ts", kind="stable", ignore_index=True)
         new = pa.Table.from_pandas(merged, schema=_PART_SCHEMA, preserve_index=False)
-    _write_file(new, folder / _PART_FILE)
-    for path in stored:  # files of an older layout: their rows are in the merged file now
-        if path.name != _PART_FILE:
-            path.unlink()
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(new, staged)
+    # files of an older layout: their rows are in the merged file now
+    return [_relative(path, out) for path in stored if path.name != _PART_FILE]
+
+
+def _write_journal(out: Path, journal: dict) -> None:
+    """Write the run's journal whole (temporary file, fsync, rename): the commit point."""
+    tmp = _temporary(out, _JOURNAL)
+    try:
+        with tmp.open("w") as fh:
+            json.dump(journal, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out / _JOURNAL)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _finish_interrupted(out: Path) -> None:
+    """Finish a committed run (replay its journal's moves) and drop any uncommitted staging.
+
+    Called with the lock held exclusively. Every step can be repeated, so a run interrupted
+    while finishing another one is finished in turn by the next.
+    """
+    journal_path = out / _JOURNAL
+    if journal_path.exists():
+        journal = json.loads(journal_path.read_text())
+        for staged, final in journal["moves"]:
+            if (out / staged).exists():
+                (out / final).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(out / staged, out / final)
+        for stale in journal["remove"]:
+            (out / stale).unlink(missing_ok=True)
+        journal_path.unlink()
+    for leftover in out.glob(".*.tmp"):  # staging and journals of runs that did not commit
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
 
 
 def _stored_files(folder: Path) -> list[Path]:
@@ -117,21 +200,34 @@ def _stored_files(folder: Path) -> list[Path]:
 
 
 def load_dataset(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
-    """A backfill output (files or partitioned directories), sorted by product_id and ts."""
+    """A backfill output (files or partitioned directories), sorted by product_id and ts;
+    :class:`NotADataset` names an input that is not one."""
     if isinstance(paths, str | Path):
         paths = [paths]
     tables = []
     for path in map(Path, paths):
-        if path.is_dir():
-            table = ds.dataset(path, format="parquet", partitioning=_PARTITIONING).to_table()
-            table = table.select(list(COLUMNS)).cast(SCHEMA)
-        else:
-            table = pq.read_table(path).select(list(COLUMNS)).cast(SCHEMA)
-        tables.append(table)
+        try:
+            table = _read_store(path) if path.is_dir() else pq.read_table(path)
+            tables.append(table.select(list(COLUMNS)).cast(SCHEMA))
+        except (pa.ArrowException, KeyError) as exc:  # ArrowInvalid, a column missing...
+            detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise NotADataset(f"{path}: not a Parquet data set of feature rows ({detail})") from exc
     if not tables:
         return SCHEMA.empty_table().to_pandas()
     frame = pa.concat_tables(tables).to_pandas()
     return frame.sort_values(["product_id", "ts"], kind="stable", ignore_index=True)
+
+
+def _read_store(path: Path) -> pa.Table:
+    """A partitioned store as of its last whole run: an interrupted commit is finished first,
+    and the read holds the lock shared so no run lands halfway through it."""
+    if not (path / _LOCK).exists():  # never written by write_dataset: nothing to wait for
+        return ds.dataset(path, format="parquet", partitioning=_PARTITIONING).to_table()
+    if (path / _JOURNAL).exists():
+        with _locked(path):
+            _finish_interrupted(path)
+    with _locked(path, shared=True):
+        return ds.dataset(path, format="parquet", partitioning=_PARTITIONING).to_table()
 
 
 def partition_rows(path: str | Path) -> dict[tuple[str, str], int]:

@@ -14,11 +14,14 @@ Shared by the HTTP service (``bentos/service.py``) and the stream scorer
   :class:`ServedModel` throughout, so no answer mixes two models and the hot path takes no lock.
 - A registry that stops answering later changes nothing served: the loaded model stays, the
   failure is counted, and :meth:`ModelSource.health` and the metrics say so. A version that fails
-  to load is counted and retried at the next look; the current model stays.
+  to load (a broken artifact, a threshold that is not a probability) is counted and retried at
+  the next look; the current model stays, and :meth:`ModelSource.health` names the version it
+  cannot load and why until the alias points at a loadable one.
 
 Metrics (prefix ``cryptovol_service`` or ``cryptovol_scorer``, label ``variant``):
 ``_model_version``, ``_alias_version`` (0 when the alias points nowhere), ``_registry_up``,
 ``_registry_check_age_seconds`` (set by :meth:`ModelSource.refresh_metrics`, at scrape),
+``_serving_fallback`` and ``_fallback_since_timestamp_seconds`` (the persistence fall-back),
 ``_model_reloads_total``, ``_model_reload_failures_total``, and
 ``_registry_check_failures_total`` (looks at the registry that found it unreachable).
 """
@@ -111,10 +114,23 @@ class ServedModel:
         stamp = ModelStamp(self.name, self.version, self.variant, float(self.predictor.threshold))
         object.__setattr__(self, "stamp", stamp)
 
+    @property
+    def fallback(self) -> dict[str, str] | None:
+        """Since when, why and instead of which version this is the persistence fall-back the
+        monitor serves when the champion ranked below persistence (None: not a fall-back)."""
+        if self.tags.get("fallback") != "true":
+            return None
+        return {
+            "since": self.tags.get("fallback.since", ""),
+            "reason": self.tags.get("fallback.reason", ""),
+            "from_version": self.tags.get("fallback.from_version", ""),
+        }
+
     def describe(self) -> dict[str, Any]:
         """What ``GET /version`` shows about the model."""
         p = self.predictor
         return {
+            "fallback": self.fallback,
             "model": self.name,
             "version": self.version,
             "model_variant": self.variant,
@@ -151,6 +167,13 @@ class ModelSourceMetrics:
             return Counter(f"{prefix}_{name}", doc, ["variant"], registry=r).labels(variant)
 
         self.model_version = gauge("model_version", "Model version currently loaded")
+        self.serving_fallback = gauge(
+            "serving_fallback", "1 while the model served is the persistence fall-back"
+        )
+        self.fallback_since = gauge(
+            "fallback_since_timestamp_seconds",
+            "When the persistence fall-back served now was made champion (0: none)",
+        )
         self.alias_version = gauge(
             "alias_version",
             "Version the alias pointed to at the last successful registry check (0: none)",
@@ -166,6 +189,13 @@ class ModelSourceMetrics:
         self.check_failures = counter(
             "registry_check_failures", "Registry checks that found the registry unreachable"
         )
+
+
+def _epoch(iso: str) -> float:
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _version_number(version: str | None) -> float:
@@ -201,6 +231,7 @@ class ModelSource:
         self._alias_version: str | None = None
         self._last_ok: float | None = None  # monotonic time of the last successful check
         self._last_error: str | None = None
+        self._unloadable: tuple[str, str] | None = None  # (version, why) the alias names
         self._registry_up = False
         self._reloads = 0
         self._reload_failures = 0
@@ -279,7 +310,11 @@ class ModelSource:
 
     def _swap(self, model: ServedModel) -> None:
         self._current = model
+        self._unloadable = None
         self.metrics.model_version.set(_version_number(model.version))
+        fallback = model.fallback
+        self.metrics.serving_fallback.set(1 if fallback else 0)
+        self.metrics.fallback_since.set(_epoch(fallback["since"]) if fallback else 0)
 
     def load(self) -> ServedModel:
         """Resolve the alias and load its version; the first thing a server does.
@@ -325,16 +360,22 @@ class ModelSource:
                 )
             return current
         if current is not None and target.version == current.version:
+            self._unloadable = None
             return current
         try:
             model = self._load_version(target)
         except Exception as exc:  # a broken artifact must not stop serving the current model
             self._reload_failures += 1
             self.metrics.reload_failures.inc()
-            self._last_error = f"loading version {target.version} failed: {exc!r}"
-            log.exception(
-                "loading %s version %s failed; keeping the current model", self.name, target.version
-            )
+            why = str(exc) or repr(exc)
+            self._last_error = f"loading version {target.version} failed: {why}"
+            if self._unloadable is None or self._unloadable[0] != target.version:
+                log.exception(
+                    "loading %s version %s failed; keeping the current model",
+                    self.name,
+                    target.version,
+                )
+            self._unloadable = (target.version, why)
             return current
         self._swap(model)
         self._reloads += 1
@@ -389,6 +430,7 @@ class ModelSource:
             "model": self.name,
             "model_variant": self.variant,
             "version": model.version if model else None,
+            "fallback": model.fallback if model else None,
             "alias": self.alias,
             "alias_version": self._alias_version,
             "registry_reachable": self._registry_up,
@@ -398,4 +440,6 @@ class ModelSource:
             "reload_failures": self._reload_failures,
             "registry_check_failures": self._check_failures,
             "last_error": self._last_error,
+            "unloadable_version": self._unloadable[0] if self._unloadable else None,
+            "unloadable_reason": self._unloadable[1] if self._unloadable else None,
         }

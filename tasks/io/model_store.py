@@ -15,6 +15,11 @@ loads a model: it reads the data with the installed code and never executes the 
 ``mlflow.pyfunc.load_model`` (:func:`load_model`) gives the same scores through MLflow's
 interface: ``predict`` returns a ``score`` column of probabilities, not classes.
 
+What a stored model says is not trusted: a path in its ``MLmodel`` (the predictor folder, a legacy
+pickle) that is absolute or climbs out of the model's folder (``..``, a symlink) is refused, and
+so is a predictor whose threshold is not a probability (NaN, infinite, outside [0, 1]): it would
+flag every row or none.
+
 Versions registered before this format (a cloudpickle of the project's classes) still load, with
 a warning, through the restricted reader of :mod:`tasks.io.legacy_models`.
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -100,6 +106,39 @@ def log_model(name: str, predictor: SpikePredictor, example: pd.DataFrame):
         )
 
 
+def _inside(root: Path, stored: object, uri: str, what: str) -> Path:
+    """``root / stored`` if it stays inside ``root`` once resolved, else :class:`ModelLoadError`."""
+    if not isinstance(stored, str) or not stored:
+        raise ModelLoadError(f"{uri}: its MLmodel gives no {what} path")
+    path = (root / stored).resolve()
+    if Path(stored).is_absolute() or not path.is_relative_to(root.resolve()):
+        raise ModelLoadError(
+            f"{uri}: its MLmodel points the {what} at {stored!r}, outside the model's own "
+            f"files; refusing to read it"
+        )
+    return path
+
+
+def _path_of(entry: object) -> object:
+    return entry.get("path") if isinstance(entry, dict) else None
+
+
+def _checked_blobs(folder: Path, uri: str) -> None:
+    for part in folder.iterdir():
+        _inside(folder, part.name, uri, f"predictor part {part.name!r}")
+
+
+def check_servable(predictor: SpikePredictor, uri: str) -> SpikePredictor:
+    """The predictor if its threshold is a probability, else :class:`ModelLoadError` saying so."""
+    threshold = float(predictor.threshold)
+    if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+        raise ModelLoadError(
+            f"{uri}: its threshold is {threshold!r}, not a probability in [0, 1]; "
+            f"a model that would flag every row or none is not served"
+        )
+    return predictor
+
+
 def load_model(uri: str):
     """The pyfunc face of a model URI, as MLflow loads it (runs the stored loader)."""
     return mlflow.pyfunc.load_model(uri)
@@ -123,13 +162,16 @@ def load_predictor(uri: str) -> SpikePredictor:
             raise ModelLoadError(f"{uri} is not an MLflow pyfunc model") from exc
         stored = flavor.get("artifacts", {}).get(PREDICTOR_ARTIFACT)
         if stored is not None:
-            return read_predictor(local / stored["path"])
+            folder = _inside(local, _path_of(stored), uri, "predictor")
+            _checked_blobs(folder, uri)
+            return check_servable(read_predictor(folder), uri)
         if "python_model" in flavor:
+            pickled = _inside(local, flavor["python_model"], uri, "legacy model")
             log.warning(
                 "%s is stored as a pickle of the project's classes (registered before models "
                 "were stored as data); it was read by a restricted unpickler that builds none of "
                 "the project's classes. Retrain to store it as data: cryptovol train --data PATHS",
                 uri,
             )
-            return predictor_from_legacy_pickle((local / flavor["python_model"]).read_bytes())
+            return check_servable(predictor_from_legacy_pickle(pickled.read_bytes()), uri)
         raise ModelLoadError(f"{uri} holds neither a predictor document nor a legacy model")

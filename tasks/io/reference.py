@@ -86,7 +86,12 @@ def resolve_model(settings: Settings, model_uri: str) -> ModelRef:
         name, _, version = path.partition("/")
         if not version:
             raise ValueError(f"no version or alias in {model_uri}")
-    found = client.get_model_version(name, version)
+    try:
+        found = client.get_model_version(name, version)
+    except mlflow.exceptions.MlflowException as exc:
+        if registry.is_missing(exc):
+            raise LookupError(f"no model at {model_uri}: {exc.message[:300]}") from exc
+        raise registry.registry_error(exc, settings.tracking_uri, f"reading {model_uri}") from exc
     return ModelRef(name, str(found.version), found.run_id)
 
 

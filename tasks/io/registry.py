@@ -20,6 +20,15 @@ at URI") instead of letting MLflow retry for minutes; the look-ups here return N
 missing, and raise :class:`RegistryUnavailable` when it could not be asked. A local SQLite store
 is created once, under a file lock, so concurrent first runs do not race MLflow's schema
 migration.
+
+MLflow has no compare-and-set on an alias, so every move of ``champion`` (promote, rollback, the
+monitor's fall-back to persistence) runs under :func:`alias_lock`: a registered model named
+``<name>.alias-lock`` that exists while a change is under way. Creating a registered model is
+atomic in every store (its name is the table's key), so of two racing changes one gets the lock
+and the other fails at once with :class:`AliasBusy`, naming who holds it, and changes nothing.
+Under the lock :func:`move_alias` re-reads the alias, refuses to move it if it is not where the
+caller saw it (someone moved it by hand in the UI meanwhile) and reads it back after the move.
+A lock left by a process that died is broken after :data:`LOCK_STALE_S` seconds.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ import logging
 import subprocess
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +61,8 @@ VARIANTS = ("ml", "baseline")
 HISTORY_TAG = "champion_history"
 HISTORY_KEEP = 20
 PASS_TAG = "validation.decision"
+LOCK_SUFFIX = ".alias-lock"
+LOCK_STALE_S = 300.0  # a lock older than this was left by a change that died: break it
 CHECK_TIMEOUT_S = 3.0  # a tracking server that does not answer /health in this long is unreachable
 _MISSING_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
 _created_stores: set[str] = set()  # SQLite stores this process has made sure exist
@@ -57,6 +70,14 @@ _created_stores: set[str] = set()  # SQLite stores this process has made sure ex
 
 class RegistryError(RuntimeError):
     """A registry operation cannot be done as asked (no challenger, no gate decision...)."""
+
+
+class AliasBusy(RegistryError):
+    """Another change of the aliases holds the lock: this one changed nothing."""
+
+
+class AliasMoved(RegistryError):
+    """The alias is not where the change expected it (moved meanwhile): nothing was changed."""
 
 
 class RegistryUnavailable(RegistryError):
@@ -286,3 +307,94 @@ def describe_aliases(settings: Settings) -> dict:
         }
     out["history"] = champion_history(client, model_name(settings))
     return out
+
+
+def _lock_holder(client: MlflowClient, lock_name: str) -> dict[str, str] | None:
+    try:
+        return dict(client.get_registered_model(lock_name).tags)
+    except MlflowException as exc:
+        if is_missing(exc):
+            return None
+        raise registry_error(exc, client.tracking_uri, f"reading {lock_name}") from exc
+
+
+def _lock_age_s(holder: dict[str, str]) -> float:
+    try:
+        since = datetime.fromisoformat(holder.get("since", ""))
+    except ValueError:
+        return float("inf")  # no readable start: nobody can say it is alive
+    return (datetime.now(UTC) - since).total_seconds()
+
+
+def _take_lock(client: MlflowClient, lock_name: str, tags: dict[str, str]) -> bool:
+    try:
+        client.create_registered_model(
+            lock_name, tags=tags, description="an alias change of the model is under way"
+        )
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_ALREADY_EXISTS" and not is_unreachable(exc):
+            return False
+        raise registry_error(exc, client.tracking_uri, f"creating {lock_name}") from exc
+    return True
+
+
+def _drop_lock(client: MlflowClient, lock_name: str, token: str) -> None:
+    """Delete the lock if it is still the one with ``token``."""
+    holder = _lock_holder(client, lock_name)
+    if holder is not None and holder.get("token", "") == token:
+        try:
+            client.delete_registered_model(lock_name)
+        except MlflowException as exc:
+            if not is_missing(exc):
+                raise registry_error(exc, client.tracking_uri, f"deleting {lock_name}") from exc
+
+
+@contextlib.contextmanager
+def alias_lock(client: MlflowClient, name: str, *, action: str, who: str) -> Iterator[None]:
+    """Hold the lock on ``name``'s aliases for one change; :class:`AliasBusy` if it is held."""
+    lock_name = name + LOCK_SUFFIX
+    token = uuid.uuid4().hex
+    tags = {"action": action, "holder": who, "since": now_iso(), "token": token}
+    if not _take_lock(client, lock_name, tags):
+        holder = _lock_holder(client, lock_name) or {}
+        if holder and _lock_age_s(holder) > LOCK_STALE_S:
+            log.warning("breaking a stale alias lock of %s: %s", name, holder)
+            _drop_lock(client, lock_name, holder.get("token", ""))
+            taken = _take_lock(client, lock_name, tags)
+        else:
+            taken = not holder and _take_lock(client, lock_name, tags)  # released meanwhile
+        if not taken:
+            holder = _lock_holder(client, lock_name) or holder
+            raise AliasBusy(
+                f"another change of {name}'s aliases is in progress "
+                f"({holder.get('action', '?')} by {holder.get('holder', '?')} since "
+                f"{holder.get('since', '?')}): this {action} changed nothing; run it again when "
+                f"that one has finished"
+            )
+    try:
+        yield
+    finally:
+        _drop_lock(client, lock_name, token)
+
+
+def move_alias(
+    client: MlflowClient, name: str, alias: str, version: str, *, expected: str | None
+) -> None:
+    """Point ``alias`` at ``version`` if it still points at ``expected``; read it back.
+
+    Call it under :func:`alias_lock`. Raises :class:`AliasMoved` when the alias is not where the
+    caller saw it, before or after the move (a hand move in the MLflow UI takes no lock).
+    """
+    found = alias_version(client, name, alias)
+    if found != expected:
+        raise AliasMoved(
+            f"{name}@{alias} moved to {found} (expected {expected}) while this change was "
+            f"being prepared: nothing was changed; look at the registry and run it again"
+        )
+    client.set_registered_model_alias(name, alias, version)
+    found = alias_version(client, name, alias)
+    if found != str(version):
+        raise AliasMoved(
+            f"{name}@{alias} points to {found}, not {version}, right after this change set it: "
+            f"someone moved it at the same time; look at the registry"
+        )

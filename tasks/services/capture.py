@@ -10,7 +10,10 @@ written back) is counted as malformed; the message is still archived as received
 restarts without its state gets its topics back and the records it had not acknowledged sent
 again; one away for longer than :data:`~tasks.io.kafka.BROKER_DOWN_TIMEOUT_S` ends the capture
 with ``error`` set, everything received until then archived. So does a capture that never
-connected to the exchange.
+connected to the exchange, and one whose archive cannot be written (a full disk, a data dir that
+is a file, a read-only mount): the archive is the durable copy, so capture stops at the first
+failed write rather than go on publishing what it cannot keep, and ``archive_lines`` counts only
+lines that reached the file.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from tasks.core.messages import TICKER_CHANNEL, ticks_from_envelope
 from tasks.core.timeutil import format_ts
-from tasks.io.archive import CONTROL_KEY, ArchiveWriter, archive_key
+from tasks.io.archive import CONTROL_KEY, ArchiveWriteError, ArchiveWriter, archive_key
 from tasks.io.exchange_client import AdvancedTradeClient, ClientStats, Received
 from tasks.io.kafka import BrokerUnavailable, ensure_topics
 from tasks.io.publisher import TickPublisher, open_publisher
@@ -67,7 +70,7 @@ class CaptureStats:
     broker_restarts: int = 0
     resent: int = 0  # records sent again to a broker that had restarted
     acked_before_restart: int = 0  # acknowledged by a broker that has since lost them
-    error: str | None = None  # why the capture failed (no connection, no broker)
+    error: str | None = None  # why the capture failed (no connection, no broker, no archive)
 
     def summary(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -188,9 +191,13 @@ def run_capture(
     """Capture until ``minutes`` pass, ``stop_event`` is set or (with signal handlers) SIGINT/TERM.
 
     ``metrics_port`` None uses ``settings.capture_metrics_port``; 0 serves no metrics. Raises
-    :class:`~tasks.io.kafka.BrokerUnavailable` within seconds when no broker answers.
+    :class:`~tasks.io.kafka.BrokerUnavailable` within seconds when no broker answers, and
+    :class:`~tasks.io.archive.ArchiveWriteError` at once when the archive folder cannot be made;
+    a write that fails later ends the capture with ``error`` set.
     """
     ensure_topics(settings)  # fails fast with a hint when no broker answers
+    archive = ArchiveWriter(settings.archive_dir)
+    archive.prepare()  # an unusable data dir fails here, before anything is connected
     client = client or AdvancedTradeClient(
         url or settings.ws_url,
         products or settings.products,
@@ -199,10 +206,10 @@ def run_capture(
         reconnect_max_s=settings.reconnect_max_s,
     )
     publisher = open_publisher(settings)
-    archive = ArchiveWriter(settings.archive_dir)
     capture = _Capture(publisher, archive)
     port = settings.capture_metrics_port if metrics_port is None else metrics_port
     http = None
+    error = None
     started = time.monotonic()
     try:
         if port:
@@ -218,13 +225,16 @@ def run_capture(
             client.run_id,
         )
         asyncio.run(_run(client, capture, minutes, stop_event, install_signal_handlers))
-    except BrokerUnavailable as exc:
+    except (BrokerUnavailable, ArchiveWriteError) as exc:
         error = str(exc)
         log.error("%s", exc)
-    else:
-        error = None
     finally:
-        archive.close()
+        try:
+            archive.close()
+        except ArchiveWriteError as exc:
+            if error is None:
+                error = str(exc)
+                log.error("%s", exc)
         publisher.flush(flush_timeout_s)
         if http is not None:
             http.shutdown()

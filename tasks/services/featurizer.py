@@ -1,10 +1,10 @@
 """The streaming featurizer: ``ticks.raw`` -> :class:`FeatureEngine` -> ``ticks.features``.
 
-Delivery is at least once. A batch of raw records is processed, its feature records (and dead
-letters) are produced, and the batch's offsets are committed only once every one of those records
-is acknowledged. A crash before the commit makes the next run process the batch again: the
-duplicates it produces carry the same ``record_id`` (product, source, sequence, index), so a reader
-drops them.
+It runs the consumer loop it shares with the scorer (:mod:`tasks.io.consumer_loop`: delivery at
+least once, commits after acknowledgement, dead letters, broker restarts) and supplies the record
+handling: :class:`TickHandler`. A crash before a commit makes the next run process the batch
+again: the duplicates it produces carry the same ``record_id`` (product, source, sequence,
+index), so a reader drops them.
 
 Engine state lives in memory. When partitions are assigned (a start, a restart, a rebalance), each
 partition gets a fresh engine that first re-reads the history before its committed offset without
@@ -13,7 +13,7 @@ producing anything (the warm-up). The engine's state depends only on the recent 
 produced are bit-identical to an uninterrupted run's, and the duplicates a crash causes carry
 exactly the values first produced. A warm-up is long enough once, for every product it saw:
 
-- its ticks span ``lookback_s`` of event time (``restart_lookback_s``: 335 s by default), or
+- its ticks span ``lookback_s`` of event time (``restart_lookback_s``: 935 s by default), or
 - the engine restarted the product's windows after a gap, more than ``max_gap_s +
   late_tolerance_s`` after the product's first tick in the warm-up (an uninterrupted run, whose
   latest tick before the warm-up is at most ``late_tolerance_s`` later than that first one,
@@ -26,18 +26,15 @@ if not, it rewinds further back. This assumes a partition's records are in event
 keyed, so each lives in one partition and a per-partition engine sees every tick of its products,
 in order.
 
-Malformed records go to the dead-letter topic with the error in the headers, are counted, and
-never stop the featurizer: whatever goes wrong with one record (bad JSON, nesting too deep for
-the parser, an event time far from its receive time, an engine error) is that record's problem.
+Malformed records go to the dead-letter topic (``ticks.raw.dlq``) with the error in the headers,
+are counted, and never stop the featurizer: whatever goes wrong with one record (bad JSON, nesting
+too deep for the parser, an event time far from its receive time, an engine error) is that
+record's problem.
 
-A broker that restarts without its state (the embedded broker keeps everything in memory) is
-noticed by a :class:`~tasks.io.kafka.BrokerWatch`: the topics are created again, the batch in
-flight is delivered through a new producer to the new broker (its offsets, which point into the
-log that is gone, are not committed), and a new consumer joins the group on it. The engines are
-carried over, so features go on from the state before the restart. Records the broker held but
-the featurizer had not yet read are gone with it: replay the raw archive to bring them back. A
-broker away for longer than :data:`~tasks.io.kafka.BROKER_DOWN_TIMEOUT_S` stops the featurizer
-with :class:`~tasks.io.kafka.BrokerUnavailable`.
+After a broker restart (the loop rebuilds its clients and creates the topics again) the engines
+are carried over to the new consumer's assignment, so features go on from the state before the
+restart. Records the broker held but the featurizer had not yet read are gone with it: replay the
+raw archive to bring them back.
 """
 
 from __future__ import annotations
@@ -47,31 +44,24 @@ import logging
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_INVALID,
-    KafkaError,
     KafkaException,
     Message,
     TopicPartition,
 )
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from tasks.core.features import EngineConfig, FeatureEngine, FeatureRow, restart_lookback_s
 from tasks.core.messages import MessageError, RawTick, to_tick
-from tasks.io.kafka import (
-    BrokerState,
-    BrokerWatch,
-    ensure_topics,
-    make_consumer,
-    make_producer,
-    poll_batch,
-    require_broker,
-)
+from tasks.io.consumer_loop import ConsumerLoop, LoopStats, RecordHandler, metrics_server
+from tasks.io.delivery import Outgoing
+from tasks.io.kafka import ensure_topics, require_broker, topic_specs
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -82,28 +72,16 @@ DEFAULT_LOOKBACK_S = restart_lookback_s(EngineConfig())
 # First guess of how many records before the committed offset a warm-up needs; grows if short.
 DEFAULT_WARMUP_RECORDS = 20_000
 _REWIND_GROWTH = 4
-_RETRY_BACKOFF_MAX_S = 5.0
-_JOIN_GRACE_S = 30.0  # the idle clock runs before the first assignment only after this long
-_FLUSH_STEP_S = 0.5  # waits for acknowledgements in steps this long, watching the broker between
-_MAX_ERROR_HEADER = 1000  # characters of an error kept in a dead letter's header
 
 
 @dataclass
-class FeaturizeStats:
+class FeaturizeStats(LoopStats):
     ticks_in: int = 0  # raw records consumed after warm-up, malformed ones included
     features_out: int = 0  # feature records acknowledged by the broker
-    dlq: int = 0  # dead letters acknowledged
-    errors: int = 0  # consume, engine, delivery and commit errors
     duplicates: int = 0  # ticks the engine dropped as duplicates
     late_dropped: int = 0  # ticks the engine dropped as too late
     warmup_ticks: int = 0  # records re-read to rebuild engine state, not produced
     rewinds: int = 0  # warm-ups that turned out short and re-read further back
-    commits: int = 0
-    delivery_retries: int = 0
-    broker_restarts: int = 0  # times the broker came back without its topics
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 class FeaturizeMetrics:
@@ -208,148 +186,128 @@ class _Partition:
         return all(p.covered(lookback_s, self.first_ts, sure_gap_s) for p in self.products.values())
 
 
-@dataclass
-class _Out:
-    """A record to produce, and what to count once it is acknowledged."""
+class TickHandler(RecordHandler):
+    """The featurizer's part of the loop: per-partition engines rebuilt by a warm-up on
+    assignment, and what becomes of one raw record: a feature record, or nothing (a duplicate or
+    a tick too late, counted). Whatever :meth:`handle` raises makes the record a dead letter."""
 
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]] | None
-    kind: str  # "feature" or "dlq"
-    polled_at: float
-    event_ts: float = 0.0
-
-
-class RecordHandler:
-    """What becomes of one raw record: a feature record, a dead letter, or nothing (a duplicate
-    or a tick too late, counted). It touches no Kafka client, so it can be exercised alone; any
-    exception raised while handling a record makes that record a dead letter."""
-
-    def __init__(
-        self, settings: Settings, group: str, stats: FeaturizeStats, metrics: FeaturizeMetrics
-    ) -> None:
-        self.settings = settings
-        self.group = group
-        self.stats = stats
-        self.metrics = metrics
-
-    def process(
-        self, msg: Message, engine: FeatureEngine, polled_at: float, outs: list[_Out]
-    ) -> None:
-        value = msg.value()
-        stats = self.stats
-        try:
-            if value is None:
-                raise MessageError("empty record")
-            tick = to_tick(RawTick.from_bytes(value))
-        except MessageError as exc:
-            outs.append(self.dead_letter(msg, str(exc), polled_at))
-            return
-        except Exception as exc:  # anything else wrong with this record is its own problem
-            stats.errors += 1
-            self.metrics.errors.labels("decode").inc()
-            outs.append(self.dead_letter(msg, f"unreadable record: {exc!r}", polled_at))
-            return
-        duplicates, late = engine.stats.duplicates, engine.stats.late_dropped
-        jumps = engine.stats.sequence_jumps
-        try:
-            row = engine.process(tick)
-            payload = (
-                None
-                if row is None
-                else json.dumps(row.to_record(), separators=(",", ":"), allow_nan=False).encode()
-            )
-        except Exception as exc:  # an engine bug must not stop the stream: park the record
-            log.exception("engine failed on %s", tick.record_id)
-            stats.errors += 1
-            self.metrics.errors.labels("engine").inc()
-            outs.append(self.dead_letter(msg, f"engine error: {exc!r}", polled_at))
-            return
-        if row is None:
-            if engine.stats.duplicates != duplicates:
-                stats.duplicates += 1
-                self.metrics.duplicates.inc()
-            elif engine.stats.late_dropped != late:
-                stats.late_dropped += 1
-                self.metrics.late_dropped.inc()
-            elif engine.stats.sequence_jumps != jumps:
-                reason = f"sequence_num {tick.sequence_num} jumps far ahead of its source's"
-                outs.append(self.dead_letter(msg, reason, polled_at))
-            return
-        key = row.product_id.encode()
-        outs.append(
-            _Out(self.settings.features_topic, key, payload, None, "feature", polled_at, row.ts)
-        )
-
-    def dead_letter(self, msg: Message, error: str, polled_at: float) -> _Out:
-        headers = [
-            ("error", error[:_MAX_ERROR_HEADER].encode("utf-8", "backslashreplace")),
-            ("source_topic", msg.topic().encode()),
-            ("source_partition", str(msg.partition()).encode()),
-            ("source_offset", str(msg.offset()).encode()),
-            ("featurizer_group", self.group.encode()),
-        ]
-        return _Out(self.settings.dlq_topic, msg.key(), msg.value(), headers, "dlq", polled_at)
-
-
-class Featurizer:
-    """The consumer loop; use :func:`run_featurizer` unless you need the pieces."""
+    bad_input = (MessageError,)
 
     def __init__(
         self,
         settings: Settings,
-        group: str = DEFAULT_GROUP,
+        stats: FeaturizeStats,
+        metrics: FeaturizeMetrics,
         *,
-        batch_size: int = 500,
-        poll_timeout_s: float = 0.2,
+        engine_config: EngineConfig | None = None,
         lookback_s: float | None = None,
         warmup_records: int = DEFAULT_WARMUP_RECORDS,
-        engine_config: EngineConfig | None = None,
-        metrics: FeaturizeMetrics | None = None,
-        down_timeout_s: float | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         self.settings = settings
-        self.group = group
-        self.batch_size = batch_size
-        self.poll_timeout_s = poll_timeout_s
+        self.stats = stats
+        self.metrics = metrics
         self.engine_config = engine_config or EngineConfig()
         # a shorter look-back than the engine needs gives features that differ after a restart
         self.lookback_s = (
             restart_lookback_s(self.engine_config) if lookback_s is None else lookback_s
         )
         self.warmup_records = warmup_records
-        self.metrics = metrics or FeaturizeMetrics()
-        self.stats = FeaturizeStats()
-        self._records = RecordHandler(settings, group, self.stats, self.metrics)
-        self._partitions: dict[int, _Partition] = {}
-        self._assigned_at: float | None = None
-        self._generation = 0  # bumped by every assignment change
-        self._fatal: KafkaError | None = None
-        watch_options = {} if down_timeout_s is None else {"down_timeout_s": down_timeout_s}
-        self._watch = BrokerWatch(settings, **watch_options)
+        self.partitions: dict[int, _Partition] = {}
         self._carried: dict[int, FeatureEngine] = {}  # engines kept across a broker restart
-        self._broker_restarted = False  # noticed while delivering: rejoin before the next poll
-        self._last_consume_warning = -math.inf
-        self._consumer = self._new_consumer()
-        self._producer = self._new_producer()
 
-    def _new_consumer(self) -> Any:
-        return make_consumer(
-            self.settings,
-            self.group,
-            [self.settings.raw_topic],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            error_cb=self._watch.error_cb,
-        )
+    # -- one record --------------------------------------------------------------------------
 
-    def _new_producer(self) -> Any:
-        return make_producer(self.settings, error_cb=self._watch.error_cb)
+    def handle(self, msg: Message, polled_at: float) -> list[Outgoing]:
+        engine = self.partitions[msg.partition()].engine
+        value = msg.value()
+        if value is None:
+            raise MessageError("empty record")
+        tick = to_tick(RawTick.from_bytes(value))
+        duplicates, late = engine.stats.duplicates, engine.stats.late_dropped
+        jumps = engine.stats.sequence_jumps
+        row = engine.process(tick)
+        if row is None:
+            if engine.stats.duplicates != duplicates:
+                self.stats.duplicates += 1
+                self.metrics.duplicates.inc()
+            elif engine.stats.late_dropped != late:
+                self.stats.late_dropped += 1
+                self.metrics.late_dropped.inc()
+            elif engine.stats.sequence_jumps != jumps:
+                raise MessageError(
+                    f"sequence_num {tick.sequence_num} jumps far ahead of its source's"
+                )
+            return []
+        payload = json.dumps(row.to_record(), separators=(",", ":"), allow_nan=False).encode()
+        on_ack = partial(self._feature_acked, polled_at, row.ts)
+        return [
+            Outgoing(self.settings.features_topic, row.product_id.encode(), payload, None, on_ack)
+        ]
 
-    # -- rebalancing -------------------------------------------------------------------------
+    def _feature_acked(self, polled_at: float, event_ts: float) -> None:
+        self.stats.features_out += 1
+        self.metrics.features_out.inc()
+        self.metrics.latency.observe(time.monotonic() - polled_at)
+        self.metrics.event_lag.set(time.time() - event_ts)
+
+    # -- warm-up -----------------------------------------------------------------------------
+
+    def begin_batch(self, consumer: Any, msgs: list[Message]) -> list[Message]:
+        """The records to produce from: records of a warm-up only rebuild their engine."""
+        live: list[Message] = []
+        rewound: set[int] = set()
+        for msg in msgs:
+            partition = msg.partition()
+            state = self.partitions.get(partition)
+            if state is None or partition in rewound:
+                continue  # revoked, or re-read from further back: later records come again
+            offset = msg.offset()
+            if not state.live:
+                if offset < state.resume_at:
+                    self._warm(msg, state)
+                    continue
+                if not state.covered(self.lookback_s):
+                    self._rewind(consumer, msg.topic(), partition, state)
+                    rewound.add(partition)
+                    continue
+                state.live = True
+                log.info(
+                    "partition %d warm after %d records; producing from %d",
+                    partition,
+                    offset - state.start,
+                    offset,
+                )
+            self.stats.ticks_in += 1
+            self.metrics.ticks_in.inc()
+            live.append(msg)
+        return live
+
+    def _warm(self, msg: Message, state: _Partition) -> None:
+        self.stats.warmup_ticks += 1
+        self.metrics.warmup_ticks.inc()
+        value = msg.value()
+        try:
+            tick = to_tick(RawTick.from_bytes(value if value is not None else b""))
+            row = state.engine.process(tick)
+        except Exception:  # it went to the dead-letter topic when it was first consumed
+            return
+        state.warm(row, tick.ts, tick.product_id)
+
+    def _rewind(self, consumer: Any, topic: str, partition: int, state: _Partition) -> None:
+        """The warm-up was too short: start it again from further back with a fresh engine."""
+        span = state.resume_at - state.start
+        state.start = max(state.low, state.resume_at - _REWIND_GROWTH * max(span, 1))
+        state.engine = self._new_engine()
+        state.products.clear()
+        state.first_ts = math.inf
+        self.stats.rewinds += 1
+        log.info("warm-up of %s[%d] too short; re-reading from %d", topic, partition, state.start)
+        consumer.seek(TopicPartition(topic, partition, state.start))
+
+    def _new_engine(self) -> FeatureEngine:
+        return FeatureEngine(self.engine_config)
+
+    # -- assignment --------------------------------------------------------------------------
 
     def _committed(self, consumer: Any, partitions: list[TopicPartition]) -> list[TopicPartition]:
         """Committed offsets, retried: raising inside a rebalance callback would stop the loop."""
@@ -361,10 +319,10 @@ class Featurizer:
                 self.stats.errors += 1
         return consumer.committed(partitions, timeout=self.settings.kafka_connect_timeout_s)
 
-    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+    def on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         committed = self._committed(consumer, partitions)
         assignment: list[TopicPartition] = []
-        self._partitions = {}
+        self.partitions = {}
         for tp in committed:
             low, _high = consumer.get_watermark_offsets(
                 TopicPartition(tp.topic, tp.partition),
@@ -381,7 +339,7 @@ class Featurizer:
             else:
                 start = max(low, resume_at - self.warmup_records)
                 state = _Partition(self._new_engine(), resume_at, low, start, live=False)
-            self._partitions[tp.partition] = state
+            self.partitions[tp.partition] = state
             assignment.append(TopicPartition(tp.topic, tp.partition, start))
             log.info(
                 "assigned %s[%d]: committed %s, low %d, %s",
@@ -393,257 +351,81 @@ class Featurizer:
             )
         consumer.assign(assignment)
         self._carried.clear()
-        self._generation += 1
-        self._assigned_at = time.monotonic()
         self.metrics.partitions.set(len(assignment))
 
-    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        # Every batch is acknowledged and committed before the next poll, so nothing is pending.
+    def on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            self._partitions.pop(tp.partition, None)
-        self._generation += 1
-        self.metrics.partitions.set(len(self._partitions))
+            self.partitions.pop(tp.partition, None)
+        self.metrics.partitions.set(len(self.partitions))
 
-    def _new_engine(self) -> FeatureEngine:
-        return FeatureEngine(self.engine_config)
-
-    def _rewind(self, topic: str, partition: int, state: _Partition) -> None:
-        """The warm-up was too short: start it again from further back with a fresh engine."""
-        span = state.resume_at - state.start
-        state.start = max(state.low, state.resume_at - _REWIND_GROWTH * max(span, 1))
-        state.engine = self._new_engine()
-        state.products.clear()
-        state.first_ts = math.inf
-        self.stats.rewinds += 1
-        log.info("warm-up of %s[%d] too short; re-reading from %d", topic, partition, state.start)
-        self._consumer.seek(TopicPartition(topic, partition, state.start))
-
-    def _reread_assignment(self) -> None:
-        """A rebalance ran inside the last poll, whose records may mix the old assignment's with
-        the new one's: drop them all and read every assigned partition from its start again."""
+    def reread_after_rebalance(self, consumer: Any) -> bool:
+        """The poll's records may mix the old assignment's with the new one's: drop them all and
+        read every assigned partition from its start again."""
         topic = self.settings.raw_topic
-        log.info("assignment changed in a poll: re-reading %d partitions", len(self._partitions))
-        for partition, state in self._partitions.items():
-            self._consumer.seek(TopicPartition(topic, partition, state.start))
-
-    # -- processing --------------------------------------------------------------------------
-
-    def _warm(self, msg: Message, state: _Partition) -> None:
-        self.stats.warmup_ticks += 1
-        self.metrics.warmup_ticks.inc()
-        value = msg.value()
-        try:
-            tick = to_tick(RawTick.from_bytes(value if value is not None else b""))
-            row = state.engine.process(tick)
-        except Exception:  # it went to the dead-letter topic when it was first consumed
-            return
-        state.warm(row, tick.ts, tick.product_id)
-
-    # -- delivery ----------------------------------------------------------------------------
-
-    def _on_delivery(
-        self, out: _Out, failed: list[_Out], err: KafkaError | None, _msg: Any
-    ) -> None:
-        if err is not None:
-            failed.append(out)
-            if err.fatal():
-                self._fatal = err
-            return
-        now = time.monotonic()
-        if out.kind == "feature":
-            self.stats.features_out += 1
-            self.metrics.features_out.inc()
-            self.metrics.latency.observe(now - out.polled_at)
-            self.metrics.event_lag.set(time.time() - out.event_ts)
-        else:
-            self.stats.dlq += 1
-            self.metrics.dlq.inc()
-
-    def _deliver(self, outs: list[_Out], stop: threading.Event) -> bool:
-        """Produce and wait for every acknowledgement; re-send failures until done or stopped.
-
-        While waiting, the broker is watched: after a restart the records not yet acknowledged
-        are taken back and sent again through a new producer (:meth:`_after_broker_restart`).
-        """
-        backoff = 0.1
-        while outs:
-            failed: list[_Out] = []
-            for out in outs:
-                while True:
-                    try:
-                        self._producer.produce(
-                            out.topic,
-                            value=out.value,
-                            key=out.key,
-                            headers=out.headers,
-                            on_delivery=partial(self._on_delivery, out, failed),
-                        )
-                        break
-                    except BufferError:  # local queue full: let deliveries drain
-                        self._producer.poll(0.1)
-            while self._producer.flush(_FLUSH_STEP_S) > 0 or self._fatal is not None:
-                if self._watch.check() is BrokerState.RESTARTED:
-                    self._after_broker_restart()
-                elif self._fatal is not None:  # unusable producer: the batch goes on a new one
-                    log.warning("producer failed fatally (%s); replacing it", self._fatal)
-                    self._replace_producer()
-            if not failed:
-                return True
-            self.stats.errors += len(failed)
-            self.metrics.errors.labels("delivery").inc(len(failed))
-            self._watch.suspect()
-            if stop.is_set():
-                log.warning(
-                    "stopping with %d undelivered records; their batch stays uncommitted",
-                    len(failed),
-                )
-                return False
-            self.stats.delivery_retries += 1
-            log.warning("%d records not acknowledged; retrying in %.1f s", len(failed), backoff)
-            stop.wait(backoff)
-            if self._watch.check() is BrokerState.RESTARTED:
-                self._after_broker_restart()
-            backoff = min(backoff * 2, _RETRY_BACKOFF_MAX_S)
-            outs = failed
+        log.info("assignment changed in a poll: re-reading %d partitions", len(self.partitions))
+        for partition, state in self.partitions.items():
+            consumer.seek(TopicPartition(topic, partition, state.start))
         return True
 
-    def _replace_producer(self) -> None:
-        """A new producer; the old one's unacknowledged records fail into their batch's retry."""
-        old, self._producer = self._producer, self._new_producer()
-        self._fatal = None
-        old.purge(in_queue=True, in_flight=True, blocking=False)
-        old.poll(0)  # their delivery reports: failed, so _deliver sends them again
-
-    def _after_broker_restart(self) -> None:
-        """The broker came back without its topics (the watch created them again)."""
-        self.stats.broker_restarts += 1
-        self._replace_producer()
-        self._broker_restarted = True
-
-    def _rejoin(self) -> None:
-        """A new consumer on the restarted broker; the engines carry over to its assignment."""
-        self._carried = {p: state.engine for p, state in self._partitions.items()}
-        self._partitions = {}
-        old, self._consumer = self._consumer, None
-        try:
-            old.close()
-        except KafkaException as exc:  # its group is gone with the broker
-            log.info("closing the consumer of the lost broker: %s", exc)
-        self._consumer = self._new_consumer()
-        self._assigned_at = None
-        self._generation += 1
+    def on_rejoin(self) -> None:
+        """The engines carry over to the new consumer's assignment."""
+        self._carried = {p: state.engine for p, state in self.partitions.items()}
+        self.partitions = {}
         self.metrics.partitions.set(0)
-        log.warning(
-            "rejoined group %s on the restarted broker; %d engine(s) carried over",
-            self.group,
-            len(self._carried),
+        log.info("%d engine(s) carried over to the restarted broker", len(self._carried))
+
+
+class Featurizer:
+    """The featurizer's handler in the shared consumer loop; use :func:`run_featurizer` unless
+    you need the pieces."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        group: str = DEFAULT_GROUP,
+        *,
+        batch_size: int = 500,
+        poll_timeout_s: float = 0.2,
+        lookback_s: float | None = None,
+        warmup_records: int = DEFAULT_WARMUP_RECORDS,
+        engine_config: EngineConfig | None = None,
+        metrics: FeaturizeMetrics | None = None,
+        down_timeout_s: float | None = None,
+    ) -> None:
+        self.metrics = metrics or FeaturizeMetrics()
+        self.stats = FeaturizeStats()
+        self.handler = TickHandler(
+            settings,
+            self.stats,
+            self.metrics,
+            engine_config=engine_config,
+            lookback_s=lookback_s,
+            warmup_records=warmup_records,
         )
-
-    def _commit(self, offsets: dict[int, int]) -> None:
-        topic = self.settings.raw_topic
-        try:
-            self._consumer.commit(
-                offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()],
-                asynchronous=False,
-            )
-            self.stats.commits += 1
-        except KafkaException as exc:
-            # The records are out; a later commit or a reprocessing after restart covers them.
-            self.stats.errors += 1
-            self.metrics.errors.labels("commit").inc()
-            log.warning("commit failed: %s", exc)
-
-    # -- the loop ----------------------------------------------------------------------------
+        self.loop = ConsumerLoop(
+            settings,
+            self.handler,
+            group=group,
+            role="featurizer",
+            topic=settings.raw_topic,
+            dlq_topic=settings.dlq_topic,
+            topics=topic_specs(settings),
+            stats=self.stats,
+            metrics=self.metrics,
+            batch_size=batch_size,
+            poll_timeout_s=poll_timeout_s,
+            down_timeout_s=down_timeout_s,
+        )
 
     def run(
         self, stop_event: threading.Event | None = None, max_idle_s: float | None = None
     ) -> FeaturizeStats:
         """Consume until ``stop_event`` is set or no record came for ``max_idle_s`` seconds."""
-        stop = stop_event or threading.Event()
-        started = last_input = time.monotonic()
-        last_report = started
-        while not stop.is_set():
-            if self._broker_restarted or self._watch.check() is BrokerState.RESTARTED:
-                if not self._broker_restarted:
-                    self.stats.broker_restarts += 1
-                    self._replace_producer()
-                self._broker_restarted = False
-                self._rejoin()
-                started = last_input = time.monotonic()
-                continue
-            generation = self._generation
-            msgs = poll_batch(self._consumer, self.batch_size, self.poll_timeout_s)
-            now = time.monotonic()
-            if self._generation != generation:
-                if msgs:
-                    self._reread_assignment()
-                continue
-            if not msgs:
-                if self._watch.suspecting:  # waiting for the broker is not being idle
-                    last_input = now
-                # the idle clock starts once partitions are assigned (a group join takes seconds)
-                assigned = self._assigned_at or started + _JOIN_GRACE_S
-                idle_since = max(last_input, assigned)
-                if max_idle_s is not None and now - idle_since >= max_idle_s:
-                    log.info("no input for %.1f s: stopping", now - idle_since)
-                    break
-                continue
-            last_input = now
-            self._handle_batch(msgs, now, stop)
-            if now - last_report >= 10.0:
-                last_report = now
-                log.info("progress: %s", self.stats.as_dict())
+        self.loop.run(stop_event, max_idle_s)
         return self.stats
 
-    def _handle_batch(self, msgs: list[Message], polled_at: float, stop: threading.Event) -> None:
-        outs: list[_Out] = []
-        offsets: dict[int, int] = {}
-        rewound: set[int] = set()
-        for msg in msgs:
-            err = msg.error()
-            if err is not None:
-                if err.fatal():
-                    raise KafkaException(err)
-                self.stats.errors += 1
-                self.metrics.errors.labels("consume").inc()
-                self._watch.suspect()  # a topic gone or a broker away: the watch tells which
-                if polled_at - self._last_consume_warning >= 1.0:
-                    self._last_consume_warning = polled_at
-                    log.warning("consume error: %s", err)
-                continue
-            partition = msg.partition()
-            state = self._partitions.get(partition)
-            if state is None or partition in rewound:
-                continue  # revoked, or re-read from further back: later records come again
-            offset = msg.offset()
-            if not state.live:
-                if offset < state.resume_at:
-                    self._warm(msg, state)
-                    continue
-                if not state.covered(self.lookback_s):
-                    self._rewind(msg.topic(), partition, state)
-                    rewound.add(partition)
-                    continue
-                state.live = True
-                log.info(
-                    "partition %d warm after %d records; producing from %d",
-                    partition,
-                    offset - state.start,
-                    offset,
-                )
-            self.stats.ticks_in += 1
-            self.metrics.ticks_in.inc()
-            self._records.process(msg, state.engine, polled_at, outs)
-            offsets[partition] = offset + 1
-        if not offsets:
-            return
-        if self._deliver(outs, stop) and not self._broker_restarted:
-            self._commit(offsets)  # not after a restart: these offsets point into a lost log
-
     def close(self) -> None:
-        """Leave the group and release the clients (offsets are committed batch by batch)."""
-        self._producer.flush(self.settings.kafka_connect_timeout_s)
-        self._consumer.close()
+        self.loop.close()
 
 
 def run_featurizer(
@@ -661,17 +443,9 @@ def run_featurizer(
     require_broker(settings)
     ensure_topics(settings)
     metrics = options.pop("metrics", None) or FeaturizeMetrics()
-    server = None
-    if metrics_port:
-        server, _thread = start_http_server(
-            metrics_port, addr=settings.metrics_host, registry=metrics.registry
-        )
-        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, metrics_port)
-    featurizer = Featurizer(settings, group, metrics=metrics, **options)
-    try:
-        return featurizer.run(stop_event, max_idle_s)
-    finally:
-        featurizer.close()
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+    with metrics_server(settings, metrics.registry, metrics_port):
+        featurizer = Featurizer(settings, group, metrics=metrics, **options)
+        try:
+            return featurizer.run(stop_event, max_idle_s)
+        finally:
+            featurizer.close()

@@ -8,10 +8,12 @@ ticker becomes the same :class:`~tasks.core.messages.RawTick` record
 receive time). Other channels are skipped; bad lines (a poison line included) are counted, the
 first few reported with file and line number, and never stop the run.
 
-Delivery: every record is acknowledged, or counted undelivered. A broker that restarts without
-its state mid-replay has its topics created again and the records it had not acknowledged sent
-again (:class:`~tasks.io.publisher.TickPublisher`); one that stays away stops the replay with a
-clear error after :data:`~tasks.io.kafka.BROKER_DOWN_TIMEOUT_S`, its records counted undelivered.
+Delivery: every record is acknowledged, or counted undelivered. A record over the broker's
+message size is logged with its file and line, counted in ``too_large`` (and undelivered), and the
+rest is sent. A broker that restarts without its state mid-replay has its topics created again
+and the records it had not acknowledged sent again (:class:`~tasks.io.publisher.TickPublisher`);
+one that stays away stops the replay with a clear error after
+:data:`~tasks.io.kafka.BROKER_DOWN_TIMEOUT_S`, its records counted undelivered.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ class ReplayStats:
     seconds: float = 0.0
     delivered: int = 0
     publish_errors: int = 0
-    undelivered: int = 0
+    undelivered: int = 0  # too large, given up, or still in flight at the end
+    too_large: int = 0  # records over the broker's message size: never sent (logged file:line)
     broker_restarts: int = 0
     resent: int = 0  # records sent again to a broker that had restarted
     acked_before_restart: int = 0  # acknowledged by a broker that has since lost them
@@ -84,6 +87,7 @@ class ReplayStats:
             "delivered": self.delivered,
             "publish_errors": self.publish_errors,
             "undelivered": self.undelivered,
+            "too_large": self.too_large,
             "broker_restarts": self.broker_restarts,
             "resent": self.resent,
             "acked_before_restart": self.acked_before_restart,
@@ -178,7 +182,7 @@ def run_replay(
             pacer.wait_until(ts)
             for tick in ticks:
                 try:
-                    publisher.publish(tick)
+                    publisher.publish(tick, where=f"{item.path}:{item.lineno}")
                 except (ValueError, RecursionError) as exc:  # a ticker json cannot write back
                     _report(
                         stats, BadLine(item.path, item.lineno, f"ticker: {exc!r}", ""), max_reported
@@ -200,6 +204,7 @@ def run_replay(
         stats.delivered = p.delivered
         stats.publish_errors = p.errors
         stats.undelivered = publisher.undelivered
+        stats.too_large = p.refused
         stats.broker_restarts = p.broker_restarts
         stats.resent = p.resent
         stats.acked_before_restart = p.acked_before_restart

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tasks.stack.supervisor import stop_group
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -50,19 +51,11 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGINT first (Prefect workers only stop cleanly on it), then terminate, then kill."""
-        if self.proc.poll() is not None:
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.proc.wait(timeout)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        """Stop the server and every child it started (its process group), even if the server
+        itself has exited: SIGINT first (Prefect workers only stop cleanly on it), then
+        SIGTERM, then SIGKILL."""
+        stop_group(self.proc.pid, timeout)
+        self.proc.poll()  # the exit status, now that it has been reaped
 
 
 def _spawn(cmd: list[str], log_path: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen:

@@ -3,7 +3,9 @@ a state file, stream their logs with a prefix each, and stop them all cleanly.
 
 Each process runs in a session of its own (so Ctrl-C in the terminal reaches only the
 supervisor, which then stops the parts in reverse order: SIGINT first, because Prefect workers
-only stop cleanly on it, then SIGTERM, then SIGKILL) and writes to its own log file. The state
+only stop cleanly on it, then SIGTERM, then SIGKILL) and writes to its own log file. Stopping
+signals the part's whole process group, so a child it started (MLflow's uvicorn worker) stops
+with it, even when the part itself was killed first. The state
 file lets ``cryptovol down`` and ``cryptovol status`` find the processes from another terminal.
 """
 
@@ -84,25 +86,36 @@ def alive(pid: int) -> bool:
     return True
 
 
-def stop_pid(pid: int, timeout_s: float = 10.0) -> None:
-    """Stop a process group: SIGINT, then SIGTERM, then SIGKILL, each given ``timeout_s``."""
+def group_alive(pgid: int) -> bool:
+    """Whether any process is left in the process group ``pgid`` (a zombie leader counts)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_group(pgid: int, timeout_s: float = 10.0) -> None:
+    """Stop a part's whole process group, whether or not its leader is still there: SIGINT,
+    then SIGTERM, then SIGKILL, each given ``timeout_s`` for the group to empty.
+
+    Each part is started in a session of its own, so its group holds every child it started:
+    MLflow's uvicorn worker keeps serving after its ``mlflow server`` parent is killed, and only
+    a signal to the group reaches it.
+    """
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
         try:
-            os.killpg(pid, sig)
+            os.killpg(pgid, sig)
         except ProcessLookupError:
             return
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            try:
-                finished, _status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:  # not our child: poll for its end
-                finished = 0 if alive(pid) else pid
-            if finished == pid or not alive(pid):
-                # the group may outlive its leader for a moment (children of the leader)
-                try:
-                    os.killpg(pid, 0)
-                except ProcessLookupError:
-                    return
+            with contextlib.suppress(ChildProcessError):  # reap the leader if it is our child
+                os.waitpid(pgid, os.WNOHANG)
+            if not group_alive(pgid):
+                return
             time.sleep(0.1)
 
 
@@ -172,7 +185,7 @@ class Stack:
 
     def stop_all(self, report: Callable[[str], None]) -> None:
         for running in reversed(self.running):
-            stop_pid(running.pid)
+            stop_group(running.pid)
             report(f"{running.name:<12} stopped")
         self.running.clear()
         self.state_path.unlink(missing_ok=True)
@@ -199,8 +212,7 @@ def stop_from_state(state_path: Path, report: Callable[[str], None]) -> list[int
         while time.monotonic() < deadline and alive(supervisor):
             time.sleep(0.2)
     for running in reversed(state.get("running", [])):
-        if alive(running["pid"]):
-            stop_pid(running["pid"])
+        stop_group(running["pid"])  # its children too, even when the part itself is gone
         report(f"{running['name']:<12} stopped")
     state_path.unlink(missing_ok=True)
     ports = [r["port"] for r in state.get("running", []) if r.get("port")]

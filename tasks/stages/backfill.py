@@ -9,8 +9,10 @@ first (a failing recording is set aside), then :func:`backfill`.
 
 Output (:func:`tasks.io.feature_store.write_dataset`): a ``.parquet`` path is replaced, atomically;
 any other path is a directory data set partitioned by ``product_id`` and ``date``, into which the
-rows are merged by record id (rows of other recordings of the same day stay). A run that yields
-no row writes nothing and raises :class:`NoRows`.
+rows are merged by record id (rows of other recordings of the same day stay), every partition of
+the run or none. A run that yields no row writes nothing and raises :class:`NoRows`; one that
+cannot write raises :class:`~tasks.io.files.WriteError` naming the output, which is left as it
+was.
 """
 
 from __future__ import annotations

@@ -25,11 +25,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tasks.core.features import FEATURE_SET_VERSION
 from tasks.core.row_budget import pick_sessions
 from tasks.io.feature_store import load_dataset, load_partition, partition_rows
-from tasks.io.recordings import expand_inputs
+from tasks.io.recordings import expand_inputs, is_recording
 from tasks.stages.backfill import backfill
 
 log = logging.getLogger("cryptovol.dataload")
@@ -65,6 +67,21 @@ def _cache_key(recordings: list[Path]) -> str:
         stat = path.stat()
         digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def input_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be data for ``--data``/``--current``, or None: missing, or a file that
+    is neither a recording (by its name) nor Parquet (by its footer)."""
+    if not path.exists():
+        return f"no such data: {path}"
+    if path.is_dir() or is_recording(path):
+        return None
+    try:
+        pq.read_metadata(path)
+    except (pa.ArrowException, OSError) as exc:
+        detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        return f"{path} is neither a Parquet file nor a recording (*.ndjson[.gz]): {detail}"
+    return None
 
 
 def load_frame(

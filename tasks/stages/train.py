@@ -98,7 +98,17 @@ def _training_report(result, version: str) -> str:
             v["degenerate_folds"],
         )
         lines.append(f"| {name} | {mean} | {std} | {folds} | {degenerate} |")
-    sessions = s["sessions"]
+    days, sessions = s["days"], s["sessions"]
+    if days.get("pooled"):
+        names = [n for n in days["pooled"]["pr_auc"] if n not in ("persistence", "zscore")]
+        lines += [
+            "",
+            "Leave one UTC day out (train on the other days, tau fitted on them, judge on this "
+            "one; what selects the model; PR-AUC [90 % block-bootstrap interval]; '(judged)': "
+            "enough spikes to judge a ranking inside the day):",
+            "",
+            *session_table(days, [*names, "persistence", "zscore"]),
+        ]
     if sessions.get("pooled"):
         names = [n for n in sessions["pooled"]["pr_auc"] if n not in ("persistence", "zscore")]
         lines += [
@@ -121,23 +131,24 @@ def _training_report(result, version: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _session_metrics(sessions: dict, selected: str) -> dict[str, float]:
-    """Leave-one-session-out PR-AUC of every scorer, pooled and per session, and the selected
-    model's interval and gap to persistence, as MLflow metrics."""
+def _held_out_metrics(held_out: dict, selected: str, prefix: str, unit: str) -> dict[str, float]:
+    """Leave-one-out PR-AUC of every scorer, pooled and per held-out session or day (``unit``),
+    and the selected model's interval and gap to persistence, as MLflow metrics."""
     out: dict[str, float] = {}
-    pooled = sessions.get("pooled")
+    pooled = held_out.get("pooled")
     if not pooled:
         return out
-    parts = [("pooled", pooled)] + [(f"session{f['session']}", f) for f in sessions["sessions"]]
+    parts = [("pooled", pooled)]
+    parts += [(f"{unit}{str(f['session']).replace('-', '')}", f) for f in held_out["sessions"]]
     for where, figures in parts:
-        out[f"loso_{where}_positive_rate"] = figures["positive_rate"] or 0.0
+        out[f"{prefix}_{where}_positive_rate"] = figures["positive_rate"] or 0.0
         for name, value in figures["pr_auc"].items():
             if value is not None:
-                out[f"loso_{where}_{name}_pr_auc"] = value
-    for key, prefix in (("interval", "loso_pooled_selected"), ("minus_persistence", "loso_gap")):
+                out[f"{prefix}_{where}_{name}_pr_auc"] = value
+    for key, name in (("interval", "pooled_selected"), ("minus_persistence", "gap")):
         low, high = pooled.get(key, {}).get(selected, (None, None))
         if low is not None:
-            out[f"{prefix}_low"], out[f"{prefix}_high"] = low, high
+            out[f"{prefix}_{name}_low"], out[f"{prefix}_{name}_high"] = low, high
     return out
 
 
@@ -235,7 +246,8 @@ def log_training(
             metrics[f"val_{name}_degenerate_folds"] = report.summaries["pr_auc"].n_degenerate
         metrics.update({f"time_{k}_s": v for k, v in result.timings.items()})
         metrics["dev_positive_rate"] = result.data["dev_positive_rate"] or 0.0
-        metrics.update(_session_metrics(result.sessions, result.selected))
+        metrics.update(_held_out_metrics(result.sessions, result.selected, "loso", "session"))
+        metrics.update(_held_out_metrics(result.days, result.selected, "lodo", "day"))
         mlflow.log_metrics(metrics)
         for name, report in result.reports.items():
             for fold in report.folds:
@@ -246,6 +258,7 @@ def log_training(
         mlflow.log_dict(result.split, "split.json")
         mlflow.log_dict({n: r.to_dict() for n, r in result.reports.items()}, "folds.json")
         mlflow.log_dict(result.sessions, "sessions.json")
+        mlflow.log_dict(result.days, "days.json")
 
         model_info = log_model("model", predictor, example)
         baseline_info = log_model("baseline", baseline, example)
@@ -281,7 +294,7 @@ def log_training(
             "test_pr_auc": str(summary["test"]["pr_auc"]),
             "test_baseline_pr_auc": str(summary["test"]["baseline_pr_auc"]),
             "test_persistence_pr_auc": str(summary["test"]["persistence_pr_auc"]),
-            **_session_tags(result.sessions, result.selected),
+            **_session_tags(result.sessions, result.days, result.selected),
         },
     )
     tag_version(
@@ -316,16 +329,24 @@ def log_training(
     )
 
 
-def _session_tags(sessions: dict, selected: str) -> dict[str, str]:
-    pooled = sessions.get("pooled")
-    if not pooled:
-        return {"loso": "not measured (fewer than two sessions)"}
-    return {
-        "loso_pr_auc": str(pooled["pr_auc"].get(selected)),
-        "loso_persistence_pr_auc": str(pooled["pr_auc"]["persistence"]),
-        "loso_zscore_pr_auc": str(pooled["pr_auc"]["zscore"]),
-        "loso_sessions": str(len(sessions["sessions"])),
-    }
+def _session_tags(sessions: dict, days: dict, selected: str) -> dict[str, str]:
+    tags = {}
+    for prefix, held_out, unit in (("loso", sessions, "sessions"), ("lodo", days, "days")):
+        pooled = held_out.get("pooled")
+        if not pooled:
+            tags[prefix] = f"not measured (fewer than two {unit})"
+            continue
+        tags.update(
+            {
+                f"{prefix}_pr_auc": str(pooled["pr_auc"].get(selected)),
+                f"{prefix}_persistence_pr_auc": str(pooled["pr_auc"]["persistence"]),
+                f"{prefix}_zscore_pr_auc": str(pooled["pr_auc"]["zscore"]),
+                f"{prefix}_{unit}": str(len(held_out["sessions"])),
+            }
+        )
+    if days.get("selection"):
+        tags["lodo_worst_day_gap"] = str(days["selection"]["worst_day_gap"].get(selected))
+    return tags
 
 
 def train_and_register(

@@ -1,6 +1,6 @@
-"""Session fixtures shared by the serving tests: one MLflow server with two registered versions,
-one ``bentoml serve`` per variant for the whole session, and a SQLite store for the tests that
-need no server."""
+"""Session fixtures shared by the serving tests: two registered versions on the session's MLflow
+server, one ``bentoml serve`` per variant for the whole session, and a SQLite store for the tests
+that need no server."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 from serving_support import (
     BentoServer,
-    Registry,
     serving_env,
     start_bento,
     train_version,
     wait_ready,
 )
+from session_services import Registry
 
-from tasks.io.broker import free_port
 from tasks.settings import Settings
 from tasks.sim.writer import write_recordings
 from tasks.stages.promote import promote
@@ -35,20 +34,17 @@ class ServingStack:
 
 
 @pytest.fixture(scope="session")
-def serving_stack(tmp_path_factory) -> ServingStack:
+def serving_stack(mlflow_server, tmp_path_factory) -> ServingStack:
+    """The served model is the default ``volatility-spike``: no other test registers it on the
+    session's server, and the services and commands under test find it without a setting."""
     root = tmp_path_factory.mktemp("serving")
     recordings = root / "recordings"
     write_recordings(recordings, products=("BTC-USD", "ETH-USD"), seed=3, minutes=40)
-    registry = Registry(root / "mlflow", free_port())
-    registry.start()
-    try:
-        settings = registry.settings(root / "data")
-        first = train_version(settings, recordings)
-        second = train_version(settings, recordings, shuffle_labels=True)
-        promote(settings, first, force=True, who="tests", why="serving fixture")
-        yield ServingStack(registry, settings, recordings, root, (first, second))
-    finally:
-        registry.stop()
+    settings = mlflow_server.settings(root / "data")
+    first = train_version(settings, recordings)
+    second = train_version(settings, recordings, shuffle_labels=True)
+    promote(settings, first, force=True, who="tests", why="serving fixture")
+    return ServingStack(mlflow_server, settings, recordings, root, (first, second))
 
 
 @pytest.fixture(scope="session")

@@ -22,9 +22,10 @@ from tasks.core.timeutil import format_ts
 from tasks.io.kafka import ensure_topics, make_producer, require_broker
 from tasks.io.recordings import BadLine, read_ticks
 from tasks.settings import Settings
+from tasks.stages.backfill import batch_features
 
 # Restarts compare exactly. A restarted featurizer rebuilds its engine by re-reading at least
-# tasks.core.features.restart_lookback_s (335 s) of event time before it produces again, and the
+# tasks.core.features.restart_lookback_s (935 s) of event time before it produces again, and the
 # engine's state (window sums included: their two summing stacks split at fixed event-time
 # boundaries) is a fixed function of the ticks its windows hold, so its features, and the
 # duplicates a crash causes, are bit-identical to an uninterrupted run's and the batch path's.
@@ -258,3 +259,12 @@ def compare_with_batch(batch: dict[str, tuple[float, ...]], records: list[dict])
         if bad:
             problems.append(f"{record['record_id']}: {bad[:3]}")
     return problems
+
+
+def feature_values(tmp_path) -> list[bytes]:
+    """``ticks.features`` records of a generated recording, as the featurizer writes them."""
+    path = write_recording(tmp_path / "rec.ndjson.gz", ticks=800, seconds=400, seed=11)
+    return [
+        json.dumps(row.to_record(), separators=(",", ":"), allow_nan=False).encode()
+        for row in batch_features([path])
+    ]

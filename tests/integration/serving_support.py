@@ -1,5 +1,5 @@
-"""Serving test helpers: a real MLflow server with registered models, real ``bentoml serve``
-processes on free loopback ports, and a small concurrent load."""
+"""Serving test helpers: registered versions on the session's MLflow server, real ``bentoml
+serve`` processes on free loopback ports, and a small concurrent load."""
 
 from __future__ import annotations
 
@@ -19,37 +19,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from tasks.core.training import TrainConfig
 from tasks.io.broker import free_port
 from tasks.settings import Settings
-from tasks.stack.servers import PROJECT_DIR, Service, start_mlflow_server, wait_http
+from tasks.stack.servers import PROJECT_DIR, Service, wait_http
 from tasks.stages.train import train_and_register
 
 POLL_S = 1.0  # the services' registry poll interval in these tests
 # One quick candidate on 2 folds: these tests are about serving, not model quality.
 QUICK = TrainConfig(candidates=("har_logistic",), n_folds=2)
 EXAMPLE_ROW = {"ret_mean": 0.05, "ret_std": 0.01, "n": 50}  # the design notes' request
-
-
-@dataclass
-class Registry:
-    """A real ``mlflow server`` (SQLite + proxied artifacts) that tests may stop and restart."""
-
-    store: Path
-    port: int
-    server: Service | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.server = start_mlflow_server(self.store, self.port)
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-
-    def settings(self, data_dir: Path) -> Settings:
-        return Settings(data_dir=data_dir, mlflow_tracking_uri=self.url)
 
 
 def train_version(settings: Settings, recordings: Path, *, shuffle_labels: bool = False) -> str:
@@ -203,3 +179,59 @@ class Load:
     def served(self) -> int:
         with self._lock:
             return sum(self.statuses.values())
+
+
+def fitted_har_rv(seed: int = 0):
+    """A HAR-RV predictor fitted on synthetic rows (a linear model: extreme inputs overflow it)
+    and a frame of such rows."""
+    import numpy as np
+    import pandas as pd
+
+    from tasks.core.features import FEATURE_NAMES
+    from tasks.core.models import SpikePredictor, make_estimator
+    from tasks.core.scorer import FitTarget
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        np.abs(rng.normal(1.0, 0.3, (500, len(FEATURE_NAMES)))), columns=FEATURE_NAMES
+    )
+    forward = np.abs(rng.normal(1.0, 0.3, len(frame)))
+    tau = 1.3
+    estimator = make_estimator("har_rv").fit(
+        frame, (forward >= tau).astype(int), target=FitTarget(forward, tau)
+    )
+    label = {"mode": "absolute", "tau": tau, "horizon_s": 60}
+    return SpikePredictor("har_rv", estimator, label, 0.5, feature_names=FEATURE_NAMES), frame
+
+
+def register_predictor(settings: Settings, predictor, frame, variant: str = "ml") -> str:
+    """Log ``predictor`` in a run of the project's experiment and register it as a new version."""
+    import mlflow
+
+    from tasks.io import registry
+    from tasks.io.model_store import log_model
+
+    client = registry.connect(settings)
+    experiment = registry.experiment_id(settings, client)
+    with mlflow.start_run(experiment_id=experiment, run_name="tests-crafted") as run:
+        info = log_model("model", predictor, frame)
+    return registry.register_version(
+        client, info, registry.model_name(settings, variant), run.info.run_id
+    )
+
+
+EXTREME_VALUES = (1e308, -1e308, 1e-320, -1e-320, 1e200, -5.0, 1e15, 0.0, 1.0, 5e-324)
+
+
+def overflowing_row(predictor):
+    """The first row of extreme values (a fixed pseudo-random search) that ``predictor``
+    scores as non-finite."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(20_000):
+            row = rng.choice(EXTREME_VALUES, len(predictor.feature_names))
+            if not np.isfinite(predictor.predict_array(row[None, :])[0]):
+                return row
+    raise AssertionError("no overflowing row found")

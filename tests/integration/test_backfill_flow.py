@@ -1,4 +1,4 @@
-"""The ``backfill`` Prefect flow on a temporary Prefect server: it calls the backfill task."""
+"""The ``backfill`` Prefect flow on the session's Prefect server: it calls the backfill task."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 
 import pandas as pd
 import pytest
+from session_services import prefect_api
 
 from tasks.core.timeutil import format_ts
 from tasks.io.feature_store import load_dataset
@@ -14,8 +15,7 @@ from tasks.io.feature_store import load_dataset
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_backfill_flow_writes_the_data_set(tmp_path):
-    from prefect.testing.utilities import prefect_test_harness
+def test_backfill_flow_writes_the_data_set(prefect_server, tmp_path):
 
     from flows.backfill import backfill
 
@@ -41,7 +41,7 @@ def test_backfill_flow_writes_the_data_set(tmp_path):
     recording = tmp_path / "BTC-USD_flow.ndjson.gz"
     with gzip.open(recording, "wt") as fh:
         fh.write("\n".join(lines) + "\n")
-    with prefect_test_harness():
+    with prefect_api(prefect_server):
         stats = backfill(inputs=[str(recording)], out=str(tmp_path / "features"))
         # the same, as Prefect tasks per file and per (product, day) on a local Dask cluster
         on_dask = backfill(inputs=[str(recording)], out=str(tmp_path / "dask"), workers=2)

@@ -19,7 +19,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 from featurize_support import (
+    feature_values,
     featurize_env,
     raw_ticks,
     read_topic,
@@ -28,9 +31,10 @@ from featurize_support import (
 
 from tasks.core.messages import RawTick
 from tasks.io.broker import free_port, port_open, start_broker, stop_broker
-from tasks.io.kafka import BrokerUnavailable, ensure_topics
+from tasks.io.kafka import BrokerUnavailable, ensure_topics, make_producer
 from tasks.io.publisher import open_publisher
 from tasks.services.featurizer import Featurizer
+from tasks.services.scorer import run_scorer, scorer_topics
 from tasks.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -46,6 +50,7 @@ def _settings(port: int, tmp_path: Path) -> Settings:
         features_topic=f"ticks.features.{suffix}",
         predictions_topic=f"ticks.predictions.{suffix}",
         dlq_topic=f"ticks.raw.dlq.{suffix}",
+        features_dlq_topic=f"ticks.features.dlq.{suffix}",
         data_dir=tmp_path / "data",
     )
 
@@ -195,3 +200,111 @@ def test_replay_and_featurize_survive_a_broker_restart(tmp_path):
                 proc.communicate()
         stop_broker(broker)
         assert not port_open("127.0.0.1", port)
+
+
+def _produce_features(settings: Settings, values: list[bytes]) -> None:
+    producer = make_producer(settings)
+    for value in values:
+        producer.produce(settings.features_topic, key=b"BTC-USD", value=value)
+    assert producer.flush(30) == 0
+
+
+def _wait_for_topics(settings: Settings, names: set[str], timeout_s: float) -> bool:
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "log_level": 2})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if names <= set(admin.list_topics(timeout=1).topics):
+                return True
+        except KafkaException:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+class _ScorerThread(threading.Thread):
+    """``run_scorer`` in a thread, keeping what it returned or raised."""
+
+    def __init__(self, settings: Settings, group: str, **options) -> None:
+        super().__init__()
+        self.stop = threading.Event()
+        self.args = (settings, group)
+        self.options = options
+        self.stats = self.error = None
+
+    def run(self) -> None:
+        try:
+            self.stats = run_scorer(*self.args, stop_event=self.stop, **self.options)
+        except BrokerUnavailable as exc:
+            self.error = exc
+
+
+@pytest.mark.slow
+def test_the_scorer_survives_a_broker_restart(tmp_path, sqlite_registry):
+    port = free_port()
+    log = tmp_path / "broker.log"
+    broker = start_broker("127.0.0.1", port, log_path=log)
+    settings = _settings(port, tmp_path).model_copy(
+        update={"mlflow_tracking_uri": sqlite_registry.mlflow_tracking_uri}
+    )
+    values = feature_values(tmp_path)
+    before, after = values[:30], values[30:50]
+    scorer = None
+    try:
+        ensure_topics(settings, scorer_topics(settings))
+        _produce_features(settings, before)
+        scorer = _ScorerThread(settings, "g-scorer-restart", batch_size=10)
+        scorer.start()
+        scored = read_topic(
+            settings, settings.predictions_topic, done=lambda m: len(m) >= 30, quiet_s=60
+        )
+        assert len(scored) == 30
+        broker = _restart(broker, port, log, down_s=2.0)
+
+        # before: the scorer died on a fatal idempotent-producer error or retried forever, and
+        # never created its topics again (the dead-letter topic included)
+        assert _wait_for_topics(settings, set(scorer_topics(settings)), timeout_s=60)
+        # a stream going on, record by record (a single batched produce right after the restart
+        # was, in about one run of two, never fetched by the rejoined consumer: the embedded
+        # broker's offsets after a batched produce are wrong, docs/reliability.md)
+        for value in [*after, b"{not a feature record"]:
+            _produce_features(settings, [value])
+        predictions = read_topic(
+            settings, settings.predictions_topic, done=lambda m: len(m) >= 20, quiet_s=30
+        )
+        assert sorted(json.loads(m.value())["record_id"] for m in predictions) == sorted(
+            json.loads(v)["record_id"] for v in after
+        ), scorer.stats
+        (letter,) = read_topic(settings, settings.features_dlq_topic, done=len, quiet_s=30)
+        assert letter.value() == b"{not a feature record"
+        scorer.stop.set()
+        scorer.join(30)
+        assert not scorer.is_alive() and scorer.error is None
+        assert scorer.stats.broker_restarts == 1
+        assert scorer.stats.predictions_out == len(before) + len(after)
+    finally:
+        if scorer is not None:
+            scorer.stop.set()
+            scorer.join(30)
+        stop_broker(broker)
+
+
+def test_a_scorer_whose_broker_stays_away_stops_with_a_clear_error(tmp_path, sqlite_registry):
+    port = free_port()
+    broker = start_broker("127.0.0.1", port, log_path=tmp_path / "broker.log")
+    settings = _settings(port, tmp_path).model_copy(
+        update={"mlflow_tracking_uri": sqlite_registry.mlflow_tracking_uri}
+    )
+    scorer = _ScorerThread(settings, "g-scorer-away", down_timeout_s=3)
+    try:
+        scorer.start()
+        time.sleep(2)
+        broker.kill()
+        broker.wait()
+        scorer.join(40)
+        assert not scorer.is_alive(), "the scorer kept waiting for a broker that is gone"
+        assert "has not answered" in str(scorer.error) and f":{port}" in str(scorer.error)
+    finally:
+        scorer.stop.set()
+        scorer.join(30)
+        stop_broker(broker)

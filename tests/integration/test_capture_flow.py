@@ -1,9 +1,10 @@
-"""The ``capture`` Prefect flow on a temporary Prefect server: a bounded capture from the local
+"""The ``capture`` Prefect flow on the session's Prefect server: a bounded capture from the local
 exchange into a real broker and the raw archive."""
 
 from __future__ import annotations
 
 import pytest
+from session_services import prefect_api
 from topic_reader import read_raw_ticks
 
 from tasks.io.recordings import expand_inputs, read_ticks
@@ -13,8 +14,7 @@ from tasks.sim.exchange import ExchangeServer, ExchangeThread, simulator_ticks
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_capture_flow_fills_the_topic_and_the_archive(kafka_settings, monkeypatch):
-    from prefect.testing.utilities import prefect_test_harness
+def test_capture_flow_fills_the_topic_and_the_archive(kafka_settings, prefect_server, monkeypatch):
 
     from flows.capture import capture
 
@@ -31,7 +31,8 @@ def test_capture_flow_fills_the_topic_and_the_archive(kafka_settings, monkeypatc
     get_settings.cache_clear()
     server = ExchangeServer(simulator_ticks(["BTC-USD", "ETH-USD"], seed=5, start=1767225600.0))
     try:
-        with ExchangeThread(server) as exchange, prefect_test_harness():
+        on_server = prefect_api(prefect_server)
+        with ExchangeThread(server) as exchange, on_server:
             summary = capture(minutes=0.15, products=["BTC-USD", "ETH-USD"], url=exchange.url)
     finally:
         get_settings.cache_clear()

@@ -152,7 +152,7 @@ def test_a_crash_between_acknowledgement_and_commit_repeats_the_batch_with_the_s
     group = f"g-{uuid.uuid4().hex[:8]}"
 
     featurizer = Featurizer(settings, group, batch_size=100)
-    commit = featurizer._commit
+    commit = featurizer.loop._commit
     commits = []
 
     def commit_then_crash(offsets):
@@ -161,13 +161,13 @@ def test_a_crash_between_acknowledgement_and_commit_repeats_the_batch_with_the_s
         commits.append(offsets)
         commit(offsets)
 
-    featurizer._commit = commit_then_crash
+    featurizer.loop._commit = commit_then_crash
     with pytest.raises(Crash):
         featurizer.run(max_idle_s=5)
-    featurizer._consumer.close()  # leave the group at once; offsets stay as committed
+    featurizer.loop.consumer.close()  # leave the group at once; offsets stay as committed
     first = featurizer.stats.features_out
 
-    # A short first warm-up guess: it rewinds until it spans the engine's look-back (335 s),
+    # A short first warm-up guess: it rewinds until it spans the engine's look-back (935 s),
     # and re-reads from the middle of the partitions.
     stats = run_featurizer(settings, group, max_idle_s=3, warmup_records=400)
     assert stats.rewinds > 0

@@ -38,7 +38,7 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(kafka_settings, tmp_path):
 
     # A third of the stream is waiting; the rest arrives while the featurizer runs. Small batches
     # and a short first warm-up guess, so the restart has to rewind to span the engine's
-    # look-back (335 s), and re-reads from the middle of the partitions.
+    # look-back (935 s), and re-reads from the middle of the partitions.
     first = len(records) // 3
     produce(settings, records[:first])
     options = ("--batch-size", "50", "--warmup-records", "200")

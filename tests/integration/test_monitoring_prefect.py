@@ -1,5 +1,6 @@
-"""The scheduled ``monitor`` deployment on a real Prefect server and process worker: a drifted
-check starts train, validate and promote through their deployments, and says why."""
+"""The scheduled ``monitor`` deployment on the session's Prefect server and a process worker of
+this test: a drifted check starts train, validate and promote through their deployments, and says
+why."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 from monitoring_support import WILD_MARKET, model_store_settings, train_champion
+from session_services import PREFECT_POOL
 
 from monitoring import report_store
 from tasks.io import registry
-from tasks.io.broker import free_port
 from tasks.sim.writer import write_recordings
-from tasks.stack.servers import PROJECT_DIR, start_prefect_server, start_prefect_worker
+from tasks.stack.servers import PROJECT_DIR, start_prefect_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -43,18 +44,17 @@ def _prefect(env: dict, *args: str) -> str:
     return proc.stdout
 
 
-def test_drift_starts_retraining_through_the_deployments(broker_address, tmp_path):
+def test_drift_starts_retraining_through_the_deployments(broker_address, prefect_server, tmp_path):
     train_data, wild = tmp_path / "train", tmp_path / "wild"
     write_recordings(train_data, ("BTC-USD",), seed=3, minutes=90)
     write_recordings(wild, ("BTC-USD",), seed=5, minutes=90, params=WILD_MARKET)
     settings = model_store_settings(tmp_path)
     first = train_champion(settings, [str(train_data)])
 
-    server = start_prefect_server(tmp_path / "prefect", free_port())
     suffix = uuid.uuid4().hex[:8]
     env = {
         **os.environ,
-        **server.env,
+        **prefect_server.env,
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "CRYPTOVOL_DATA_DIR": str(settings.data_dir),
         "CRYPTOVOL_PUSHGATEWAY_URL": "",
@@ -67,10 +67,9 @@ def test_drift_starts_retraining_through_the_deployments(broker_address, tmp_pat
     }
     worker = None
     try:
-        _prefect(env, "work-pool", "create", "cryptovol", "--type", "process")
         names = ("monitor", "train", "validate", "promote")
         _prefect(env, "--no-prompt", "deploy", *[a for n in names for a in ("--name", n)])
-        worker = start_prefect_worker("cryptovol", env, tmp_path / "worker.log")
+        worker = start_prefect_worker(PREFECT_POOL, env, tmp_path / "worker.log")
         out = _prefect(
             env,
             "deployment",
@@ -88,9 +87,8 @@ def test_drift_starts_retraining_through_the_deployments(broker_address, tmp_pat
         )
         assert "Completed" in out, out
     finally:
-        for service in (worker, server):
-            if service is not None:
-                service.stop()
+        if worker is not None:
+            worker.stop()
 
     history = report_store.read_history(report_store.drift_dir(settings.reports_dir))
     assert len(history) == 1

@@ -1,7 +1,8 @@
 """The user's daily loop, exactly as the README gives it, on real servers over loopback.
 
-A real Prefect server and process worker run the deployments of ``prefect.yaml``; a real
-``mlflow server`` (SQLite + proxied artifacts) holds the registry, reached over REST.
+The session's Prefect server (with the ``cryptovol`` work pool) and a process worker of this
+module run the deployments of ``prefect.yaml``; the session's ``mlflow server`` (SQLite + proxied
+artifacts) holds the registry, reached over REST, under a model name of this module's own.
 train -> challenger; validate + promote -> champion; a shuffled-labels challenger is refused;
 a forced promotion of it is rolled back by ``cryptovol rollback``.
 """
@@ -15,59 +16,41 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from session_services import PREFECT_POOL
 
-from tasks.io.broker import free_port
 from tasks.sim.writer import write_recordings
-from tasks.stack.servers import (
-    PROJECT_DIR,
-    start_mlflow_server,
-    start_prefect_server,
-    start_prefect_worker,
-)
+from tasks.stack.servers import PROJECT_DIR, start_prefect_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-MODEL = "volatility-spike"
+MODEL = "volatility-spike-deployments"  # this module's name on the session's MLflow server
 # Whether a model beats persistence on 80 simulated minutes depends on the seed; the gates'
 # thresholds are tested elsewhere, so the first promotion needs only a scored, passing decision.
 LENIENT_GATES = {"baseline_gain": -1.0, "max_ece": 1.0, "max_rate_ratio": 1e9, "min_positives": 1}
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(mlflow_server, prefect_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("stack")
     recordings = root / "recordings"
     write_recordings(recordings, products=("BTC-USD", "ETH-USD"), seed=3, minutes=80)
-    mlflow_server = start_mlflow_server(root / "mlflow", free_port())
-    prefect_server = start_prefect_server(root / "prefect", free_port())
     env = {
         **os.environ,
         **prefect_server.env,
         "MLFLOW_TRACKING_URI": mlflow_server.url,
+        "CRYPTOVOL_REGISTERED_MODEL": MODEL,
         "CRYPTOVOL_DATA_DIR": str(root / "data"),
         "PWD": str(PROJECT_DIR),
         "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick up a new run at once, not within 10 s
     }
-    worker = None
+    _prefect(
+        env, "--no-prompt", "deploy", "--name", "train", "--name", "validate", "--name", "promote"
+    )
+    worker = start_prefect_worker(PREFECT_POOL, env, root / "worker.log")
     try:
-        _prefect(env, "work-pool", "create", "cryptovol", "--type", "process")
-        _prefect(
-            env,
-            "--no-prompt",
-            "deploy",
-            "--name",
-            "train",
-            "--name",
-            "validate",
-            "--name",
-            "promote",
-        )
-        worker = start_prefect_worker("cryptovol", env, root / "worker.log")
         yield {"env": env, "recordings": str(recordings), "mlflow": mlflow_server.url}
     finally:
-        for service in (worker, prefect_server, mlflow_server):
-            if service is not None:
-                service.stop()
+        worker.stop()
 
 
 def _prefect(env: dict, *args: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -150,3 +151,28 @@ def test_replay_command_prints_a_summary(kafka_settings, tmp_path):
     assert summary["tickers"] == len(_ticks(path)) > 0
     assert summary["undelivered"] == 0
     assert set(summary) >= {"messages", "skipped", "products", "first", "last", "messages_per_s"}
+
+
+def test_a_record_over_the_message_size_is_counted_and_the_rest_is_sent(
+    kafka_settings, tmp_path, caplog
+):
+    lines = _generated_lines(minutes=1)
+    at = next(i for i, line in enumerate(lines) if '"channel":"ticker"' in line) + 5
+    while '"channel":"ticker"' not in lines[at]:
+        at += 1
+    huge = json.loads(lines[at])
+    huge["events"][0]["tickers"][0]["note"] = "x" * 1_200_000  # over librdkafka's 1 MB limit
+    big = [*lines[:at], json.dumps(huge, separators=(",", ":")), *lines[at + 1 :]]
+    path = tmp_path / "big.ndjson"
+    path.write_text("\n".join(big) + "\n")
+    clean = tmp_path / "clean.ndjson"
+    clean.write_text("\n".join(lines[:at] + lines[at + 1 :]) + "\n")
+
+    with caplog.at_level(logging.ERROR):
+        stats = run_replay(kafka_settings, [path], speed=None)  # before: MSG_SIZE_TOO_LARGE
+    assert stats.too_large == 1 and stats.undelivered == 1
+    assert any(f"{path}:{at + 1}" in r.getMessage() for r in caplog.records)
+    expected = _ticks(clean)
+    assert stats.delivered == len(expected)
+    records = read_raw_ticks(kafka_settings, kafka_settings.raw_topic, expected=len(expected))
+    assert sorted(_content(r) for _, r in records) == sorted(_content(t) for t in expected)

@@ -12,7 +12,7 @@ import uuid
 
 import numpy as np
 import pytest
-from featurize_support import read_topic, write_recording
+from featurize_support import feature_values, read_topic
 from prometheus_client import CollectorRegistry
 
 from data_contracts.predictions import PREDICTION_COLUMNS, predictions_frame
@@ -22,7 +22,6 @@ from tasks.io import model_store, registry
 from tasks.io.kafka import ensure_topics, make_producer
 from tasks.services.scorer import ScorerMetrics, run_scorer, scorer_topics
 from tasks.settings import Settings
-from tasks.stages.backfill import batch_features
 
 pytestmark = pytest.mark.integration
 
@@ -44,15 +43,6 @@ def settings(broker_address, store, tmp_path) -> Settings:
         data_dir=tmp_path / "data",
         mlflow_tracking_uri=store,
     )
-
-
-def feature_values(tmp_path) -> list[bytes]:
-    """``ticks.features`` records of a generated recording, as the featurizer writes them."""
-    path = write_recording(tmp_path / "rec.ndjson.gz", ticks=800, seconds=400, seed=11)
-    return [
-        json.dumps(row.to_record(), separators=(",", ":"), allow_nan=False).encode()
-        for row in batch_features([path])
-    ]
 
 
 def produce(settings: Settings, values: list[tuple[bytes | None, bytes]]) -> None:
@@ -160,3 +150,30 @@ def test_baseline_variant_and_missing_values(settings, tmp_path):
     (prediction,) = [json.loads(m.value()) for m in messages]
     assert prediction["model_name"] == "volatility-spike-baseline"
     assert prediction["model_variant"] == "baseline" and math.isfinite(prediction["score"])
+
+
+def test_a_record_that_breaks_the_parse_step_is_parked_and_never_seen_again(settings, tmp_path):
+    good = feature_values(tmp_path)[:50]
+    first = json.loads(good[0])
+    poison = {
+        "deep": b'{"features":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        "400 digits": json.dumps(
+            {**first, "features": {**first["features"], "ret_std": 10**400}}
+        ).encode(),
+    }
+    values = [(b"BTC-USD", v) for v in good[:20]]
+    values += [(b"BTC-USD", v) for v in poison.values()]
+    values += [(b"BTC-USD", v) for v in good[20:]]
+    produce(settings, values)
+
+    # before: the parse step raised out of the scorer, the offset was never committed, and every
+    # restart crashed on the same record
+    stats = run_scorer(settings, "scorer-poison", max_idle_s=1.5, batch_size=10)
+    assert stats.features_in == len(values)
+    assert stats.predictions_out == len(good) and stats.dlq == len(poison)
+    letters = read_topic(settings, settings.features_dlq_topic, done=lambda m: len(m) >= 2)
+    assert {m.value() for m in letters} == set(poison.values())
+    for m in letters:
+        assert dict(m.headers())["error"]  # the reason, whatever the parse step called it
+    again = run_scorer(settings, "scorer-poison", max_idle_s=1.5)
+    assert again.features_in == 0 and again.dlq == 0

@@ -11,7 +11,7 @@ import pytest
 from serving_support import EXAMPLE_ROW, POLL_S, Load, get, metrics, predict, sample, wait_for
 
 from bentos.schema import MAX_ROWS
-from tasks.core.features import FEATURE_NAMES
+from tasks.core.features import FEATURE_NAMES, FEATURE_SET_VERSION
 from tasks.core.predictions import SCORE_BUCKETS, feature_array
 from tasks.io import model_store, registry
 
@@ -37,7 +37,8 @@ def test_health_version_and_features(bento, serving_stack):
     client = registry.connect(serving_stack.settings)
     tags = registry.version_tags(client, version["model"], version["version"])
     # the selection may serve a baseline when the candidate does not beat it on this short data
-    assert version["model_kind"] == tags["model_kind"] and version["feature_set_version"] == "fs1"
+    assert version["model_kind"] == tags["model_kind"]
+    assert version["feature_set_version"] == FEATURE_SET_VERSION
     assert version["label"]["tau"] > 0 and 0 < version["threshold"] < 1
     assert version["sha"] and version["model_git_sha"]
 

@@ -1,13 +1,15 @@
-"""Backfill never loses what it wrote before (issue 9, case 5).
+"""Backfill never loses what it wrote before (issue 9, case 5), and a run lands whole (issue 15,
+case 4).
 
 Before, a run with no usable tick replaced its output with an empty file, a failing write left a
-half-written one, and a partitioned store lost whole product/date partitions to the next
-recording of the same day.
+half-written one, a partitioned store lost whole product/date partitions to the next recording of
+the same day, and a run that failed on its second day (disk full) left its first day merged.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -17,9 +19,11 @@ import pytest
 from tasks.cli import main as cli
 from tasks.core.timeutil import format_ts
 from tasks.io.feature_store import load_dataset
+from tasks.io.files import WriteError
 from tasks.stages.backfill import NoRows, backfill
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
+DAY = 86_400.0
 
 
 def _recording(path: Path, start: float, minutes: float = 8, products=("BTC-USD",)) -> Path:
@@ -91,7 +95,7 @@ def test_a_failed_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(pq, "write_table", write_half_then_fail)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(WriteError, match=f"cannot write {out}: disk full"):
         backfill([_recording(tmp_path / "b.ndjson", T0 + 3600)], out)
     pd.testing.assert_frame_equal(pd.read_parquet(out), before)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
@@ -127,3 +131,60 @@ def test_help_says_how_the_output_is_written(capsys):
         cli(["backfill", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "merged by record id" in text and "(replaced)" in text and "atomically" in text
+
+
+def _days_of(frame: pd.DataFrame, source: str) -> set[str]:
+    return set(frame.loc[frame["source"] == source, "ts"].dt.strftime("%Y-%m-%d"))
+
+
+def _hidden(store: Path) -> list[str]:
+    return sorted(p.name for p in store.iterdir() if p.name.startswith("."))
+
+
+def test_a_run_that_fills_the_disk_on_its_second_day_lands_no_partition(tmp_path, small_disk):
+    store = small_disk.path / "store"
+    backfill([_recording(tmp_path / "day2.ndjson", T0 + DAY + 3600, minutes=60)], store)
+    backfill([_recording(tmp_path / "day1.ndjson", T0 + 12 * 3600, minutes=2)], store)
+    before = load_dataset(store)
+    midnight = _recording(tmp_path / "midnight.ndjson", T0 + DAY - 120, minutes=4)
+    # Room for the new rows and the small first day merged, not for the large second day
+    # (measured: 140-260 KiB left made the old code merge the first day and fail on the second).
+    small_disk.fill(leave_bytes=200 * 1024)
+
+    with pytest.raises(WriteError, match=f"cannot write {store}: No space left on device"):
+        backfill([midnight], store)
+    pd.testing.assert_frame_equal(load_dataset(store), before)
+    assert _hidden(store) == [".write.lock"]  # the run's staging is gone
+
+    (small_disk.path / ".ballast").unlink()  # room again: the same run lands, both days
+    stats = backfill([midnight], store)
+    after = load_dataset(store)
+    assert _days_of(after, midnight.name) == {"2026-01-01", "2026-01-02"}
+    assert len(after) == len(before) + stats.rows
+
+
+def test_a_commit_cut_off_after_its_journal_is_finished_by_the_next_reader(tmp_path, monkeypatch):
+    store = tmp_path / "store"
+    backfill([_recording(tmp_path / "day1.ndjson", T0 + 12 * 3600, minutes=2)], store)
+    before = load_dataset(store)
+    midnight = _recording(tmp_path / "midnight.ndjson", T0 + DAY - 120, minutes=4)
+    real_replace = os.replace
+    moved: list[str] = []
+
+    def die_on_the_second_partition(src, dst):
+        if Path(dst).name == "part-0.parquet":
+            moved.append(str(dst))
+            if len(moved) == 2:
+                raise OSError("killed mid-commit")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", die_on_the_second_partition)
+    with pytest.raises(WriteError, match="killed mid-commit"):
+        backfill([midnight], store)
+    monkeypatch.undo()
+    assert ".commit.json" in _hidden(store)  # committed: the journal says what is left to do
+
+    after = load_dataset(store)  # the reader finishes the run before it reads
+    assert _days_of(after, midnight.name) == {"2026-01-01", "2026-01-02"}
+    assert len(after) > len(before)
+    assert _hidden(store) == [".write.lock"]

@@ -1,7 +1,8 @@
-"""Bad command-line input gets one clear line and a non-zero exit, never a traceback (issue 9).
+"""Bad command-line input gets one clear line and a non-zero exit, never a traceback (issues 9
+and 15): exit 2 for a usage error, 1 for a failure (a full disk, a read-only data dir).
 
 Commands run in process through the console script's entry point; none of these needs a broker
-or a server: each is refused before anything is started.
+or a server: each is refused before anything is started, or fails writing to a small tmpfs.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -70,6 +72,10 @@ def run(argv: list[str], capsys, caplog) -> tuple[int, str]:
         (["featurize", "--batch-size", "-5"], "at least 1"),
         (["capture", "--url", "nowhere", "--minutes", "1"], "not a ws:// or wss:// URL"),
         (["backfill", "--max-gap-s", "nan"], "finite number"),
+        (["score", "--metrics-port", "70000"], "port is 1-65535"),
+        (["score", "--max-idle-seconds", "-1"], "finite number above 0"),
+        (["score", "--batch-size", "0"], "at least 1"),
+        (["drift", "--minutes", "0"], "finite number above 0"),
     ],
 )
 def test_arguments_out_of_range_are_refused_by_name(argv, said, capsys, caplog):
@@ -146,3 +152,123 @@ def test_a_poison_line_is_a_counted_bad_line_for_backfill_and_validate_data(
     code, text = run(["backfill", str(path), "--out", str(out), "--skip-contracts"], capsys, caplog)
     assert code == 0 and out.exists()
     assert '"bad_lines": 1' in text
+
+
+@pytest.fixture
+def simulated(tmp_path) -> Path:
+    """Ten simulated minutes of two products, as recordings."""
+    out = tmp_path / "sim"
+    assert main(["simulate", "--minutes", "10", "--out", str(out)]) == 0
+    return out
+
+
+def _no_traceback(text: str) -> None:
+    assert "Traceback" not in text
+
+
+@pytest.mark.parametrize(
+    ("out", "said"),
+    [
+        ("afile", "afile is a file, not a folder"),
+        ("afile/out.parquet", "afile is a file, not a folder"),
+        ("folder.parquet", "folder.parquet is a directory, not a file"),
+    ],
+)
+def test_backfill_out_that_cannot_be_written_is_named(
+    out, said, recording, tmp_path, capsys, caplog
+):
+    (tmp_path / "afile").write_text("keep me")
+    (tmp_path / "folder.parquet").mkdir()
+    target = tmp_path / out
+    code, text = run(["backfill", str(recording), "--out", str(target)], capsys, caplog)
+    assert code == 2
+    assert f"--out {target}: {tmp_path / said}" in text
+    _no_traceback(text)
+    assert (tmp_path / "afile").read_text() == "keep me"
+    assert list((tmp_path / "folder.parquet").iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_data_that_is_not_parquet(command, tmp_path, capsys, caplog):
+    junk = tmp_path / "junk.parquet"
+    junk.write_text("not parquet")
+    code, text = run([command, "--data", str(junk)], capsys, caplog)
+    assert code == 2
+    assert f"{junk} is neither a Parquet file nor a recording" in text
+    _no_traceback(text)
+
+
+def test_drift_on_a_missing_path(tmp_path, capsys, caplog):
+    missing = tmp_path / "nowhere"
+    code, text = run(["drift", "--current", str(missing)], capsys, caplog)
+    assert code == 2 and f"no such data: {missing}" in text
+
+
+def test_drift_against_a_model_that_does_not_exist(recording, capsys, caplog):
+    argv = ["drift", "--current", str(recording), "--model-uri", "models:/nope/1", "--no-push"]
+    code, text = run(argv, capsys, caplog)
+    assert code == 2
+    assert "no model at models:/nope/1" in text
+    _no_traceback(text)
+
+
+def _on(disk, monkeypatch) -> Path:
+    data = disk.path / "data"
+    monkeypatch.setenv("CRYPTOVOL_DATA_DIR", str(data))
+    get_settings.cache_clear()
+    return data
+
+
+def _hidden_leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob(".*") if p.name != ".write.lock" and p.name != ".ballast"]
+
+
+def _argv(command: str, simulated: Path) -> list[str]:
+    """``command`` on the simulated recordings, writing into the data dir."""
+    if command == "backfill":
+        return ["backfill", str(simulated), "--skip-contracts"]
+    if command == "train":
+        return ["train", "--data", str(simulated), "--skip-contracts"]
+    features = simulated.parent / "features.parquet"  # off the small disk
+    assert main(["backfill", str(simulated), "--out", str(features), "--skip-contracts"]) == 0
+    return ["drift", "--current", str(features), "--reference", str(features), "--no-push"]
+
+
+@pytest.mark.parametrize(
+    ("command", "target"), [("backfill", "features"), ("train", "cache/backfill/")]
+)
+def test_a_full_disk(command, target, simulated, small_disk, monkeypatch, capsys, caplog):
+    data = _on(small_disk, monkeypatch)
+    small_disk.fill(leave_bytes=64 * 1024)
+    code, text = run(_argv(command, simulated), capsys, caplog)
+    assert code == 1
+    assert f"cannot write {data / target}" in text and "No space left on device" in text
+    _no_traceback(text)
+    assert _hidden_leftovers(small_disk.path) == []
+    assert list(data.rglob("*.parquet")) == []
+
+
+@pytest.mark.parametrize("command", ["backfill", "train", "drift"])
+def test_a_read_only_data_dir(command, simulated, small_disk, monkeypatch, capsys, caplog):
+    data = _on(small_disk, monkeypatch)
+    argv = _argv(command, simulated)
+    small_disk.read_only()
+    code, text = run(argv, capsys, caplog)
+    assert code == 1
+    assert f"{data}" in text and "Read-only file system" in text
+    _no_traceback(text)
+
+
+@pytest.mark.slow  # an Evidently report and a local MLflow store: about 50 s here
+def test_drift_on_a_full_disk_leaves_no_partial_report(
+    simulated, small_disk, monkeypatch, capsys, caplog
+):
+    data = _on(small_disk, monkeypatch)
+    argv = _argv("drift", simulated)
+    small_disk.fill(leave_bytes=1024 * 1024)  # room for MLflow's store, not for Evidently's viewer
+    code, text = run([*argv, "--no-live"], capsys, caplog)
+    assert code == 1
+    assert f"cannot write {data / 'reports' / 'drift'}/" in text
+    assert "No space left on device" in text
+    _no_traceback(text)
+    assert [p for p in small_disk.path.rglob("*.partial")] == []

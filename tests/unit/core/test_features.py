@@ -17,6 +17,8 @@ import tasks.core.features as features_module
 from tasks.core.features import (
     FEATURE_NAMES,
     FEATURE_SET_VERSION,
+    REGIME_SHORT_WINDOWS_S,
+    REGIME_WINDOW_S,
     WINDOWS_S,
     EngineConfig,
     FeatureEngine,
@@ -179,6 +181,15 @@ class NaiveReference:
             ok = v_long > 0 and not math.isnan(v_short)
             ratio = (v_short / math.sqrt(short)) / (v_long / math.sqrt(300)) if ok else NAN
             out[f"vol_ratio_{short}_300"] = ratio
+        regime = seg[bisect.bisect_right(times, t - REGIME_WINDOW_S) :]
+        covered = REGIME_WINDOW_S if times[0] <= t - REGIME_WINDOW_S else t - times[0]
+        spreads = [x[2] for x in regime if not math.isnan(x[2])]
+        level_spread = sum(spreads) / len(spreads) if spreads else NAN
+        for w in REGIME_SHORT_WINDOWS_S:
+            rate = out[f"tick_intensity_{w}"] / (len(regime) / covered) if covered >= w else NAN
+            out[f"tick_intensity_ratio_{w}_{REGIME_WINDOW_S}"] = rate
+            spread = out[f"spread_bps_mean_{w}"] / level_spread if level_spread > 0 else NAN
+            out[f"spread_bps_ratio_{w}_{REGIME_WINDOW_S}"] = spread
         return out
 
 
@@ -293,7 +304,8 @@ def test_duplicates_are_ignored_and_a_new_source_is_a_new_sequence_space():
 def test_one_absurd_sequence_number_costs_that_tick_alone(absurd):
     """Issue 15, item 1: a sequence number of 10^15 in a file counting from 0 made every later
     tick of the product a "duplicate" (the ~500 that followed were dropped without a word)."""
-    clean = [make_tick(T0 + 0.5 * i, 100.0 + 0.01 * i, seq=i) for i in range(800)]
+    span = 2 * (REGIME_WINDOW_S + 2) + 200  # ticks, 2 a second: past the longest window
+    clean = [make_tick(T0 + 0.5 * i, 100.0 + 0.01 * i, seq=i) for i in range(span)]
     poisoned = list(clean)
     poisoned[100] = make_tick(T0 + 50.0, 101.0, seq=absurd)
     want = FeatureEngine()
@@ -301,11 +313,15 @@ def test_one_absurd_sequence_number_costs_that_tick_alone(absurd):
     engine = FeatureEngine()
     rows = [engine.process(t) for t in poisoned]
     assert rows[100] is None
-    assert engine.stats.as_dict() == {**want.stats.as_dict(), "processed": 799, "sequence_jumps": 1}
-    # every other tick gives its row; once the windows forget the missing tick (300 s and the
-    # second of the 1-s grid after it), the very same bits as the clean run
+    assert engine.stats.as_dict() == {
+        **want.stats.as_dict(),
+        "processed": span - 1,
+        "sequence_jumps": 1,
+    }
+    # every other tick gives its row; once the windows forget the missing tick (the longest
+    # window and the second of the 1-s grid after it), the very same bits as the clean run
     assert all(row is not None for i, row in enumerate(rows) if i != 100)
-    forgotten = 100 + 2 * 302
+    forgotten = 100 + 2 * (REGIME_WINDOW_S + 2)
     assert all(same_row(a, b) for a, b in zip(rows[forgotten:], expected[forgotten:], strict=True))
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram
 
 from tasks.core.feature_catalog import catalog, describe
-from tasks.core.features import FEATURE_NAMES, FeatureRow
+from tasks.core.features import FEATURE_NAMES, FEATURE_SET_VERSION, FeatureRow
 from tasks.core.predictions import (
     SCORE_BUCKETS,
     FeatureRecordError,
@@ -48,7 +48,7 @@ def test_a_feature_record_round_trips():
     record = parse_feature_record(feature_bytes())
     assert (record.record_id, record.product_id) == ("BTC-USD|f.ndjson|7|0", "BTC-USD")
     assert record.ts == "2026-01-01T00:00:00.250000Z" and record.event_ts == 1767225600.25
-    assert record.feature_set_version == "fs1"
+    assert record.feature_set_version == FEATURE_SET_VERSION
     X, missing = feature_array([record.features], FEATURE_NAMES)
     assert missing == [[n for i, n in enumerate(FEATURE_NAMES) if i % 3 == 0]]
     assert X[0][1] == 1.0

@@ -1,4 +1,5 @@
-"""Sessions, leave-one-session-out splits, spike bursts and judging by session."""
+"""Sessions and days, leave-one-out splits over either, spike bursts, judging and the worst
+held-out day."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ import pytest
 
 from tasks.core.sessions import (
     SessionPart,
+    day_ids,
     judge_by_session,
     judge_sessions,
+    leave_one_day_out,
     leave_one_session_out,
     session_ids,
     shortfalls,
     spike_episodes,
+    worst_gap,
 )
+from tasks.core.timeutil import parse_ts
 
 T0 = 1.76e9
 
@@ -138,3 +143,69 @@ def test_judge_by_session_cuts_scored_rows_by_gaps():
     judged = judge_by_session(times, y, {"model": y, "persistence": -y, "zscore": y * 0})
     assert [s["session"] for s in judged["sessions"]] == [0, 1, 2]
     assert judged["pooled"]["pr_auc"]["model"] == 1.0
+
+
+def _at(iso: str, seconds: float) -> np.ndarray:
+    """One row per second for ``seconds`` from ``iso`` (UTC)."""
+    return parse_ts(iso) + np.arange(float(seconds))
+
+
+def test_days_are_utc_dates_and_a_session_past_midnight_stays_on_its_first_day():
+    times = np.concatenate(
+        [
+            _at("2025-11-13T18:36:00Z", 60),
+            _at("2025-11-13T23:59:30Z", 120),  # runs into Nov 14
+            _at("2025-12-01T05:01:00Z", 600),
+            _at("2025-12-01T21:44:00Z", 600),  # another session, the same day
+        ]
+    )
+    shuffled = np.random.default_rng(1).permutation(len(times))
+    ids, names = day_ids(times[shuffled])
+    assert names == ["2025-11-13", "2025-12-01"]
+    in_order = np.empty_like(ids)
+    in_order[shuffled] = ids
+    assert np.array_equal(in_order, np.repeat([0, 1], [180, 1200]))
+    assert day_ids(np.empty(0))[1] == []
+
+
+def test_each_day_is_left_out_once_behind_an_embargo_and_small_days_only_train():
+    times = np.concatenate(
+        [
+            _at("2025-12-05T23:00:00Z", 3000),  # Dec 5, past midnight
+            _at("2025-12-06T00:00:00Z", 3000),  # 10 min after: the same session, Dec 5
+            _at("2025-12-07T10:00:00Z", 100),  # too small to hold out
+            _at("2025-12-08T10:00:00Z", 1000),
+        ]
+    )
+    folds = leave_one_day_out(times, embargo_s=360, min_rows=120)
+    assert [f.session for f in folds] == ["2025-12-05", "2025-12-08"]
+    assert len(folds[0].test) == 6000 and len(folds[1].test) == 1000
+    for fold in folds:
+        trained = times[fold.train]
+        assert np.all((trained < fold.start - 360) | (trained > fold.end + 360))
+    assert all(
+        set(
+            np.flatnonzero(
+                (times > parse_ts("2025-12-07T00:00:00Z"))
+                & (times < parse_ts("2025-12-08T00:00:00Z"))
+            )
+        )
+        <= set(f.train)
+        for f in folds
+    )
+    assert leave_one_day_out(times[:6000]) == []  # one day: nothing to carry over to
+
+
+def test_the_worst_day_is_judged_only_where_there_are_enough_spikes():
+    judged = {
+        "sessions": [
+            {"enough": True, "degenerate": False, "pr_auc": {"m": 0.6, "persistence": 0.5}},
+            {"enough": True, "degenerate": False, "pr_auc": {"m": 0.3, "persistence": 0.5}},
+            {"enough": False, "degenerate": False, "pr_auc": {"m": 0.0, "persistence": 0.9}},
+        ],
+        "pooled": {"degenerate": False, "pr_auc": {"m": 0.7, "persistence": 0.6}},
+    }
+    assert worst_gap(judged, "m") == pytest.approx(-0.2)
+    for day in judged["sessions"]:
+        day["enough"] = False
+    assert worst_gap(judged, "m") == pytest.approx(0.1), "no day to judge: the pooled gap"

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
+import pytest
+
 from tasks.core.messages import parse_envelope
-from tasks.io.archive import CONTROL_KEY, MULTI_KEY, ArchiveWriter, archive_key
+from tasks.io.archive import (
+    CONTROL_KEY,
+    MULTI_KEY,
+    ArchiveWriteError,
+    ArchiveWriter,
+    archive_key,
+)
 from tasks.io.recordings import BadLine, expand_inputs, read_envelopes, source_name
 
 HOUR = 1767225600.0  # 2026-01-01T00:00:00Z
@@ -126,3 +135,34 @@ def test_close_source_finishes_only_that_connection(tmp_path):
     archive.close()
     assert len(gzip.decompress(second.read_bytes()).splitlines()) == 2
     assert len(archive.stats.files) == 2
+
+
+def test_a_full_disk_raises_naming_the_file_and_counts_only_lines_that_reached_it(small_disk):
+    """Before, the OSError escaped as a network-looking error and every line written to the
+    compressor counted, on disk or not."""
+    archive = ArchiveWriter(small_disk.path / "archive", flush_every_s=3600)
+    for seq in range(10):
+        archive.write(_ticker(seq, "BTC-USD"), "BTC-USD", "run-1", HOUR)
+    archive.flush()
+    small_disk.fill()
+    flushed = 10
+    with pytest.raises(ArchiveWriteError, match="No space left on device") as failure:
+        while flushed < 100_000:
+            archive.write(os.urandom(2000).hex(), "BTC-USD", "run-1", HOUR)  # incompressible
+            archive.flush()
+            flushed += 1
+    assert not isinstance(failure.value, OSError)  # not to be retried as a connection error
+    (path,) = archive.stats.files
+    assert str(failure.value).startswith(f"cannot write the raw archive at {path}: ")
+    with pytest.raises(ArchiveWriteError):
+        archive.close()  # the gzip trailer does not fit either
+    assert archive.stats.lines == flushed  # not the line whose flush failed
+    items = list(read_envelopes([path]))
+    assert [i.envelope.sequence_num for i in items[:10]] == list(range(10))
+    assert len(items) >= flushed  # each counted line is in the file (the rest: bad lines)
+
+
+def test_an_archive_under_a_file_is_refused_by_name(tmp_path):
+    (tmp_path / "data").write_text("a file")
+    with pytest.raises(ArchiveWriteError, match="Not a directory"):
+        ArchiveWriter(tmp_path / "data" / "archive").prepare()

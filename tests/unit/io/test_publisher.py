@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from confluent_kafka import KafkaError
+
 from tasks.core.messages import RawTick
 from tasks.io.publisher import TickPublisher
 
 
 class _Error:
-    def __init__(self, fatal: bool = False) -> None:
+    def __init__(self, fatal: bool = False, code: int | None = None) -> None:
         self._fatal = fatal
+        self._code = code
 
     def fatal(self) -> bool:
         return self._fatal
+
+    def code(self) -> int | None:
+        return self._code
 
     def __str__(self) -> str:
         return "broker said no"
@@ -105,3 +111,13 @@ def test_a_full_local_queue_waits_instead_of_dropping():
     publisher.publish(_tick(0))
     assert publisher.flush(1) == 0
     assert publisher.stats.delivered == 1
+
+
+def test_a_record_the_broker_refuses_as_too_large_is_counted_once_and_not_sent_again():
+    producer = FakeProducer([_Error(code=KafkaError.MSG_SIZE_TOO_LARGE), None])
+    publisher = TickPublisher(producer, "t")
+    publisher.publish(_tick(0), where="rec.ndjson:7")
+    publisher.publish(_tick(1))
+    assert publisher.flush(1) == 1
+    assert publisher.stats.refused == 1 and publisher.stats.delivered == 1
+    assert publisher.stats.retried == 0 and len(producer.produced) == 2

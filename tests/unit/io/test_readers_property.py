@@ -7,7 +7,7 @@ Hypothesis feeds arbitrary JSON values (shaped like the real messages or not), a
 and very deep nesting to the three kinds of reader:
 
 - recordings (replay, backfill and the raw contract read them through :mod:`tasks.io.recordings`);
-- ``ticks.raw`` records (the featurizer's :class:`~tasks.services.featurizer.RecordHandler`);
+- ``ticks.raw`` records (the featurizer's :class:`~tasks.services.featurizer.TickHandler`);
 - exchange messages (the client's ``_accept``, then capture's produce loop).
 """
 
@@ -26,11 +26,12 @@ from hypothesis import strategies as st
 from data_contracts.frames import read_raw_batch
 from tasks.core.features import FeatureEngine
 from tasks.io.archive import ArchiveWriter
+from tasks.io.consumer_loop import dead_letter, rejection
 from tasks.io.exchange_client import INVALID_CHANNEL, AdvancedTradeClient, _Session
 from tasks.io.publisher import TickPublisher
 from tasks.io.recordings import BadLine, RecordedEnvelope, read_envelopes, read_ticks
 from tasks.services.capture import _Capture
-from tasks.services.featurizer import FeaturizeMetrics, FeaturizeStats, RecordHandler
+from tasks.services.featurizer import FeaturizeMetrics, FeaturizeStats, TickHandler, _Partition
 from tasks.settings import Settings
 from tasks.stages.backfill import BackfillStats, load_ticks
 
@@ -183,20 +184,22 @@ raw_values = st.one_of(
 @given(values=st.lists(raw_values, min_size=1, max_size=8))
 def test_the_featurizer_takes_any_raw_record(values):
     stats = FeaturizeStats()
-    handler = RecordHandler(Settings(), "g", stats, FeaturizeMetrics())
-    engine = FeatureEngine()
+    handler = TickHandler(Settings(), stats, FeaturizeMetrics())
+    handler.partitions[0] = _Partition(FeatureEngine(), resume_at=0, low=0, start=0, live=True)
     for value in values:
-        outs: list = []
+        msg = _Message(value)
         dropped = stats.duplicates + stats.late_dropped
-        handler.process(_Message(value), engine, time.monotonic(), outs)
-        # a feature record, a dead letter with its reason, or a counted drop: exactly one
+        try:
+            outs = handler.handle(msg, time.monotonic())
+        except Exception as exc:  # what the consumer loop dead-letters, with this reason
+            letter = dead_letter(msg, rejection(exc, handler.bad_input), "dlq", "featurizer", "g")
+            assert dict(letter.headers)["error"] and letter.value == value
+            assert stats.duplicates + stats.late_dropped == dropped
+            continue
+        # a feature record or a counted drop: exactly one
         assert len(outs) + (stats.duplicates + stats.late_dropped - dropped) == 1
         for out in outs:
-            if out.kind == "dlq":
-                headers = dict(out.headers)
-                assert headers["error"] and out.value == value
-            else:
-                assert json.loads(out.value)["features"]
+            assert json.loads(out.value)["features"]
 
 
 class _Producer:
@@ -230,6 +233,7 @@ def test_capture_takes_any_exchange_message(texts):
             received = client._accept(text, session)
             assert math.isfinite(received.clock_offset_s)
             capture.on_message(received)
+        archive.close()  # a line counts once it reached the file
         stats = client.stats
         assert stats.messages == len(texts) == archive.stats.lines  # every message archived
         assert sum(stats.by_channel.values()) == len(texts)  # each a channel, or counted invalid

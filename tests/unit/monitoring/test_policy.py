@@ -77,3 +77,52 @@ def test_few_spikes_or_no_pr_auc_say_nothing_about_the_champion():
     no_spike = {"1h": {"pr_auc": None, "persistence_pr_auc": None, "positives": 0}}
     assert run([check(0.1, live=no_spike) for _ in range(3)]) == [False] * 3
     assert run([check(0.1, live=live(0.4, 0.3)) for _ in range(3)]) == [False] * 3
+
+
+def test_the_champion_below_persistence_for_the_configured_checks_falls_back():
+    policy = RetrainPolicy(checks=2, min_positives=20, fallback_checks=3)
+    history, decisions = [], []
+    for _ in range(3):
+        entry = check(0.1, live=live(0.2, 0.3))
+        decision = decide(history, entry, policy)
+        decisions.append(decision.fallback)
+        history.append({**entry, "retrain": {"triggered": False}})
+    assert decisions == [False, False, True]
+    assert decision.due and decision.fallback_why == (
+        "live PR-AUC below persistence for 3 consecutive checks (1h: 0.200 < 0.300)"
+    )
+
+
+def test_no_fall_back_from_a_fallback_nor_on_the_24h_window_alone():
+    policy = RetrainPolicy(fallback_checks=2)
+    judged_fallback = {
+        **check(0.1, live=live(0.2, 0.3)),
+        "model": {"version": "9", "fallback": True},
+    }
+    history = [{**judged_fallback, "retrain": {"triggered": False}}]
+    assert not decide(history, judged_fallback, policy).fallback
+    only_24h = check(0.1, live={"24h": live(0.2, 0.3)["1h"]})
+    history = [{**only_24h, "retrain": {"triggered": False}}]
+    decision = decide(history, only_24h, policy)
+    assert decision.due and not decision.fallback
+
+
+def tau_flat(span_s: float, why: str = "every matured label is a spike: tau is below ...") -> dict:
+    return {
+        "1h": {
+            "pr_auc": None,
+            "positives": 500,
+            "rows": 500,
+            "span_s": span_s,
+            "tau_degenerate": why,
+        }
+    }
+
+
+def test_tau_separating_nothing_for_an_hour_counts_towards_a_retrain():
+    assert run([check(0.1, live=tau_flat(3500.0)) for _ in range(2)]) == [False, True]
+    history = [{**check(0.1, live=tau_flat(3500.0)), "retrain": {"triggered": False}}]
+    why = decide(history, check(0.1, live=tau_flat(3500.0)), POLICY).why
+    assert why.startswith("the label's tau separated nothing for 2 consecutive checks (1h: every")
+    # ten minutes of one kind of label is a quiet stretch, not a tau gone stale
+    assert run([check(0.1, live=tau_flat(600.0)) for _ in range(3)]) == [False] * 3
