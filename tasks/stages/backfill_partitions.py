@@ -13,7 +13,8 @@ product only, so the work splits by product and, within a product, by UTC day:
    :func:`tasks.stages.backfill.backfill` does, keeps the rows of its own day and stages them in
    a Parquet file of its own (written whole, then renamed).
 4. :func:`publish` numbers the label segments across days (a partition knows its own breaks,
-   not how many came before: a running sum does) and writes every partition into the store.
+   not how many came before: a running sum does) and writes every partition into the store
+   as one run: all of them land or none (:func:`tasks.io.feature_store.write_partitions`).
 
 Why the rows are the same as one process's: the warm-up is :func:`restart_lookback_s` (after
 which an engine started mid-stream gives bit-identical rows) plus the trailing label window; the
@@ -29,7 +30,7 @@ import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -45,7 +46,7 @@ from tasks.core.labels import HORIZON_S, LABEL_MAX_GAP_S, TRAILING_S
 from tasks.core.messages import Tick
 from tasks.core.timeutil import TimestampError, format_ts, parse_ts
 from tasks.io.dask_cluster import dask_client, run_on
-from tasks.io.feature_store import write_dataset
+from tasks.io.feature_store import write_dataset, write_partitions
 from tasks.io.recordings import expand_inputs, open_binary
 from tasks.settings import Settings
 from tasks.stages.backfill import BackfillStats, NoRows, admitted_inputs, load_ticks
@@ -272,16 +273,19 @@ def publish(results: list[PartitionResult], out: str | Path) -> None:
     with their segments numbered across days."""
     offsets = segment_offsets(results)
     staged = sorted((r for r in results if r.staged), key=lambda r: (r.product, r.day))
-    frames = []
-    for result in staged:
-        frame = pq.read_table(result.staged).to_pandas()
-        frame["segment"] += offsets[(result.product, result.day)]
-        if Path(out).suffix == ".parquet":
-            frames.append(frame)
-        else:
-            write_dataset(frame, out)
-    if frames:
-        write_dataset(pd.concat(frames, ignore_index=True), out)
+    if not staged:
+        return
+
+    def frames() -> Iterator[pd.DataFrame]:
+        for result in staged:
+            frame = pq.read_table(result.staged).to_pandas()
+            frame["segment"] += offsets[(result.product, result.day)]
+            yield frame
+
+    if Path(out).suffix == ".parquet":
+        write_dataset(pd.concat(frames(), ignore_index=True), out)
+    else:  # every partition of the run or none, as one process's run
+        write_partitions(frames(), out)
 
 
 def combined_stats(results: list[PartitionResult], files: int, out: str | Path) -> BackfillStats:
