@@ -1,11 +1,16 @@
-"""Prefect flow ``backfill``: the raw archive (or given recordings) -> Parquet features, labels."""
+"""Prefect flow ``backfill``: the raw archive (or given recordings) -> Parquet features, labels.
+
+With ``workers`` (or ``CRYPTOVOL_DASK_ADDRESS`` set) the work runs as Prefect tasks on a Dask
+task runner, one per recording scanned and one per (product, day) partition
+(:mod:`tasks.stages.backfill_partitions`); otherwise as one task, in one process.
+"""
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 
 from tasks.settings import get_settings
-from tasks.stages.backfill import run_backfill
+from tasks.stages.backfill import admitted_inputs, run_backfill
 
 
 @task(name="check-contracts-and-backfill")
@@ -13,12 +18,48 @@ def backfill_task(inputs: list[str] | None, out: str | None) -> dict:
     return run_backfill(get_settings(), inputs, out).as_dict()
 
 
+@task(name="check-contracts")
+def admit_task(inputs: list[str] | None) -> list[str]:
+    return admitted_inputs(get_settings(), inputs)
+
+
+def _run_as_tasks(fn, items) -> list:
+    """Run ``fn`` on every item as Prefect tasks on the flow's task runner."""
+    name = getattr(fn, "func", fn).__name__.replace("_", "-")
+    futures = task(fn, name=name).map(items)
+    return [future.result() for future in futures]
+
+
+@flow(name="backfill-partitions")
+def backfill_partitions(inputs: list[str], out: str) -> dict:
+    from tasks.stages.backfill_partitions import backfill_partitioned
+
+    return backfill_partitioned(inputs, out, run_all=_run_as_tasks).as_dict()
+
+
 @flow(name="backfill")
-def backfill(inputs: list[str] | None = None, out: str | None = None) -> dict:
+def backfill(
+    inputs: list[str] | None = None, out: str | None = None, workers: int | None = None
+) -> dict:
     """Backfill ``inputs`` (default: the raw archive) into ``out`` (default: the feature store).
 
     Recordings that break the raw contract are set aside in the quarantine folder first.
     """
-    stats = backfill_task(inputs, out)  # raises when no recording passes or no row comes out
+    settings = get_settings()
+    if workers or settings.dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        from tasks.io.dask_cluster import local_cluster_options
+
+        runner = (
+            DaskTaskRunner(address=settings.dask_address)
+            if settings.dask_address
+            else DaskTaskRunner(cluster_kwargs=local_cluster_options(workers))
+        )
+        admitted = admit_task(inputs)
+        target = str(out or settings.feature_store_dir)
+        stats = backfill_partitions.with_options(task_runner=runner)(admitted, target)
+    else:
+        stats = backfill_task(inputs, out)  # raises when no recording passes or no row comes out
     get_run_logger().info("backfill summary: %s", stats)
     return stats

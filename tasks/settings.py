@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     # Storage
     data_dir: Path = Path(".cryptovol")
 
+    # The batch side's Dask cluster: a running scheduler's address (tcp://host:8786), or empty
+    # for a local cluster of worker processes started per run (tasks/io/dask_cluster.py)
+    dask_address: str = ""
+
+    # Training reads: up to this many rows per product, a contiguous session of each day (0: no
+    # cap), so a store of many months trains in bounded memory (tasks/core/row_budget.py)
+    train_max_rows_per_product: int = Field(100_000, ge=0)
+
     # Monitoring (monitoring/prometheus/alerts.yml uses the same limits; a test keeps them equal)
     pushgateway_url: str = "http://127.0.0.1:9091"  # empty: figures are not pushed
     drift_share_limit: float = 0.5  # share of drifted features that counts as drift

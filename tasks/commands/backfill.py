@@ -8,7 +8,7 @@ import logging
 import math
 from pathlib import Path
 
-from tasks.commands._args import output_problem
+from tasks.commands._args import output_problem, positive_int
 from tasks.core.features import EngineConfig
 
 log = logging.getLogger("cryptovol.backfill")
@@ -39,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="feature windows restart after a longer gap (default %(default)s)",
     )
     parser.add_argument(
+        "--workers",
+        type=positive_int,
+        help="run by (product, day) partition on a local Dask cluster of this many worker "
+        "processes (or on the cluster CRYPTOVOL_DASK_ADDRESS names); the rows are the same",
+    )
+    parser.add_argument(
         "--skip-contracts",
         action="store_true",
         help="backfill without checking the recordings against the raw contract (says so)",
@@ -57,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from tasks.io.files import WriteError
     from tasks.settings import get_settings
     from tasks.stages.backfill import NoRows, run_backfill
+    from tasks.stages.backfill_partitions import run_backfill_partitioned
 
     if args.out is not None:
         out = Path(args.out)
@@ -67,14 +74,26 @@ def run(args: argparse.Namespace) -> int:
     config = EngineConfig(late_tolerance_s=args.late_tolerance_s, max_gap_s=args.max_gap_s)
     if args.skip_contracts:
         print("data contracts skipped (--skip-contracts): the recordings are not checked")
+    settings = get_settings()
+    on_dask = bool(args.workers or settings.dask_address)
     try:
-        stats = run_backfill(
-            get_settings(),
-            args.inputs or None,
-            args.out,
-            config,
-            check_contracts=not args.skip_contracts,
-        )
+        if on_dask:
+            stats = run_backfill_partitioned(
+                settings,
+                args.inputs or None,
+                args.out,
+                config,
+                check_contracts=not args.skip_contracts,
+                workers=args.workers,
+            )
+        else:
+            stats = run_backfill(
+                settings,
+                args.inputs or None,
+                args.out,
+                config,
+                check_contracts=not args.skip_contracts,
+            )
     except (FileNotFoundError, NothingAdmitted) as exc:
         log.error("%s", exc)
         return 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,11 @@ BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     parser.add_argument("--json", action="store_true", help="print one JSON object of all figures")
+    parser.add_argument(
+        "--args",
+        default="",
+        help="arguments for the named scripts, e.g. bench scale --args '--products 4 --days 2'",
+    )
 
 
 def available() -> dict[str, Path]:
@@ -37,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     for name in args.names or list(scripts):
         if not args.json:
             print(f"== {name}", flush=True)
-        returncode, stdout, stderr, peak_rss_mb = _run_measured(scripts[name])
+        returncode, stdout, stderr, peak_rss_mb = _run_measured(
+            scripts[name], shlex.split(args.args)
+        )
         figures = _last_json_object(stdout) if returncode == 0 else None
         if figures is None:
             failed = True
@@ -51,11 +59,11 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _run_measured(script: Path) -> tuple[int, str, str, float]:
+def _run_measured(script: Path, extra: list[str]) -> tuple[int, str, str, float]:
     """Run a script; its exit code, stdout, stderr and peak resident memory (MiB, from wait4)."""
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(
-            [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=err, text=True
+            [sys.executable, str(script), *extra], stdout=subprocess.PIPE, stderr=err, text=True
         )
         stdout = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)

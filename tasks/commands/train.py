@@ -41,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int)
     parser.add_argument(
+        "--max-rows-per-product",
+        type=_row_budget,
+        help="train on up to this many rows of each product, a contiguous session of each day "
+        "(0: every row; default: the train_max_rows_per_product setting)",
+    )
+    parser.add_argument(
         "--shuffle-labels",
         action="store_true",
         default=None,
@@ -55,6 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="train without checking the inputs against their data contracts (says so)",
     )
     parser.epilog = "Options left out take TrainConfig's defaults (tasks/core/training.py)."
+
+
+def _row_budget(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no cap) or more, not {value}")
+    return value
 
 
 def _config(args: argparse.Namespace):
@@ -114,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             _config(args),
             alias=args.alias or None,
             check_contracts=not args.skip_contracts,
+            max_rows_per_product=args.max_rows_per_product,
         )
     except (TrainingError, NothingAdmitted, FileNotFoundError, NoRows, NotADataset) as exc:
         return fail(str(exc), 2)
@@ -131,6 +145,11 @@ def run(args: argparse.Namespace) -> int:
     test, timings = out["metrics"], out["timings"]
     print(f"registered {settings.registered_model} version {out['version']} ({out['selected']})")
     print(f"  run {out['run_id']}; baseline version {out['baseline_version']}")
+    data = out["data"]
+    print(
+        f"  rows used: {data['rows_used']} of {data['rows_available']} "
+        f"(days with a session, per product: {data['days_used']} of {data['days_available']})"
+    )
     print(
         f"  test part: {test['rows']} rows, spike rate {fmt(test['positive_rate'])}: PR-AUC "
         f"{fmt(test['pr_auc'])} vs z-score {fmt(test['baseline_pr_auc'])} vs persistence "

@@ -92,38 +92,55 @@ def write_dataset(frame: pd.DataFrame, out: str | Path) -> None:
     """
     out = Path(out)
     with writing(out):
-        _write_dataset(frame, out)
+        if out.suffix == ".parquet":
+            _write_file(_table(frame), out)
+        else:
+            _write_store([frame], out)
 
 
-def _write_dataset(frame: pd.DataFrame, out: Path) -> None:
-    table = pa.Table.from_pandas(frame[list(COLUMNS)], schema=SCHEMA, preserve_index=False)
-    if out.suffix == ".parquet":
-        _write_file(table, out)
-        return
-    for product in pc.unique(table["product_id"]).to_pylist():
-        check_product_id(product)  # it names a folder: the ticks' rule keeps it a safe name
-    dates = pc.strftime(table["ts"], format="%Y-%m-%d")
-    table = table.append_column("date", dates)
+def write_partitions(frames: Iterable[pd.DataFrame], out: str | Path) -> None:
+    """:func:`write_dataset` into a partitioned store for a run whose rows come frame by frame
+    (a partitioned backfill): one frame in memory at a time, and still every partition of the
+    run or none."""
+    out = Path(out)
+    with writing(out):
+        _write_store(frames, out)
+
+
+def _table(frame: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(frame[list(COLUMNS)], schema=SCHEMA, preserve_index=False)
+
+
+def _write_store(frames: Iterable[pd.DataFrame], out: Path) -> None:
     with _locked(out):
         _finish_interrupted(out)
         staging = _temporary(out, "staging")
         committed = False
         try:
             incoming = staging / "incoming"
-            # pyarrow lays the new rows out by partition; each is then merged and staged
-            ds.write_dataset(
-                table,
-                incoming,
-                format="parquet",
-                partitioning=_PARTITIONING,
-                basename_template="part-{i}.parquet",
-            )
+            # pyarrow lays each frame's rows out by partition; each partition is then merged
+            # with the stored rows and staged
+            for number, frame in enumerate(frames):
+                table = _table(frame)
+                for product in pc.unique(table["product_id"]).to_pylist():
+                    check_product_id(product)  # it names a folder: the ticks' rule keeps it safe
+                table = table.append_column("date", pc.strftime(table["ts"], format="%Y-%m-%d"))
+                ds.write_dataset(
+                    table,
+                    incoming,
+                    format="parquet",
+                    partitioning=_PARTITIONING,
+                    basename_template=f"part-{number}-{{i}}.parquet",
+                    existing_data_behavior="overwrite_or_ignore",
+                )
             moves: list[tuple[str, str]] = []
             removals: list[str] = []
-            for new_file in sorted(incoming.rglob("*.parquet")):
-                partition = new_file.parent.relative_to(incoming)
+            folders = sorted({path.parent for path in incoming.rglob("*.parquet")})
+            for folder in folders:
+                partition = folder.relative_to(incoming)
                 staged = staging / "merged" / partition / _PART_FILE
-                removals += _stage_partition(new_file, out, partition, staged)
+                new_files = sorted(folder.glob("*.parquet"))
+                removals += _stage_partition(new_files, out, partition, staged)
                 moves.append((_relative(staged, out), (partition / _PART_FILE).as_posix()))
             _write_journal(out, {"moves": moves, "remove": removals})
             committed = True
@@ -137,10 +154,12 @@ def _relative(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def _stage_partition(new_file: Path, out: Path, partition: Path, staged: Path) -> list[str]:
+def _stage_partition(new_files: list[Path], out: Path, partition: Path, staged: Path) -> list[str]:
     """Write the merge of one partition's new rows into the stored ones at ``staged`` (new rows
     win on record id or time); the stored files it replaces besides ``part-0.parquet``."""
-    new = pq.read_table(new_file).select(_PART_SCHEMA.names).cast(_PART_SCHEMA)
+    new = pa.concat_tables(
+        pq.read_table(path).select(_PART_SCHEMA.names).cast(_PART_SCHEMA) for path in new_files
+    )
     stored = _stored_files(out / partition)
     if stored:
         old = pa.concat_tables(
@@ -218,13 +237,45 @@ def load_dataset(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     return frame.sort_values(["product_id", "ts"], kind="stable", ignore_index=True)
 
 
-def _read_store(path: Path) -> pa.Table:
-    """A partitioned store as of its last whole run: an interrupted commit is finished first,
-    and the read holds the lock shared so no run lands halfway through it."""
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """A partitioned store as of its last whole run, while inside: an interrupted commit is
+    finished first, and the lock is held shared so no run lands halfway through the read."""
     if not (path / _LOCK).exists():  # never written by write_dataset: nothing to wait for
-        return ds.dataset(path, format="parquet", partitioning=_PARTITIONING).to_table()
+        yield
+        return
     if (path / _JOURNAL).exists():
         with _locked(path):
             _finish_interrupted(path)
     with _locked(path, shared=True):
+        yield
+
+
+def _read_store(path: Path) -> pa.Table:
+    with _reading(path):
         return ds.dataset(path, format="parquet", partitioning=_PARTITIONING).to_table()
+
+
+def partition_rows(path: str | Path) -> dict[tuple[str, str], int]:
+    """Rows of each (product_id, date) partition of a partitioned store, from file metadata."""
+    sizes: dict[tuple[str, str], int] = {}
+    with _reading(Path(path)):
+        dataset = ds.dataset(Path(path), format="parquet", partitioning=_PARTITIONING)
+        for fragment in dataset.get_fragments():
+            keys = ds.get_partition_keys(fragment.partition_expression)
+            key = (keys["product_id"], keys["date"])
+            sizes[key] = sizes.get(key, 0) + fragment.count_rows()
+    return sizes
+
+
+def load_partition(path: str | Path, product: str, date: str) -> pd.DataFrame:
+    """The rows of one (product_id, date) partition of a partitioned store, sorted by ts."""
+    folder = Path(path) / f"product_id={product}" / f"date={date}"
+    with _reading(Path(path)):
+        files = _stored_files(folder)
+        if not files:
+            return load_dataset([])
+        table = pa.concat_tables(pq.read_table(f).select(_PART_SCHEMA.names) for f in files)
+    table = table.append_column("product_id", pa.array([product] * len(table), pa.string()))
+    frame = table.select(list(COLUMNS)).cast(SCHEMA).to_pandas()
+    return frame.sort_values("ts", kind="stable", ignore_index=True)

@@ -25,12 +25,14 @@ import math
 import time
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 DEFAULT_START = 1767225600.0  # 2026-01-01T00:00:00Z
 BLOCK_SECONDS = 300  # latent state is simulated this many seconds at a time
+DAY_SECONDS = 86400
+REGIME_SD = 0.5  # log-sd of a (product, day)'s volatility level: days differ about 2x, as real ones
 
 
 @dataclass(frozen=True)
@@ -285,6 +287,39 @@ class MarketSimulator:
         return [_ProductState.initial(spec_for(p), self.seed).snapshot() for p in self.products]
 
 
+def day_regimes(product_id: str, seed: int, days: int) -> np.ndarray:
+    """Volatility multiplier of each day of a product (log-normal, median 1), seeded."""
+    rng = np.random.Generator(np.random.PCG64([seed, zlib.crc32(product_id.encode()), 1]))
+    return np.exp(rng.normal(0.0, REGIME_SD, days))
+
+
+def regime_ticks(
+    product_id: str,
+    seed: int = 0,
+    start: float = DEFAULT_START,
+    days: int = 1,
+    params: ModelParams | None = None,
+) -> Iterator[tuple[int, dict]]:
+    """One product's ticks over ``days`` whole days, each day in a regime of its own.
+
+    The price path runs on across days; at midnight (counted from ``start``) the product's
+    volatility level (:func:`day_regimes`) and with it its tick rate change, as the real market's
+    do from one day to the next.
+    """
+    params = params or ModelParams()
+    base = spec_for(product_id)
+    state = _ProductState.initial(base, seed)
+    start_us = round(start * 1_000_000)
+    for level in day_regimes(product_id, seed, days):
+        state.spec = replace(
+            base,
+            vol_bps=base.vol_bps * float(level),
+            tick_rate=base.tick_rate * float(level) ** params.intensity_vol,
+        )
+        for _ in range(DAY_SECONDS // BLOCK_SECONDS):
+            yield from _simulate_block(state, params, start_us)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -509,7 +544,7 @@ def timed_envelopes(
     end_us = start_us + round(minutes * 60 * 1_000_000)
     seq = 0
     for ticker in sim.snapshot():
-        yield start_us, _ticker_envelope(start_us, seq, "snapshot", ticker)
+        yield start_us, ticker_envelope(start_us, seq, "snapshot", ticker)
         seq += 1
     beat = 1
     next_beat_us = start_us + 1_000_000
@@ -521,11 +556,11 @@ def timed_envelopes(
             next_beat_us += 1_000_000
         if us >= end_us:
             return
-        yield us, _ticker_envelope(us, seq, "update", ticker)
+        yield us, ticker_envelope(us, seq, "update", ticker)
         seq += 1
 
 
-def _ticker_envelope(us: int, seq: int, kind: str, ticker: dict) -> dict:
+def ticker_envelope(us: int, seq: int, kind: str, ticker: dict) -> dict:
     return {
         "channel": "ticker",
         "client_id": "",

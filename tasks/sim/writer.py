@@ -15,10 +15,17 @@ import os
 import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.sim.simulator import DEFAULT_START, ModelParams, timed_envelopes
+from tasks.sim.simulator import (
+    DEFAULT_START,
+    ModelParams,
+    regime_ticks,
+    ticker_envelope,
+    timed_envelopes,
+)
 
 
 @dataclass
@@ -92,6 +99,82 @@ def write_recordings(
                 path = out / recording_name(start + index * file_seconds, seed)
                 current, current_index = _PartFile(path), index
                 summary.files.append(path)
+            lines.append(json.dumps(envelope, separators=(",", ":")).encode() + b"\n")
+            if len(lines) >= 4096:
+                current.write(b"".join(lines))
+                lines.clear()
+            _count(summary, envelope)
+        if current is not None:
+            current.write(b"".join(lines))
+            current.commit()
+            current = None
+    finally:
+        if current is not None:
+            current.discard()
+    return summary
+
+
+def write_market(
+    out_dir: str | Path,
+    products: Sequence[str],
+    seed: int = 0,
+    start: float = DEFAULT_START,
+    days: int = 1,
+    workers: int = 1,
+    params: ModelParams | None = None,
+) -> SimSummary:
+    """Simulate ``days`` whole days of every product, each day in its own regime
+    (:func:`tasks.sim.simulator.regime_ticks`), laid out as the raw archive is: one folder per
+    product, a file per product and hour (``<product>/<product>_<yyyymmdd_HHMMSS>_seed<seed>
+    .ndjson.gz``), each file its own sequence space. Products are written by ``workers``
+    processes at once; the files are the same whatever ``workers`` is."""
+    if days < 1:
+        raise ValueError("days must be at least 1")
+    if len(set(products)) != len(products):
+        raise ValueError(f"duplicate products in {list(products)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(out, product, seed, start, days, params) for product in products]
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(_write_product, *zip(*jobs, strict=True)))
+    else:
+        parts = [_write_product(*job) for job in jobs]
+    summary = SimSummary()
+    for part in parts:
+        summary.files.extend(part.files)
+        summary.messages += part.messages
+        summary.tickers.update(part.tickers)
+        summary.first_ts = min(filter(None, (summary.first_ts, part.first_ts)), default="")
+        summary.last_ts = max(summary.last_ts, part.last_ts)
+    return summary
+
+
+def _write_product(
+    out: Path, product: str, seed: int, start: float, days: int, params: ModelParams | None
+) -> SimSummary:
+    summary = SimSummary()
+    folder = out / product
+    folder.mkdir(exist_ok=True)
+    start_us = round(start * 1_000_000)
+    current: _PartFile | None = None
+    current_hour = -1
+    lines: list[bytes] = []
+    seq = 0
+    try:
+        for us, ticker in regime_ticks(product, seed, start, days, params):
+            hour = (us - start_us) // 3_600_000_000
+            if hour != current_hour:
+                if current is not None:
+                    current.write(b"".join(lines))
+                    lines.clear()
+                    current.commit()
+                stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(int(start) + hour * 3600))
+                current = _PartFile(folder / f"{product}_{stamp}_seed{seed}.ndjson.gz")
+                current_hour, seq = hour, 0
+                summary.files.append(current.path)
+            envelope = ticker_envelope(us, seq, "update", ticker)
+            seq += 1
             lines.append(json.dumps(envelope, separators=(",", ":")).encode() + b"\n")
             if len(lines) >= 4096:
                 current.write(b"".join(lines))

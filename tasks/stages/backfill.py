@@ -17,10 +17,11 @@ was.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -73,12 +74,27 @@ class BackfillStats:
         return asdict(self)
 
 
-def load_ticks(paths: Iterable[Path], stats: BackfillStats | None = None) -> list[Tick]:
-    """Valid ticks of the recordings in the order replay publishes them; bad input counted."""
+def load_ticks(
+    paths: Iterable[Path],
+    stats: BackfillStats | None = None,
+    counted: Container[str] | None = None,
+) -> list[Tick]:
+    """Valid ticks of the recordings in the order replay publishes them; bad input counted.
+
+    ``counted``: the file names whose tickers and bad input go into ``stats`` (default: all), so
+    partitions that read the same file count it once.
+    """
     stats = stats if stats is not None else BackfillStats()
     reasons: Counter[str] = Counter(stats.reject_reasons)
     ticks: list[Tick] = []
     for item in merged_ticks(paths):
+        if counted is not None:
+            name = Path(item.path).name if isinstance(item, BadLine) else item.source
+            if name not in counted:
+                if not isinstance(item, BadLine):
+                    with contextlib.suppress(MessageError):
+                        ticks.append(to_tick(item))
+                continue
         if isinstance(item, BadLine):
             stats.bad_lines += 1
             if len(stats.first_bad_lines) < _REPORTED:
@@ -144,16 +160,10 @@ def backfill(
     return stats
 
 
-def run_backfill(
-    settings: Settings,
-    inputs: Iterable[str | Path] | None = None,
-    out: str | Path | None = None,
-    config: EngineConfig | None = None,
-    *,
-    check_contracts: bool = True,
-) -> BackfillStats:
-    """The stage: ``inputs`` (default: the raw archive) pass the raw contract, then
-    :func:`backfill` into ``out`` (default: the feature store).
+def admitted_inputs(
+    settings: Settings, inputs: Iterable[str | Path] | None = None, *, check_contracts: bool = True
+) -> list[str]:
+    """``inputs`` (default: the raw archive) that pass the raw contract.
 
     A recording that breaks the contract is set aside in the quarantine folder with its report;
     raises :class:`data_contracts.gate.NothingAdmitted` when none passes. ``check_contracts=False``
@@ -162,15 +172,28 @@ def run_backfill(
     from data_contracts.gate import NothingAdmitted, admit_recordings
 
     inputs = [str(p) for p in (inputs or [settings.archive_dir])]
-    out = out or settings.feature_store_dir
-    if check_contracts:
-        admitted = admit_recordings(settings, inputs)
-        if not admitted:
-            raise NothingAdmitted(
-                f"no recording in {inputs} passed the raw data contract; "
-                f"reports in {settings.quarantine_dir}"
-            )
-        inputs = admitted
-    else:
+    if not check_contracts:
         log.warning("data contracts skipped: backfilling %s unchecked", inputs)
-    return backfill(inputs, out, config)
+        return inputs
+    admitted = admit_recordings(settings, inputs)
+    if not admitted:
+        raise NothingAdmitted(
+            f"no recording in {inputs} passed the raw data contract; "
+            f"reports in {settings.quarantine_dir}"
+        )
+    return admitted
+
+
+def run_backfill(
+    settings: Settings,
+    inputs: Iterable[str | Path] | None = None,
+    out: str | Path | None = None,
+    config: EngineConfig | None = None,
+    *,
+    check_contracts: bool = True,
+) -> BackfillStats:
+    """The stage: :func:`admitted_inputs`, then :func:`backfill` into ``out`` (default: the
+    feature store). :func:`tasks.stages.backfill_partitions.run_backfill_partitioned` is its twin
+    on a Dask cluster."""
+    inputs = admitted_inputs(settings, inputs, check_contracts=check_contracts)
+    return backfill(inputs, out or settings.feature_store_dir, config)

@@ -356,8 +356,13 @@ def train_and_register(
     *,
     alias: str | None = CHALLENGER,
     check_contracts: bool = True,
+    max_rows_per_product: int | None = None,
 ) -> dict:
     """The whole ``train`` stage: admit, load (backfilling recordings), train, log, register.
+
+    The load keeps a session of each day of each product within ``max_rows_per_product``
+    (default: the ``train_max_rows_per_product`` setting; 0: every row); ``data`` in the result
+    says what was used.
 
     Inputs pass their data contract first (recordings the raw one, Parquet the features one); a
     failing batch is set aside in the quarantine folder and never trained on, and
@@ -378,7 +383,9 @@ def train_and_register(
     else:
         log.warning("data contracts skipped: training on %s unchecked", data_paths)
     admitted_at = time.perf_counter()
-    frame, info = load_frame(data_paths, settings.backfill_cache_dir)
+    if max_rows_per_product is None:
+        max_rows_per_product = settings.train_max_rows_per_product
+    frame, info = load_frame(data_paths, settings.backfill_cache_dir, max_rows_per_product or None)
     loaded_at = time.perf_counter()
     result = train(frame, config)
     trained_at = time.perf_counter()
@@ -393,4 +400,9 @@ def train_and_register(
         "mlflow_s": done - trained_at,
         "total_s": done - started,
     }
-    return {**record.to_dict(), "timings": timings, "admitted": list(data_paths)}
+    data = {
+        key: getattr(info, key)
+        for key in ("rows_used", "rows_available", "days_used", "days_available")
+    }
+    data["max_rows_per_product"] = info.max_rows_per_product
+    return {**record.to_dict(), "timings": timings, "admitted": list(data_paths), "data": data}

@@ -98,7 +98,7 @@ def test_app_commands_parse_with_the_code(name):
         module.add_arguments(parser)
         parser.parse_args(command[2:])
     else:
-        assert command[0] in {"mlflow", "prefect", "/bin/sh"}, f"{name}: runs {command[0]}"
+        assert command[0] in {"mlflow", "prefect", "dask", "/bin/sh"}, f"{name}: runs {command[0]}"
 
 
 @pytest.mark.parametrize("name", sorted(_app_services()))
@@ -188,3 +188,10 @@ def test_mounted_files_exist():
             source = str(volume).split(":")[0]
             if source.startswith("."):
                 assert (INFRA / source).exists(), f"{name} mounts missing {source}"
+
+
+def test_dask_workers_and_flows_reach_the_scheduler():
+    address = _settings_of(SERVICES["worker"]).dask_address
+    host, port = address.removeprefix("tcp://").split(":")
+    assert host in SERVICES and f"--port {port}" in " ".join(SERVICES[host]["command"])
+    assert address in SERVICES["dask-worker"]["command"]

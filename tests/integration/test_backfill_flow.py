@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 
+import pandas as pd
 import pytest
 from session_services import prefect_api
 
@@ -42,6 +43,12 @@ def test_backfill_flow_writes_the_data_set(prefect_server, tmp_path):
         fh.write("\n".join(lines) + "\n")
     with prefect_api(prefect_server):
         stats = backfill(inputs=[str(recording)], out=str(tmp_path / "features"))
+        # the same, as Prefect tasks per file and per (product, day) on a local Dask cluster
+        on_dask = backfill(inputs=[str(recording)], out=str(tmp_path / "dask"), workers=2)
     frame = load_dataset(tmp_path / "features")
     assert stats["rows"] == len(frame) == 300 and stats["ticks"] == 600
     assert frame["imbalance"].isna().all()  # the recording has no quantities: NaN, not zero
+    pd.testing.assert_frame_equal(load_dataset(tmp_path / "dask"), frame)
+    assert {k: v for k, v in on_dask.items() if k not in ("seconds", "out")} == {
+        k: v for k, v in stats.items() if k not in ("seconds", "out")
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import subprocess
 import sys
 from collections import defaultdict
@@ -17,7 +18,14 @@ from tasks.cli import main as cli_main
 from tasks.core.messages import Tick, parse_envelope, ticks_from_envelope, to_tick
 from tasks.io.recordings import BadLine, expand_inputs, read_ticks
 from tasks.sim.market_stats import abs_return_acf, facts_by_product, statistics_grid
-from tasks.sim.simulator import DEFAULT_START, MarketSimulator, ModelParams, simulate_envelopes
+from tasks.sim.simulator import (
+    DEFAULT_START,
+    MarketSimulator,
+    ModelParams,
+    day_regimes,
+    regime_ticks,
+    simulate_envelopes,
+)
 from tasks.sim.writer import recording_name, write_recordings
 
 TICKER_KEYS = {
@@ -206,3 +214,44 @@ def test_scale_matches_the_real_recordings(shared_recordings, hour_facts):
         ratio = sim[name] / real[name]
         assert 1 / 3 < ratio < 3, (name, sim[name], real[name])
     assert abs(sim["spread_median_bps"] - real["spread_median_bps"]) < 0.01
+
+
+def test_each_day_of_a_product_has_its_own_seeded_regime():
+    levels = day_regimes("SOL-USD", seed=3, days=7)
+    assert np.array_equal(levels, day_regimes("SOL-USD", seed=3, days=7))
+    assert not np.array_equal(levels, day_regimes("SOL-USD", seed=4, days=7))
+    assert not np.array_equal(levels, day_regimes("XRP-USD", seed=3, days=7))
+    assert levels.max() / levels.min() > 1.5  # days differ as much as real ones do
+
+
+def test_market_day_changes_volatility_at_midnight_and_the_price_runs_on():
+    levels = day_regimes("BTC-USD", seed=2, days=2)
+    hours_us = 6 * 3_600_000_000
+    midnight = round(DEFAULT_START * 1e6) + 86_400_000_000
+    before: dict[int, float] = {}  # last mid of each second, six hours either side of midnight
+    after: dict[int, float] = {}
+    for us, ticker in regime_ticks("BTC-USD", seed=2, days=2):
+        if us >= midnight + hours_us:
+            break
+        side = before if us < midnight else after
+        if us >= midnight - hours_us:
+            side[us // 1_000_000] = float(ticker["best_bid"]) + float(ticker["best_ask"])
+
+    def realized_variance(mids: dict[int, float]) -> float:
+        return float(np.sum(np.diff(np.log(list(mids.values()))) ** 2))
+
+    vol_ratio = math.sqrt(realized_variance(after) / realized_variance(before))
+    expected = levels[1] / levels[0]
+    assert abs(math.log(vol_ratio) - math.log(expected)) < abs(math.log(expected)) / 2
+    assert abs(math.log(next(iter(after.values())) / list(before.values())[-1])) < 1e-3
+
+
+@pytest.mark.slow
+def test_simulate_days_writes_the_archive_layout(tmp_path, capsys):
+    assert cli_main(["simulate", "--days", "1", "--products", "1", "--out", str(tmp_path)]) == 0
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.ndjson.gz"))
+    assert len(files) == 24
+    assert files[0] == "BTC-USD/BTC-USD_20260101_000000_seed0.ndjson.gz"
+    ticks = [t for t in read_ticks(expand_inputs([tmp_path])) if not isinstance(t, BadLine)]
+    assert {t.product_id for t in ticks} == {"BTC-USD"}
+    assert f"tickers BTC-USD: {len(ticks)}" in capsys.readouterr().out

@@ -1,0 +1,59 @@
+"""Training reads a partitioned store partition by partition, one session a day, within a budget."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from synthetic_frames import synthetic_sessions
+
+from tasks.io.feature_store import load_dataset, write_dataset
+from tasks.stages.data import load_frame
+
+SESSION_S = 4000
+DAYS = 5
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """Two products, one session on each of five days."""
+    frame = synthetic_sessions(levels=(1.0,) * DAYS, seconds=SESSION_S, gap_s=86_400 - SESSION_S)
+    root = tmp_path_factory.mktemp("reads")
+    write_dataset(frame, root / "features")
+    write_dataset(frame, root / "features.parquet")
+    return root
+
+
+def _days(frame: pd.DataFrame) -> dict[str, list[str]]:
+    dates = frame["ts"].dt.strftime("%Y-%m-%d")
+    return {p: sorted(set(dates[frame["product_id"] == p])) for p in sorted(set(frame.product_id))}
+
+
+def test_without_a_budget_every_row_is_read(store, tmp_path):
+    frame, info = load_frame([store / "features"], tmp_path)
+    pd.testing.assert_frame_equal(frame, load_dataset(store / "features"))
+    assert info.rows_used == info.rows_available == len(frame)
+
+
+def test_a_budget_keeps_a_contiguous_session_of_every_day(store, tmp_path):
+    everything = load_dataset(store / "features")
+    budget = DAYS * 3600
+    frame, info = load_frame([store / "features"], tmp_path, max_rows_per_product=budget)
+    assert _days(frame) == _days(everything)  # every day is represented
+    dates = frame["ts"].dt.strftime("%Y-%m-%d")
+    for (product, _date), rows in frame.groupby(["product_id", dates]):
+        assert len(rows) == 3600
+        assert (rows["ts"].diff().dropna() == pd.Timedelta(seconds=1)).all()  # contiguous
+        day = everything[everything["ts"].dt.date == rows["ts"].iloc[0].date()]
+        day = day[day["product_id"] == product].reset_index(drop=True)
+        middle = day.iloc[(SESSION_S - 3600) // 2 : (SESSION_S + 3600) // 2].reset_index(drop=True)
+        pd.testing.assert_frame_equal(rows.reset_index(drop=True), middle)
+    assert info.rows_used == len(frame) == 2 * budget
+    assert info.rows_available == len(everything)
+    assert info.days_used == info.days_available == {"BTC-USD": DAYS, "ETH-USD": DAYS}
+
+
+def test_a_single_file_follows_the_same_rule(store, tmp_path):
+    budget = DAYS * 300
+    from_store, _ = load_frame([store / "features"], tmp_path, max_rows_per_product=budget)
+    from_file, _ = load_frame([store / "features.parquet"], tmp_path, max_rows_per_product=budget)
+    pd.testing.assert_frame_equal(from_store, from_file)
