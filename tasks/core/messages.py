@@ -44,6 +44,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from tasks.core.timeutil import TimestampError, parse_ts
 
 RAW_SCHEMA_VERSION = 1
@@ -91,6 +93,11 @@ def check_product_id(value: object, name: str = "product_id") -> str:
     return value  # type: ignore[return-value]
 
 
+def is_sequence_num(number: int) -> bool:
+    """True for a sequence number in range (module docstring)."""
+    return number == NO_SEQUENCE or 0 <= number <= MAX_SEQUENCE_NUM
+
+
 def check_sequence_num(value: object, name: str = "sequence_num") -> int:
     """An integer (or its decimal text) in ``[0, MAX_SEQUENCE_NUM]`` or -1, else
     :class:`MessageError`; ``True`` and ``1.9`` are refused rather than silently converted."""
@@ -103,7 +110,7 @@ def check_sequence_num(value: object, name: str = "sequence_num") -> int:
             number = int(value)  # type: ignore[call-overload]
         except (TypeError, ValueError, OverflowError) as exc:
             raise MessageError(f"{name}: not an integer: {preview(value, 60)}") from exc
-    if not (number == NO_SEQUENCE or 0 <= number <= MAX_SEQUENCE_NUM):
+    if not is_sequence_num(number):
         raise MessageError(
             f"{name}: {preview(number, 60)} out of range (0 to 2^53 - 1, or -1 for none)"
         )
@@ -116,7 +123,6 @@ class Envelope:
     timestamp: str
     sequence_num: int
     events: list[dict[str, Any]]
-    raw: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,10 +196,66 @@ class RawTick:
 
     @classmethod
     def from_bytes(cls, data: bytes | str) -> RawTick:
+        try:
+            typed = _RAW_RECORD.decode(data)
+        except _NOT_THE_SHAPE:
+            pass  # the generic reader below takes it or names what is wrong
+        else:
+            if (
+                typed.schema_version == RAW_SCHEMA_VERSION
+                and math.isfinite(typed.clock_offset_s)
+                and is_sequence_num(typed.sequence_num)
+            ):
+                return cls(
+                    typed.product_id,
+                    typed.timestamp,
+                    typed.sequence_num,
+                    typed.received_at,
+                    typed.source,
+                    typed.event_type,
+                    typed.index,
+                    typed.ticker,
+                    typed.clock_offset_s,
+                )
         record = decode_json(data)
         if not isinstance(record, dict):
             raise MessageError("raw record is not a JSON object")
         return cls.from_record(record)
+
+
+class _RawRecordShape(msgspec.Struct):
+    """The shape of a well-formed ``ticks.raw`` record, for the fast decoder: a record that does
+    not fit it exactly (a number as text, a missing field, bad JSON) takes the generic path of
+    :meth:`RawTick.from_record`, which accepts or refuses it and names the field."""
+
+    schema_version: int
+    product_id: str
+    timestamp: str
+    sequence_num: int
+    received_at: str
+    source: str
+    event_type: str
+    ticker: dict[str, Any]
+    index: int = 0
+    clock_offset_s: float = 0.0
+
+
+class _EnvelopeShape(msgspec.Struct):
+    """The shape of a well-formed exchange message, for the fast decoder (as above, anything else
+    takes the generic path of :func:`parse_envelope`)."""
+
+    channel: str
+    timestamp: str
+    sequence_num: int = NO_SEQUENCE
+    events: list[dict[str, Any]] = []
+    type: Any = None
+
+
+_RAW_RECORD = msgspec.json.Decoder(_RawRecordShape)
+# what the typed decoders raise for input they do not take (bad JSON, another shape, a str that
+# is no valid UTF-8, nesting too deep)
+_NOT_THE_SHAPE = (msgspec.MsgspecError, TypeError, ValueError, RecursionError)
+_ENVELOPE = msgspec.json.Decoder(_EnvelopeShape)
 
 
 def _text(record: dict[str, Any], name: str) -> str:
@@ -225,8 +287,18 @@ def preview(value: Any, limit: int = 200) -> str:
 
 
 def parse_envelope(message: dict[str, Any] | str | bytes) -> Envelope:
-    """Check the outer shape of an exchange message; the payload is left as sent."""
+    """Check the outer shape of an exchange message; the payload is left as sent.
+
+    Text is decoded by a typed decoder first; a message it does not take goes through the same
+    checks as a decoded one, so both paths accept and refuse alike, with the same reasons."""
     if isinstance(message, str | bytes):
+        try:
+            typed = _ENVELOPE.decode(message)
+        except _NOT_THE_SHAPE:
+            pass
+        else:
+            if typed.type != "error" and is_sequence_num(typed.sequence_num):
+                return Envelope(typed.channel, typed.timestamp, typed.sequence_num, typed.events)
         try:
             message = json.loads(message)
         except Exception:  # the one decoder names what is wrong
@@ -245,7 +317,7 @@ def parse_envelope(message: dict[str, Any] | str | bytes) -> Envelope:
     channel = message["channel"]
     if not isinstance(channel, str):
         raise MessageError(f"channel is not a string: {preview(channel)}")
-    return Envelope(channel, timestamp, sequence_num, events, message)
+    return Envelope(channel, timestamp, sequence_num, events)
 
 
 def ticks_from_envelope(
