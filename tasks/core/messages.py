@@ -71,11 +71,21 @@ class MessageError(ValueError):
 
 def is_product_id(value: object) -> bool:
     """True for an id of the exchange's shape (module docstring): safe as a file name."""
-    return (
+    if value.__class__ is str and value in _PRODUCT_IDS_SEEN:
+        return True
+    valid = (
         isinstance(value, str)
         and len(value) <= MAX_PRODUCT_ID_LEN
         and _PRODUCT_ID.fullmatch(value) is not None
     )
+    if valid and value.__class__ is str and len(_PRODUCT_IDS_SEEN) < _PRODUCT_IDS_KEPT:
+        _PRODUCT_IDS_SEEN.add(value)
+    return valid
+
+
+# valid ids met so far: a market has a few hundred products, so most checks are one lookup
+_PRODUCT_IDS_SEEN: set[str] = set()
+_PRODUCT_IDS_KEPT = 10_000
 
 
 def product_id_error(value: object, name: str = "product_id") -> str:
