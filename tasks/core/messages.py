@@ -418,6 +418,13 @@ class Tick:
 def _number(ticker: dict[str, Any], name: str, low: float, high: float, *, required: bool) -> float:
     """A ticker field as a float in ``[low, high]``; NaN when absent and not ``required``."""
     value = ticker.get(name)
+    if value.__class__ is str:  # the exchange sends numbers as text: the quick way first
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if low <= number <= high:
+            return number
     if value is None or value == "":
         if required:
             raise MessageError(f"ticker field {name!r} is missing")
