@@ -483,7 +483,8 @@ def to_tick(raw: RawTick) -> Tick:
             ts = parse_ts(raw.timestamp)
         except TimestampError as exc:
             raise MessageError(f"timestamp: {exc}") from exc
-    check_event_time(ts, raw)
+    if raw.received_at != raw.timestamp or raw.clock_offset_s:  # else it was received at ts
+        check_event_time(ts, raw)
     product_id = check_product_id(raw.product_id)
     price = _number(t, "price", MIN_PRICE, MAX_PRICE, required=True)
     bid = _number(t, "best_bid", MIN_PRICE, MAX_PRICE, required=False)
