@@ -211,11 +211,7 @@ class RawTick:
         except _NOT_THE_SHAPE:
             pass  # the generic reader below takes it or names what is wrong
         else:
-            if (
-                typed.schema_version == RAW_SCHEMA_VERSION
-                and math.isfinite(typed.clock_offset_s)
-                and is_sequence_num(typed.sequence_num)
-            ):
+            if typed.schema_version == RAW_SCHEMA_VERSION and is_sequence_num(typed.sequence_num):
                 return cls(
                     typed.product_id,
                     typed.timestamp,
@@ -236,7 +232,8 @@ class RawTick:
 class _RawRecordShape(msgspec.Struct):
     """The shape of a well-formed ``ticks.raw`` record, for the fast decoder: a record that does
     not fit it exactly (a number as text, a missing field, bad JSON) takes the generic path of
-    :meth:`RawTick.from_record`, which accepts or refuses it and names the field."""
+    :meth:`RawTick.from_record`, which accepts or refuses it and names the field. Its floats are
+    finite: msgspec refuses NaN and infinities in JSON."""
 
     schema_version: int
     product_id: str
