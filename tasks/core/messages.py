@@ -345,41 +345,46 @@ def ticks_from_envelope(
     if envelope.channel != TICKER_CHANNEL:
         return []
     ticks: list[RawTick] = []
+    timestamp, sequence_num = envelope.timestamp, envelope.sequence_num
     index = 0
-
-    def bad(message: str) -> None:
-        if errors is None:
-            raise MessageError(message)
-        errors.append(f"seq {envelope.sequence_num}: {message}")
-
     for event in envelope.events:
         tickers = event.get("tickers", []) if isinstance(event, dict) else None
         if not isinstance(tickers, list):
-            bad("event is not an object with a list of tickers")
+            _refuse(errors, sequence_num, "event is not an object with a list of tickers")
             continue
+        event_type = None
         for ticker in tickers:
             product_id = ticker.get("product_id") if isinstance(ticker, dict) else None
             if not isinstance(product_id, str):
-                bad(f"ticker {index} has no product_id")
+                _refuse(errors, sequence_num, f"ticker {index} has no product_id")
             elif not is_product_id(product_id):
-                bad(f"ticker {index}: " + product_id_error(product_id))
+                _refuse(errors, sequence_num, f"ticker {index}: " + product_id_error(product_id))
             else:
+                if event_type is None:
+                    event_type = str(event.get("type", "update"))
                 ticks.append(
                     RawTick(
-                        product_id=ticker["product_id"],
-                        timestamp=envelope.timestamp,
-                        sequence_num=envelope.sequence_num,
-                        received_at=received_at,
-                        source=source,
-                        event_type=str(event.get("type", "update")),
-                        index=index,
-                        ticker=ticker,
-                        clock_offset_s=clock_offset_s,
-                        event_time=event_time,
+                        product_id,
+                        timestamp,
+                        sequence_num,
+                        received_at,
+                        source,
+                        event_type,
+                        index,
+                        ticker,
+                        clock_offset_s,
+                        event_time,
                     )
                 )
             index += 1
     return ticks
+
+
+def _refuse(errors: list[str] | None, sequence_num: int, message: str) -> None:
+    """A malformed event or ticker: raised, or described in ``errors`` when it is given."""
+    if errors is None:
+        raise MessageError(message)
+    errors.append(f"seq {sequence_num}: {message}")
 
 
 @dataclass(frozen=True, slots=True)
