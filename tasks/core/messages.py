@@ -15,7 +15,9 @@ simulated exchange running in the past is no offender; recordings keep no receiv
 estimate it from the neighbouring lines (:mod:`tasks.io.recordings`), offset 0.
 
 Every decoder here turns any malformed input, however deep or strange, into
-:class:`MessageError`: a poison record is that record's problem only.
+:class:`MessageError`: a poison record is that record's problem only. Text is decoded by msgspec
+into a typed shape first (the shape only: the rules below are still asked); text that does not fit
+it takes the generic path, so both accept and refuse alike, with the same reasons.
 
 What a valid tick is, is decided here once, and every reader (recordings, ``ticks.raw``, the raw
 contract, the scorer's feature records for the product id) asks these functions:
