@@ -15,7 +15,9 @@ simulated exchange running in the past is no offender; recordings keep no receiv
 estimate it from the neighbouring lines (:mod:`tasks.io.recordings`), offset 0.
 
 Every decoder here turns any malformed input, however deep or strange, into
-:class:`MessageError`: a poison record is that record's problem only.
+:class:`MessageError`: a poison record is that record's problem only. Text is decoded by msgspec
+into a typed shape first (the shape only: the rules below are still asked); text that does not fit
+it takes the generic path, so both accept and refuse alike, with the same reasons.
 
 What a valid tick is, is decided here once, and every reader (recordings, ``ticks.raw``, the raw
 contract, the scorer's feature records for the product id) asks these functions:
@@ -44,6 +46,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from tasks.core.timeutil import TimestampError, parse_ts
 
 RAW_SCHEMA_VERSION = 1
@@ -69,11 +73,21 @@ class MessageError(ValueError):
 
 def is_product_id(value: object) -> bool:
     """True for an id of the exchange's shape (module docstring): safe as a file name."""
-    return (
+    if value.__class__ is str and value in _PRODUCT_IDS_SEEN:
+        return True
+    valid = (
         isinstance(value, str)
         and len(value) <= MAX_PRODUCT_ID_LEN
         and _PRODUCT_ID.fullmatch(value) is not None
     )
+    if valid and value.__class__ is str and len(_PRODUCT_IDS_SEEN) < _PRODUCT_IDS_KEPT:
+        _PRODUCT_IDS_SEEN.add(value)
+    return valid
+
+
+# valid ids met so far: a market has a few hundred products, so most checks are one lookup
+_PRODUCT_IDS_SEEN: set[str] = set()
+_PRODUCT_IDS_KEPT = 10_000
 
 
 def product_id_error(value: object, name: str = "product_id") -> str:
@@ -91,6 +105,11 @@ def check_product_id(value: object, name: str = "product_id") -> str:
     return value  # type: ignore[return-value]
 
 
+def is_sequence_num(number: int) -> bool:
+    """True for a sequence number in range (module docstring)."""
+    return number == NO_SEQUENCE or 0 <= number <= MAX_SEQUENCE_NUM
+
+
 def check_sequence_num(value: object, name: str = "sequence_num") -> int:
     """An integer (or its decimal text) in ``[0, MAX_SEQUENCE_NUM]`` or -1, else
     :class:`MessageError`; ``True`` and ``1.9`` are refused rather than silently converted."""
@@ -103,7 +122,7 @@ def check_sequence_num(value: object, name: str = "sequence_num") -> int:
             number = int(value)  # type: ignore[call-overload]
         except (TypeError, ValueError, OverflowError) as exc:
             raise MessageError(f"{name}: not an integer: {preview(value, 60)}") from exc
-    if not (number == NO_SEQUENCE or 0 <= number <= MAX_SEQUENCE_NUM):
+    if not is_sequence_num(number):
         raise MessageError(
             f"{name}: {preview(number, 60)} out of range (0 to 2^53 - 1, or -1 for none)"
         )
@@ -116,7 +135,6 @@ class Envelope:
     timestamp: str
     sequence_num: int
     events: list[dict[str, Any]]
-    raw: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,10 +208,63 @@ class RawTick:
 
     @classmethod
     def from_bytes(cls, data: bytes | str) -> RawTick:
+        try:
+            typed = _RAW_RECORD.decode(data)
+        except _NOT_THE_SHAPE:
+            pass  # the generic reader below takes it or names what is wrong
+        else:
+            if typed.schema_version == RAW_SCHEMA_VERSION and is_sequence_num(typed.sequence_num):
+                return cls(
+                    typed.product_id,
+                    typed.timestamp,
+                    typed.sequence_num,
+                    typed.received_at,
+                    typed.source,
+                    typed.event_type,
+                    typed.index,
+                    typed.ticker,
+                    typed.clock_offset_s,
+                )
         record = decode_json(data)
         if not isinstance(record, dict):
             raise MessageError("raw record is not a JSON object")
         return cls.from_record(record)
+
+
+class _RawRecordShape(msgspec.Struct):
+    """The shape of a well-formed ``ticks.raw`` record, for the fast decoder: a record that does
+    not fit it exactly (a number as text, a missing field, bad JSON) takes the generic path of
+    :meth:`RawTick.from_record`, which accepts or refuses it and names the field. Its floats are
+    finite: msgspec refuses NaN and infinities in JSON."""
+
+    schema_version: int
+    product_id: str
+    timestamp: str
+    sequence_num: int
+    received_at: str
+    source: str
+    event_type: str
+    ticker: dict[str, Any]
+    index: int = 0
+    clock_offset_s: float = 0.0
+
+
+class _EnvelopeShape(msgspec.Struct):
+    """The shape of a well-formed exchange message, for the fast decoder (as above, anything else
+    takes the generic path of :func:`parse_envelope`)."""
+
+    channel: str
+    timestamp: str
+    sequence_num: int = NO_SEQUENCE
+    events: list[dict[str, Any]] = []
+    type: Any = None
+
+
+_RAW_RECORD = msgspec.json.Decoder(_RawRecordShape)
+# what the typed decoders raise for input they do not take (bad JSON, another shape, a str that
+# is no valid UTF-8, nesting too deep)
+_NOT_THE_SHAPE = (msgspec.MsgspecError, TypeError, ValueError, RecursionError)
+_ENVELOPE = msgspec.json.Decoder(_EnvelopeShape)
 
 
 def _text(record: dict[str, Any], name: str) -> str:
@@ -225,8 +296,18 @@ def preview(value: Any, limit: int = 200) -> str:
 
 
 def parse_envelope(message: dict[str, Any] | str | bytes) -> Envelope:
-    """Check the outer shape of an exchange message; the payload is left as sent."""
+    """Check the outer shape of an exchange message; the payload is left as sent.
+
+    Text is decoded by a typed decoder first; a message it does not take goes through the same
+    checks as a decoded one, so both paths accept and refuse alike, with the same reasons."""
     if isinstance(message, str | bytes):
+        try:
+            typed = _ENVELOPE.decode(message)
+        except _NOT_THE_SHAPE:
+            pass
+        else:
+            if typed.type != "error" and is_sequence_num(typed.sequence_num):
+                return Envelope(typed.channel, typed.timestamp, typed.sequence_num, typed.events)
         try:
             message = json.loads(message)
         except Exception:  # the one decoder names what is wrong
@@ -245,7 +326,7 @@ def parse_envelope(message: dict[str, Any] | str | bytes) -> Envelope:
     channel = message["channel"]
     if not isinstance(channel, str):
         raise MessageError(f"channel is not a string: {preview(channel)}")
-    return Envelope(channel, timestamp, sequence_num, events, message)
+    return Envelope(channel, timestamp, sequence_num, events)
 
 
 def ticks_from_envelope(
@@ -266,41 +347,46 @@ def ticks_from_envelope(
     if envelope.channel != TICKER_CHANNEL:
         return []
     ticks: list[RawTick] = []
+    timestamp, sequence_num = envelope.timestamp, envelope.sequence_num
     index = 0
-
-    def bad(message: str) -> None:
-        if errors is None:
-            raise MessageError(message)
-        errors.append(f"seq {envelope.sequence_num}: {message}")
-
     for event in envelope.events:
         tickers = event.get("tickers", []) if isinstance(event, dict) else None
         if not isinstance(tickers, list):
-            bad("event is not an object with a list of tickers")
+            _refuse(errors, sequence_num, "event is not an object with a list of tickers")
             continue
+        event_type = None
         for ticker in tickers:
             product_id = ticker.get("product_id") if isinstance(ticker, dict) else None
             if not isinstance(product_id, str):
-                bad(f"ticker {index} has no product_id")
+                _refuse(errors, sequence_num, f"ticker {index} has no product_id")
             elif not is_product_id(product_id):
-                bad(f"ticker {index}: " + product_id_error(product_id))
+                _refuse(errors, sequence_num, f"ticker {index}: " + product_id_error(product_id))
             else:
+                if event_type is None:
+                    event_type = str(event.get("type", "update"))
                 ticks.append(
                     RawTick(
-                        product_id=ticker["product_id"],
-                        timestamp=envelope.timestamp,
-                        sequence_num=envelope.sequence_num,
-                        received_at=received_at,
-                        source=source,
-                        event_type=str(event.get("type", "update")),
-                        index=index,
-                        ticker=ticker,
-                        clock_offset_s=clock_offset_s,
-                        event_time=event_time,
+                        product_id,
+                        timestamp,
+                        sequence_num,
+                        received_at,
+                        source,
+                        event_type,
+                        index,
+                        ticker,
+                        clock_offset_s,
+                        event_time,
                     )
                 )
             index += 1
     return ticks
+
+
+def _refuse(errors: list[str] | None, sequence_num: int, message: str) -> None:
+    """A malformed event or ticker: raised, or described in ``errors`` when it is given."""
+    if errors is None:
+        raise MessageError(message)
+    errors.append(f"seq {sequence_num}: {message}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +422,13 @@ class Tick:
 def _number(ticker: dict[str, Any], name: str, low: float, high: float, *, required: bool) -> float:
     """A ticker field as a float in ``[low, high]``; NaN when absent and not ``required``."""
     value = ticker.get(name)
+    if value.__class__ is str:  # the exchange sends numbers as text: the quick way first
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if low <= number <= high:
+            return number
     if value is None or value == "":
         if required:
             raise MessageError(f"ticker field {name!r} is missing")
@@ -394,7 +487,8 @@ def to_tick(raw: RawTick) -> Tick:
             ts = parse_ts(raw.timestamp)
         except TimestampError as exc:
             raise MessageError(f"timestamp: {exc}") from exc
-    check_event_time(ts, raw)
+    if raw.received_at != raw.timestamp or raw.clock_offset_s:  # else it was received at ts
+        check_event_time(ts, raw)
     product_id = check_product_id(raw.product_id)
     price = _number(t, "price", MIN_PRICE, MAX_PRICE, required=True)
     bid = _number(t, "best_bid", MIN_PRICE, MAX_PRICE, required=False)

@@ -285,7 +285,14 @@ def merge_by_receive_time(
             continue
         ts, index, _, item, lines = heapq.heappop(heap)
         yield ts, item
-        push(index, lines)
+        # the same file goes on without the heap while its lines come first (most of the time)
+        for ts, item in lines:
+            if (heap and (ts, index) >= heap[0][:2]) or (
+                position < len(pending) and pending[position][0] <= ts
+            ):
+                heapq.heappush(heap, (ts, index, next(order), item, lines))
+                break
+            yield ts, item
 
 
 def envelope_ticks(
