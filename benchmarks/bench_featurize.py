@@ -93,13 +93,14 @@ def main() -> None:
             runner = threading.Thread(target=featurizer.run, args=(stop,))
             runner.start()
             first = last = None
+            cpu_first = cpu_last = 0.0
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline:
                 now = time.perf_counter()
                 if first is None and featurizer.stats.ticks_in:
-                    first = now
+                    first, cpu_first = now, time.process_time()
                 if featurizer.stats.features_out >= len(raw):
-                    last = now
+                    last, cpu_last = now, time.process_time()
                     break
                 time.sleep(0.002)
             stop.set()
@@ -112,6 +113,7 @@ def main() -> None:
     samples = {s.name: s.value for m in latency.collect() for s in m.samples if not s.labels}
     count = samples.get("cryptovol_featurize_latency_seconds_count", 0)
     stream_s = (last - first) if first is not None and last is not None else None
+    engine_ticks_per_s = engine_rate(raw)
     print(
         json.dumps(
             {
@@ -121,7 +123,14 @@ def main() -> None:
                 "produce_ticks_per_s": round(len(raw) / produce_s),
                 "featurize_seconds": round(stream_s, 3) if stream_s else None,
                 "featurize_ticks_per_s": round(len(raw) / stream_s) if stream_s else None,
-                "engine_only_ticks_per_s": round(engine_rate(raw)),
+                # the whole process (the featurizer's thread, librdkafka's threads, this loop)
+                "featurize_cpu_us_per_tick": round(1e6 * (cpu_last - cpu_first) / len(raw), 1)
+                if stream_s
+                else None,
+                "engine_only_ticks_per_s": round(engine_ticks_per_s),
+                "engine_share_of_wall": round(len(raw) / engine_ticks_per_s / stream_s, 3)
+                if stream_s
+                else None,
                 "mean_poll_to_ack_ms": round(
                     1000 * samples["cryptovol_featurize_latency_seconds_sum"] / count, 2
                 )
