@@ -296,9 +296,9 @@ class TickHandler(RecordHandler):
                     offset - state.start,
                     offset,
                 )
-            self.stats.ticks_in += 1
-            self.metrics.ticks_in.inc()
             live.append(msg)
+        self.stats.ticks_in += len(live)
+        self.metrics.ticks_in.inc(len(live))
         return live
 
     def _warm(self, msg: Message, state: _Partition) -> None:
