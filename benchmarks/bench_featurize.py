@@ -3,7 +3,8 @@
 Produces the ticks of the real recordings (or of a simulated one when ../shared/data is absent)
 onto a fresh raw topic, then runs the featurizer in-process and times it from the first consumed
 tick to the last acknowledged feature record. The engine alone on the same ticks is timed too, so
-the cost of the broker round trip shows. Prints one JSON object.
+the cost of the broker round trip shows (``engine_share_of_wall``). Prints one JSON object, with the
+CPU time per tick of the whole process (less sensitive to a loaded machine than ticks/s).
 
     uv run python benchmarks/bench_featurize.py [--files N] [--batch-size 500]
 """
