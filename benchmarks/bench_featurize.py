@@ -3,7 +3,8 @@
 Produces the ticks of the real recordings (or of a simulated one when ../shared/data is absent)
 onto a fresh raw topic, then runs the featurizer in-process and times it from the first consumed
 tick to the last acknowledged feature record. The engine alone on the same ticks is timed too, so
-the cost of the broker round trip shows. Prints one JSON object.
+the cost of the broker round trip shows (``engine_share_of_wall``). Prints one JSON object, with the
+CPU time per tick of the whole process (less sensitive to a loaded machine than ticks/s).
 
     uv run python benchmarks/bench_featurize.py [--files N] [--batch-size 500]
 """
@@ -93,13 +94,14 @@ def main() -> None:
             runner = threading.Thread(target=featurizer.run, args=(stop,))
             runner.start()
             first = last = None
+            cpu_first = cpu_last = 0.0
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline:
                 now = time.perf_counter()
                 if first is None and featurizer.stats.ticks_in:
-                    first = now
+                    first, cpu_first = now, time.process_time()
                 if featurizer.stats.features_out >= len(raw):
-                    last = now
+                    last, cpu_last = now, time.process_time()
                     break
                 time.sleep(0.002)
             stop.set()
@@ -112,6 +114,7 @@ def main() -> None:
     samples = {s.name: s.value for m in latency.collect() for s in m.samples if not s.labels}
     count = samples.get("cryptovol_featurize_latency_seconds_count", 0)
     stream_s = (last - first) if first is not None and last is not None else None
+    engine_ticks_per_s = engine_rate(raw)
     print(
         json.dumps(
             {
@@ -121,7 +124,14 @@ def main() -> None:
                 "produce_ticks_per_s": round(len(raw) / produce_s),
                 "featurize_seconds": round(stream_s, 3) if stream_s else None,
                 "featurize_ticks_per_s": round(len(raw) / stream_s) if stream_s else None,
-                "engine_only_ticks_per_s": round(engine_rate(raw)),
+                # the whole process (the featurizer's thread, librdkafka's threads, this loop)
+                "featurize_cpu_us_per_tick": round(1e6 * (cpu_last - cpu_first) / len(raw), 1)
+                if stream_s
+                else None,
+                "engine_only_ticks_per_s": round(engine_ticks_per_s),
+                "engine_share_of_wall": round(len(raw) / engine_ticks_per_s / stream_s, 3)
+                if stream_s
+                else None,
                 "mean_poll_to_ack_ms": round(
                     1000 * samples["cryptovol_featurize_latency_seconds_sum"] / count, 2
                 )

@@ -39,7 +39,6 @@ raw archive to bring them back.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -48,6 +47,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import msgspec
 from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_INVALID,
@@ -57,7 +57,13 @@ from confluent_kafka import (
 )
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from tasks.core.features import EngineConfig, FeatureEngine, FeatureRow, restart_lookback_s
+from tasks.core.features import (
+    FEATURE_NAMES,
+    EngineConfig,
+    FeatureEngine,
+    FeatureRow,
+    restart_lookback_s,
+)
 from tasks.core.messages import MessageError, RawTick, to_tick
 from tasks.io.consumer_loop import ConsumerLoop, LoopStats, RecordHandler, metrics_server
 from tasks.io.delivery import Outgoing
@@ -186,6 +192,19 @@ class _Partition:
         return all(p.covered(lookback_s, self.first_ts, sure_gap_s) for p in self.products.values())
 
 
+_ENCODER = msgspec.json.Encoder()
+
+
+def feature_payload(row: FeatureRow) -> bytes:
+    """The feature record's JSON (msgspec: a tenth of ``json.dumps``'s time, the same values
+    when read back). A NaN is null; an infinity is an error naming the feature, as JSON has none
+    (msgspec alone would write it as null)."""
+    if math.inf in row.values or -math.inf in row.values:
+        infinite = [n for n, v in zip(FEATURE_NAMES, row.values, strict=True) if math.isinf(v)]
+        raise ValueError(f"feature(s) {', '.join(infinite)} infinite: JSON has no infinity")
+    return _ENCODER.encode(row.to_record())
+
+
 class TickHandler(RecordHandler):
     """The featurizer's part of the loop: per-partition engines rebuilt by a warm-up on
     assignment, and what becomes of one raw record: a feature record, or nothing (a duplicate or
@@ -238,7 +257,7 @@ class TickHandler(RecordHandler):
                     f"sequence_num {tick.sequence_num} jumps far ahead of its source's"
                 )
             return []
-        payload = json.dumps(row.to_record(), separators=(",", ":"), allow_nan=False).encode()
+        payload = feature_payload(row)
         on_ack = partial(self._feature_acked, polled_at, row.ts)
         return [
             Outgoing(self.settings.features_topic, row.product_id.encode(), payload, None, on_ack)
@@ -277,9 +296,9 @@ class TickHandler(RecordHandler):
                     offset - state.start,
                     offset,
                 )
-            self.stats.ticks_in += 1
-            self.metrics.ticks_in.inc()
             live.append(msg)
+        self.stats.ticks_in += len(live)
+        self.metrics.ticks_in.inc(len(live))
         return live
 
     def _warm(self, msg: Message, state: _Partition) -> None:
