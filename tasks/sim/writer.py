@@ -14,7 +14,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,32 +85,18 @@ def write_recordings(
     out.mkdir(parents=True, exist_ok=True)
     summary = SimSummary()
     start_us = round(start * 1_000_000)
-    current: _PartFile | None = None
-    current_index = -1
-    lines: list[bytes] = []
-    try:
+
+    def placed() -> Iterator[tuple[Path | None, dict]]:
+        current_index = -1
         for us, envelope in timed_envelopes(products, seed, start, minutes, params):
             index = (us - start_us) // (file_seconds * 1_000_000)
             if index != current_index:
-                if current is not None:
-                    current.write(b"".join(lines))
-                    lines.clear()
-                    current.commit()
-                path = out / recording_name(start + index * file_seconds, seed)
-                current, current_index = _PartFile(path), index
-                summary.files.append(path)
-            lines.append(json.dumps(envelope, separators=(",", ":")).encode() + b"\n")
-            if len(lines) >= 4096:
-                current.write(b"".join(lines))
-                lines.clear()
-            _count(summary, envelope)
-        if current is not None:
-            current.write(b"".join(lines))
-            current.commit()
-            current = None
-    finally:
-        if current is not None:
-            current.discard()
+                current_index = index
+                yield out / recording_name(start + index * file_seconds, seed), envelope
+            else:
+                yield None, envelope
+
+    _write_files(placed(), summary)
     return summary
 
 
@@ -157,24 +143,37 @@ def _write_product(
     folder = out / product
     folder.mkdir(exist_ok=True)
     start_us = round(start * 1_000_000)
-    current: _PartFile | None = None
-    current_hour = -1
-    lines: list[bytes] = []
-    seq = 0
-    try:
+
+    def placed() -> Iterator[tuple[Path | None, dict]]:
+        current_hour, seq = -1, 0
         for us, ticker in regime_ticks(product, seed, start, days, params):
             hour = (us - start_us) // 3_600_000_000
-            if hour != current_hour:
+            path = None
+            if hour != current_hour:  # a file per hour, each its own sequence space
+                stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(int(start) + hour * 3600))
+                path = folder / f"{product}_{stamp}_seed{seed}.ndjson.gz"
+                current_hour, seq = hour, 0
+            yield path, ticker_envelope(us, seq, "update", ticker)
+            seq += 1
+
+    _write_files(placed(), summary)
+    return summary
+
+
+def _write_files(placed: Iterable[tuple[Path | None, dict]], summary: SimSummary) -> None:
+    """Write envelopes in order, each file whole (:class:`_PartFile`): an envelope that comes with
+    a path starts that file, the one before it committed; a failure discards the open file."""
+    current: _PartFile | None = None
+    lines: list[bytes] = []
+    try:
+        for path, envelope in placed:
+            if path is not None:
                 if current is not None:
                     current.write(b"".join(lines))
                     lines.clear()
                     current.commit()
-                stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(int(start) + hour * 3600))
-                current = _PartFile(folder / f"{product}_{stamp}_seed{seed}.ndjson.gz")
-                current_hour, seq = hour, 0
-                summary.files.append(current.path)
-            envelope = ticker_envelope(us, seq, "update", ticker)
-            seq += 1
+                current = _PartFile(path)
+                summary.files.append(path)
             lines.append(json.dumps(envelope, separators=(",", ":")).encode() + b"\n")
             if len(lines) >= 4096:
                 current.write(b"".join(lines))
@@ -187,7 +186,6 @@ def _write_product(
     finally:
         if current is not None:
             current.discard()
-    return summary
 
 
 def _count(summary: SimSummary, envelope: dict) -> None:
