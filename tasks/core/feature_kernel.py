@@ -31,19 +31,17 @@ from tasks.core.messages import MAX_PRICE, MIN_PRICE
 NAN = math.nan
 BPS = 1e4
 MAX_SPREAD_BPS = 2 * BPS  # (ask - bid) / mid with 0 < bid <= ask stays below 2
-# the windows (seconds of event time); the output columns below follow features.FEATURE_NAMES
-WINDOWS_S = (30, 60, 300)
-ONE_SECOND_WINDOWS_S = (60, 300)
-# The trailing level that tick intensity and spread are compared with (fs2): long enough to
-# define a regime, so a ratio to it means the same on every feed whatever its message rate.
-REGIME_WINDOW_S = 900
-TICK_WIDTHS = tuple(float(w) for w in WINDOWS_S)
-REGIME_WIDTH = float(REGIME_WINDOW_S)
-SECOND_WIDTHS = tuple(float(w) for w in ONE_SECOND_WINDOWS_S)
+# the output columns follow features.FEATURE_NAMES: three windows, the regime window, two 1-s ones
 N_FEATURES = 7 * 3 + 5 + 2 + 2 + 4
 N_WINDOWS = 4  # the three feature windows, then the regime window
 SCALE_30_300 = math.sqrt(300 / 30)
 SCALE_60_300 = math.sqrt(300 / 60)
+# the engine's configuration (``config``): its rules, then the windows' widths in seconds (the
+# features module's, passed in so that the cached code never holds a stale copy)
+K_LATE_TOLERANCE, K_MAX_GAP, K_MAX_SOURCES, K_MAX_RATE = range(4)
+K_WIDTH = 4  # the three windows', then the regime window's
+K_SECOND_WIDTH = K_WIDTH + N_WINDOWS  # the two 1-s windows'
+N_CONFIG = K_SECOND_WIDTH + 2
 
 # what became of a tick
 TAKEN = 0
@@ -262,7 +260,7 @@ def _second_vol(fs, ints, seconds, s, ts, width):
 
 
 @njit(cache=True)
-def _advance_grid(fs, ints, seconds, ts, prev_mid):
+def _advance_grid(config, fs, ints, seconds, ts, prev_mid):
     """Complete the 1-second grid up to the last second before ``ts``; the 1-s volatilities
     (``features`` docstring of the grid: O(1) a tick, reused within one second)."""
     last_complete = np.ceil(ts) - 1.0
@@ -288,8 +286,8 @@ def _advance_grid(fs, ints, seconds, ts, prev_mid):
         fs[F_VOL_60] = NAN  # no complete 1-second return yet
         fs[F_VOL_300] = NAN
     else:
-        fs[F_VOL_60] = _second_vol(fs, ints, seconds, 0, ts, SECOND_WIDTHS[0])
-        fs[F_VOL_300] = _second_vol(fs, ints, seconds, 1, ts, SECOND_WIDTHS[1])
+        fs[F_VOL_60] = _second_vol(fs, ints, seconds, 0, ts, config[K_SECOND_WIDTH])
+        fs[F_VOL_300] = _second_vol(fs, ints, seconds, 1, ts, config[K_SECOND_WIDTH + 1])
     fs[F_VOLS_FLOOR] = floor_ts
 
 
@@ -303,7 +301,8 @@ def run(
     state; write each tick's outcome (``status``) and, if taken, its row. Returns where it
     stopped: ``len(order)``, or the first tick it had no room for (``ints[I_NEEDS]`` says which
     ring to grow)."""
-    late_tolerance, max_gap, max_sources, max_rate = config[0], config[1], config[2], config[3]
+    late_tolerance, max_gap = config[K_LATE_TOLERANCE], config[K_MAX_GAP]
+    max_sources, max_rate = config[K_MAX_SOURCES], config[K_MAX_RATE]
     flags = np.zeros(3, dtype=np.int64)
     for k in range(start_at, len(order)):
         j = order[k]
@@ -389,7 +388,7 @@ def run(
             r = math.log(mid / prev_mid)
             r2 = r * r
             flags[0] = 1
-            _advance_grid(fs, ints, seconds, ts, prev_mid)
+            _advance_grid(config, fs, ints, seconds, ts, prev_mid)
             vol_60, vol_300 = fs[F_VOL_60], fs[F_VOL_300]
         else:  # a segment's first tick: no return yet, and it starts the 1-second grid
             r2 = 0.0
@@ -412,7 +411,7 @@ def run(
         m_60 = 0
         sum_r2_60 = NAN
         for w in range(3):
-            width = TICK_WIDTHS[w]
+            width = config[K_WIDTH + w]
             _add_tick(
                 fs, ints, ticks, deques, w, ts, ts - width, width, mid, r2, spread_term,
                 imb_term, flags,
@@ -466,7 +465,7 @@ def run(
         if vol_300_ticks > 0.0:
             out[28] = out[3] * SCALE_30_300 / vol_300_ticks
             out[29] = out[4] * SCALE_60_300 / vol_300_ticks
-        _regime_ratios(fs, ints, ticks, deques, ts, mid, spread_term, flags, out)
+        _regime_ratios(config, fs, ints, ticks, deques, ts, mid, spread_term, flags, out)
         ints[I_TAIL] = tail + 1
         row_ts[j] = ts
         segments[j] = ints[I_SEGMENT]
@@ -474,25 +473,25 @@ def run(
 
 
 @njit(cache=True)
-def _regime_ratios(fs, ints, ticks, deques, ts, mid, spread_term, flags, out):
+def _regime_ratios(config, fs, ints, ticks, deques, ts, mid, spread_term, flags, out):
     """Add the tick to the regime window; tick intensity and mean spread over the 30 and 60 s
     windows as ratios to their levels over it (``features._regime_ratios`` before)."""
     w = 3
+    width = config[K_WIDTH + w]
     mask = ticks.shape[0] - 1
     _add_tick(
-        fs, ints, ticks, deques, w, ts, ts - REGIME_WIDTH, REGIME_WIDTH, mid, 0.0, spread_term,
-        0.0, flags,
+        fs, ints, ticks, deques, w, ts, ts - width, width, mid, 0.0, spread_term, 0.0, flags
     )  # fmt: skip
     start = ints[I_START + w]
     count = ints[I_TAIL] + 1 - start
     base_ts = fs[F_BASE_TS + w]
-    covered = REGIME_WIDTH if base_ts == base_ts else ts - ticks[start & mask, C_TS]
+    covered = width if base_ts == base_ts else ts - ticks[start & mask, C_TS]
     level_rate = count / covered if covered > 0.0 else NAN
     level_spread = NAN
     if ints[I_N_SPREAD + w]:
         level_spread = (_front(ints, ticks, w, 1) + fs[F_BACK + 3 * w + 1]) / ints[I_N_SPREAD + w]
     for i in range(2):  # the 30 and 60 s windows
-        out[30 + i] = out[i + 18] / level_rate if covered >= TICK_WIDTHS[i] else NAN
+        out[30 + i] = out[i + 18] / level_rate if covered >= config[K_WIDTH + i] else NAN
         out[32 + i] = out[i + 12] / level_spread if level_spread > 0.0 else NAN
 
 

@@ -50,17 +50,21 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from tasks.core import feature_kernel as kernel
-from tasks.core.feature_kernel import ONE_SECOND_WINDOWS_S, REGIME_WINDOW_S, WINDOWS_S
 from tasks.core.messages import MessageError, Tick
 from tasks.core.timeutil import format_ts
 
 FEATURE_SET_VERSION = "fs2"
 FEATURES_SCHEMA_VERSION = 1
+WINDOWS_S = (30, 60, 300)
+ONE_SECOND_WINDOWS_S = (60, 300)
+# The trailing level that tick intensity and spread are compared with (fs2): long enough to
+# define a regime, so a ratio to it means the same on every feed whatever its message rate.
+REGIME_WINDOW_S = 900
 REGIME_SHORT_WINDOWS_S = (30, 60)
 
 _PER_WINDOW = (
@@ -85,10 +89,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     *(f"tick_intensity_ratio_{w}_{REGIME_WINDOW_S}" for w in REGIME_SHORT_WINDOWS_S),
     *(f"spread_bps_ratio_{w}_{REGIME_WINDOW_S}" for w in REGIME_SHORT_WINDOWS_S),
 )
-assert len(FEATURE_NAMES) == kernel.N_FEATURES, "the kernel writes every feature"
 
 NAN = math.nan
-# what became of each tick of a batch (EngineBatch.status), by kernel code
+# what became of each tick of a batch: EngineBatch.status is the position here (the kernel's code)
 OUTCOMES = (
     "taken",
     "late_adjusted",
@@ -144,6 +147,16 @@ class EngineStats:
     late_dropped: int = 0
     gaps_restarted: int = 0
     sequence_jumps: int = 0
+
+    def add_outcomes(self, counts: Sequence[int]) -> None:
+        """Count ``counts[code]`` ticks of each outcome (:data:`OUTCOMES`)."""
+        taken, late, gap, duplicates, late_dropped, jumps = (int(c) for c in counts[:6])
+        self.processed += taken + late + gap
+        self.late_adjusted += late
+        self.gaps_restarted += gap
+        self.duplicates += duplicates
+        self.late_dropped += late_dropped
+        self.sequence_jumps += jumps
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -265,11 +278,11 @@ class EngineBatch:
     @property
     def taken(self) -> np.ndarray:
         """Which inputs gave a row."""
-        return self.status <= kernel.TAKEN_AFTER_GAP
+        return self.status <= _LAST_TAKEN
 
     def out_of_bounds_error(self, i: int, record_id: str) -> MessageError:
         """The error for an input refused as out of the engine's bounds (module docstring)."""
-        if self.status[i] == kernel.OUT_OF_BOUNDS_MID:
+        if self.status[i] == _OUT_OF_BOUNDS:
             return MessageError(
                 f"tick {record_id} out of the engine's bounds: mid {float(self.mid[i])!r}, "
                 f"ts {float(self.ts[i])!r}"
@@ -301,6 +314,9 @@ class FeatureEngine:
                 config.max_gap_s,
                 config.max_sources_per_product,
                 config.max_sequence_rate,
+                *WINDOWS_S,
+                REGIME_WINDOW_S,
+                *ONE_SECOND_WINDOWS_S,
             ],
             dtype=np.float64,
         )
@@ -333,7 +349,7 @@ class FeatureEngine:
         batch = _new_batch(n)
         for product, order in _by_product(ticks.product_id):
             self._run(product, order, numbers, codes, batch)
-        self._count(np.bincount(batch.status, minlength=len(OUTCOMES)))
+        self.stats.add_outcomes(np.bincount(batch.status, minlength=len(OUTCOMES)))
         return batch
 
     def process(self, tick: Tick) -> FeatureRow | None:
@@ -355,12 +371,12 @@ class FeatureEngine:
         codes[0] = (tick.sequence_num, tick.index, source)
         self._run(tick.product_id, self._one_order, numbers, codes, batch)
         status = int(batch.status[0])
-        if status >= kernel.OUT_OF_BOUNDS_MID:
+        if status >= _OUT_OF_BOUNDS:
             raise batch.out_of_bounds_error(0, tick.record_id)
         counts = [0] * len(OUTCOMES)
         counts[status] = 1
-        self._count(counts)
-        if status > kernel.TAKEN_AFTER_GAP:
+        self.stats.add_outcomes(counts)
+        if status > _LAST_TAKEN:
             return None
         return FeatureRow(
             tick.product_id,
@@ -373,7 +389,7 @@ class FeatureEngine:
     def entries_visited(self) -> int:
         """Window entries the engine has evicted, summed or popped so far, over all products:
         its work, which per tick must not grow with how many ticks the windows hold."""
-        return sum(int(state[1][kernel.I_WORK]) for state in self._states.values())
+        return sum(int(state[1][_kernel().I_WORK]) for state in self._states.values())
 
     def _run(
         self,
@@ -383,6 +399,7 @@ class FeatureEngine:
         codes: np.ndarray,
         batch: EngineBatch,
     ) -> None:
+        kernel = _kernel()
         state = self._states.get(product)
         if state is None:
             state = self._states[product] = kernel.new_state(self.config.max_sources_per_product)
@@ -405,15 +422,17 @@ class FeatureEngine:
                 return
             kernel.grow(state)
 
-    def _count(self, counts: Sequence[int]) -> None:
-        stats = self.stats
-        taken, late, gap, duplicates, late_dropped, jumps = (int(c) for c in counts[:6])
-        stats.processed += taken + late + gap
-        stats.late_adjusted += late
-        stats.gaps_restarted += gap
-        stats.duplicates += duplicates
-        stats.late_dropped += late_dropped
-        stats.sequence_jumps += jumps
+
+_LAST_TAKEN = OUTCOMES.index("gap_restarted")
+_OUT_OF_BOUNDS = OUTCOMES.index("out_of_bounds")  # the mid or time; the next: spread or imbalance
+
+
+def _kernel() -> ModuleType:
+    """The compiled kernel, imported on first use: numba takes a second to import, and most
+    users of this module only want the feature names."""
+    from tasks.core import feature_kernel
+
+    return feature_kernel
 
 
 def _new_batch(n: int) -> EngineBatch:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import functools
 import math
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from tasks.core import feature_kernel
 from tasks.core.features import (
+    FEATURE_NAMES,
     OUTCOMES,
     EngineConfig,
     FeatureEngine,
@@ -156,3 +159,26 @@ def test_record_time_text_is_format_ts(seed):
     epochs += [math.nextafter(T0 + k + 1, 0.0) for k in range(100)]  # rounds up to the next second
     epochs += [-rng.uniform(0, 1e6) for _ in range(500)]
     assert [record_ts(e) for e in epochs] == [format_ts(e) for e in epochs]
+
+
+def test_the_kernel_and_the_engine_agree_on_codes_and_columns():
+    assert len(FEATURE_NAMES) == feature_kernel.N_FEATURES
+    assert len(FeatureEngine()._kernel_config) == feature_kernel.N_CONFIG
+    codes = {
+        "taken": feature_kernel.TAKEN,
+        "late_adjusted": feature_kernel.TAKEN_LATE,
+        "gap_restarted": feature_kernel.TAKEN_AFTER_GAP,
+        "duplicate": feature_kernel.DUPLICATE,
+        "late_dropped": feature_kernel.LATE_DROPPED,
+        "sequence_jump": feature_kernel.SEQUENCE_JUMP,
+        "out_of_bounds": feature_kernel.OUT_OF_BOUNDS_MID,
+    }
+    assert {name: OUTCOMES.index(name) for name in codes} == codes
+    assert OUTCOMES[feature_kernel.OUT_OF_BOUNDS_TERMS] == "out_of_bounds"
+
+
+def test_the_feature_names_come_without_the_compiler():
+    """numba takes a second to import: only an engine that runs needs it."""
+    code = "import sys, tasks.core.features; print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
