@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.core.messages import MessageError, Tick
+from tasks.core.messages import MessageError, Tick, TickColumns
 from tasks.core.timeutil import format_ts
 
 FEATURE_SET_VERSION = "fs2"
@@ -220,49 +220,6 @@ def record_ts(epoch: float) -> str:
             _SECOND_TEXT.clear()
         text = _SECOND_TEXT[whole] = format_ts(whole)[:-7]
     return f"{text}{micros:06d}Z"
-
-
-@dataclass(slots=True)
-class TickColumns:
-    """Ticks as columns, in arrival order: the engine's batch input (fields of :class:`Tick`)."""
-
-    product_id: Sequence[str]
-    source: Sequence[str]
-    ts: np.ndarray
-    sequence_num: np.ndarray  # int64, -1 for none
-    index: np.ndarray  # int64
-    price: np.ndarray
-    best_bid: np.ndarray  # NaN when absent, as the quantities
-    best_ask: np.ndarray
-    best_bid_quantity: np.ndarray
-    best_ask_quantity: np.ndarray
-
-    @classmethod
-    def from_ticks(cls, ticks: Iterable[Tick]) -> TickColumns:
-        ticks = list(ticks)
-        numbers = np.array(
-            [
-                (t.ts, t.price, t.best_bid, t.best_ask, t.best_bid_quantity, t.best_ask_quantity)
-                for t in ticks
-            ],
-            dtype=np.float64,
-        ).reshape(len(ticks), 6)
-        codes = np.array([(t.sequence_num, t.index) for t in ticks], dtype=np.int64)
-        codes = codes.reshape(len(ticks), 2)
-        return cls(
-            [t.product_id for t in ticks],
-            [t.source for t in ticks],
-            *numbers[:, :1].T,
-            *codes.T,
-            *numbers[:, 1:].T,
-        )
-
-    def __len__(self) -> int:
-        return len(self.ts)
-
-    def record_id(self, i: int) -> str:
-        """The record id of tick ``i``, as :attr:`Tick.record_id`."""
-        return f"{self.product_id[i]}|{self.source[i]}|{self.sequence_num[i]}|{self.index[i]}"
 
 
 @dataclass(slots=True)

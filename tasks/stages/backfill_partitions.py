@@ -46,7 +46,6 @@ from tasks.core.features import (
     EngineConfig,
     EngineStats,
     FeatureEngine,
-    TickColumns,
     restart_lookback_s,
 )
 from tasks.core.labels import HORIZON_S, LABEL_MAX_GAP_S, TRAILING_S
@@ -55,7 +54,7 @@ from tasks.io.dask_cluster import dask_client, run_on
 from tasks.io.feature_store import write_dataset, write_partitions
 from tasks.io.recordings import expand_inputs, open_binary
 from tasks.settings import Settings
-from tasks.stages.backfill import BackfillStats, NoRows, admitted_inputs, load_ticks
+from tasks.stages.backfill import BackfillStats, NoRows, admitted_inputs, load_tick_columns
 
 DAY_S = 86_400
 SPAN_MARGIN_S = 300.0  # a file's ticks may lie this far outside its first and last timestamps
@@ -183,13 +182,12 @@ def backfill_partition(partition: Partition, config: EngineConfig, staging: str)
     cpu_started = time.process_time()
     day_start, day_end = partition.day * DAY_S, (partition.day + 1) * DAY_S
     stats = BackfillStats(files=len(partition.counted))
-    ticks = load_ticks(map(Path, partition.files), stats, counted=set(partition.counted))
+    ticks = load_tick_columns(map(Path, partition.files), stats, counted=set(partition.counted))
     low, high = day_start - warmup_s(config), day_end + lookahead_s(config)
     product = partition.product
-    mine = [t for t in ticks if t.product_id == product and low <= t.ts < high]
+    products = np.asarray(ticks.product_id, dtype=object)
+    columns = ticks.select((products == product) & (ticks.ts >= low) & (ticks.ts < high))
     del ticks
-    columns = TickColumns.from_ticks(mine)
-    del mine
     batch = FeatureEngine(config).process_batch(columns)
     frame = batch_frame(columns, batch)
     for name, count in _day_counts(columns.ts, batch.status, day_start, day_end).items():
