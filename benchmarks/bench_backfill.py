@@ -12,6 +12,7 @@ import argparse
 import gzip
 import json
 import math
+import os
 import random
 import tempfile
 import time
@@ -19,10 +20,11 @@ from pathlib import Path
 
 from tasks.core.dataset import feature_frame
 from tasks.core.features import FeatureEngine
+from tasks.core.messages import to_tick
 from tasks.core.timeutil import format_ts
 from tasks.io.feature_store import load_dataset, write_dataset
-from tasks.io.recordings import expand_inputs
-from tasks.stages.backfill import backfill, load_ticks
+from tasks.io.recordings import expand_inputs, read_ticks
+from tasks.stages.backfill import backfill, load_tick_columns
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "coinbase-btc-usd-2025-12"
 
@@ -67,7 +69,8 @@ def main() -> int:
         else:
             inputs, data = [synthetic_recording(tmp_path / "synthetic.ndjson.gz")], "synthetic"
 
-        cpu = time.process_time()
+        FeatureEngine().process(to_tick(next(t for t in read_ticks(expand_inputs(inputs)))))
+        cpu = time.process_time()  # from here on, the compiled kernel is loaded
         stats = backfill(inputs, tmp_path / "features")
         cpu_s = time.process_time() - cpu
         started = time.process_time()
@@ -76,15 +79,13 @@ def main() -> int:
 
         # the phases on their own, for where the time goes
         started = time.process_time()
-        ticks = load_ticks(expand_inputs(inputs))
+        columns = load_tick_columns(expand_inputs(inputs))
         read_s = time.process_time() - started
         started = time.process_time()
-        engine = FeatureEngine()
-        for tick in ticks:
-            engine.process(tick)
+        FeatureEngine().process_batch(columns)
         engine_s = time.process_time() - started
         started = time.process_time()
-        frame = feature_frame(ticks, FeatureEngine())
+        frame = feature_frame(columns, FeatureEngine())
         frame_s = time.process_time() - started
         started = time.process_time()
         write_dataset(frame, tmp_path / "again.parquet")
@@ -101,8 +102,8 @@ def main() -> int:
         "rows_per_s": round(stats.rows / stats.seconds),
         "cpu_s": round(cpu_s, 2),
         "ticks_per_cpu_s": round(stats.ticks / cpu_s),
-        "read_ticks_per_cpu_s": round(len(ticks) / read_s),
-        "engine_ticks_per_cpu_s": round(len(ticks) / engine_s),
+        "read_ticks_per_cpu_s": round(len(columns) / read_s),
+        "engine_ticks_per_cpu_s": round(len(columns) / engine_s),
         "phases_cpu_s": {
             "read_and_validate": round(read_s, 2),
             "engine": round(engine_s, 2),
@@ -111,6 +112,7 @@ def main() -> int:
             "load_dataset": round(load_s, 2),
         },
         "rows_loaded": rows,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
     print(json.dumps(figures))
     return 0

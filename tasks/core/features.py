@@ -8,10 +8,13 @@ definitions are versioned by :data:`FEATURE_SET_VERSION` (docs/features.md descr
 Windows are in event time: a window of ``w`` seconds at a tick of time ``t`` holds the ticks with
 time in ``(t - w, t]``. The mid price is ``(best_bid + best_ask) / 2``, or the last trade price when
 the book is missing. A tick return is ``log(mid_i / mid_{i-1})``; the first tick of a segment has
-none. Each window keeps its ticks in a deque, its high and low in monotonic deques and its sums in
-two stacks split at an event-time boundary (no subtraction on eviction, so no rounding drift and
-an exact zero when every term is zero), so a tick costs amortized O(1) whatever the window holds.
-Sums of returns need no running sum at all: they telescope to ``log(mid_now / mid_base)``.
+none. Each window holds its ticks (a suffix of the product's tick history), its high and low in
+monotonic deques and its sums in two stacks split at an event-time boundary (no subtraction on
+eviction, so no rounding drift and an exact zero when every term is zero), so a tick costs
+amortized O(1) whatever the window holds. Sums of returns need no running sum at all: they
+telescope to ``log(mid_now / mid_base)``. The per-tick work is compiled
+(:mod:`tasks.core.feature_kernel`, numba, cached on disk); :meth:`FeatureEngine.process_batch`
+runs columns of ticks through it at once, :meth:`FeatureEngine.process` one tick.
 
 Every piece of window state is a fixed function of the ticks the window holds and of the current
 time, never of how long the engine has run, so an engine started mid-stream (a restarted
@@ -45,11 +48,14 @@ Input handling, per product:
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
-from tasks.core.messages import MAX_PRICE, MIN_PRICE, MessageError, Tick
+import numpy as np
+
+from tasks.core.messages import MessageError, Tick, TickColumns
 from tasks.core.timeutil import format_ts
 
 FEATURE_SET_VERSION = "fs2"
@@ -85,20 +91,17 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 
 NAN = math.nan
-_BPS = 1e4
-_MAX_SPREAD_BPS = 2 * _BPS  # (ask - bid) / mid with 0 < bid <= ask stays below 2
-_NW = len(WINDOWS_S)
-_N_WINDOW_FEATURES = len(_PER_WINDOW) * _NW
-_N_FEATURES = len(FEATURE_NAMES)
-_I60 = WINDOWS_S.index(60)
-_SCALE_30_300 = math.sqrt(300 / 30)
-_SCALE_60_300 = math.sqrt(300 / 60)
-_NO_VOLS = (NAN,) * len(ONE_SECOND_WINDOWS_S)
-_REGIME_SHORT = tuple(WINDOWS_S.index(w) for w in REGIME_SHORT_WINDOWS_S)
-
-# a tick in a window: (ts, mid, r*r or 0, spread_bps or 0, imbalance or 0, has_r, has_spread,
-# has_imb); zeros stand in for missing values in the sums, the flags keep the counts right
-_Entry = tuple[float, float, float, float, float, int, int, int]
+# what became of each tick of a batch: EngineBatch.status is the position here (the kernel's code)
+OUTCOMES = (
+    "taken",
+    "late_adjusted",
+    "gap_restarted",
+    "duplicate",
+    "late_dropped",
+    "sequence_jump",
+    "out_of_bounds",
+    "out_of_bounds",
+)
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,16 @@ class EngineStats:
     gaps_restarted: int = 0
     sequence_jumps: int = 0
 
+    def add_outcomes(self, counts: Sequence[int]) -> None:
+        """Count ``counts[code]`` ticks of each outcome (:data:`OUTCOMES`)."""
+        taken, late, gap, duplicates, late_dropped, jumps = (int(c) for c in counts[:6])
+        self.processed += taken + late + gap
+        self.late_adjusted += late
+        self.gaps_restarted += gap
+        self.duplicates += duplicates
+        self.late_dropped += late_dropped
+        self.sequence_jumps += jumps
+
     def as_dict(self) -> dict[str, int]:
         return {
             "processed": self.processed,
@@ -176,7 +189,7 @@ class FeatureRow:
             "schema_version": FEATURES_SCHEMA_VERSION,
             "feature_set_version": self.feature_set_version,
             "product_id": self.product_id,
-            "ts": format_ts(self.ts),
+            "ts": record_ts(self.ts),
             "event_ts": self.ts,
             "record_id": self.record_id,
             "features": {
@@ -186,437 +199,218 @@ class FeatureRow:
         }
 
 
-class _TickWindow:
-    """Ticks of the last ``width`` seconds with exact window sums, high and low.
-
-    Sums use two stacks instead of subtracting on eviction, split at the start ``E`` of the
-    current epoch of event time (``E = floor(t / width) * width``): the ticks before ``E`` carry
-    suffix sums accumulated from the newest back (``front``, the oldest last), the ticks from
-    ``E`` on a running sum (``back_*``). A sum is ``front[-1] + back``. While ``t`` stays in one
-    epoch the cutoff ``t - width`` stays before ``E``, so evictions only pop ``front``; the first
-    tick of a new epoch evicts and turns the rest into new suffix sums. So every sum is a fixed
-    function of the ticks in the window and of ``E``: no rounding error outlives the ticks that
-    caused it, and an engine that starts mid-stream gets the very same bits once its window
-    holds the same ticks (see :func:`restart_lookback_s`). Each tick enters ``front`` at most
-    once (amortized O(1)).
-    """
-
-    __slots__ = (
-        "back_imb",
-        "back_r2",
-        "back_spread",
-        "base_mid",
-        "base_ts",
-        "boundary",
-        "front",
-        "highs",
-        "lows",
-        "n_imb",
-        "n_ret",
-        "n_spread",
-        "ticks",
-        "width",
-    )
-
-    def __init__(self, width: float) -> None:
-        self.width = width
-        # entries: (ts, mid, r*r or 0, spread_bps or 0, imbalance or 0, has_r, has_spread, has_imb)
-        self.ticks: deque[_Entry] = deque()
-        self.front: list[tuple[float, float, float]] = []
-        self.back_r2 = self.back_spread = self.back_imb = 0.0
-        self.boundary = -math.inf  # where the next epoch starts
-        self.highs: deque[_Entry] = deque()  # candidates for the high: mids decreasing
-        self.lows: deque[_Entry] = deque()  # candidates for the low: mids increasing
-        self.base_ts = NAN  # the last tick evicted in this segment: where returns start
-        self.base_mid = NAN
-        self.n_ret = self.n_spread = self.n_imb = 0
-
-    def new_epoch(self, ts: float, cutoff: float) -> None:
-        """Before adding the first tick of a new epoch: evict what left the window, then turn
-        every tick that stays into a suffix sum on an empty ``front``."""
-        ticks = self.ticks
-        if ticks and ticks[0][0] <= cutoff:
-            while ticks and ticks[0][0] <= cutoff:
-                old = ticks.popleft()
-                self.n_ret -= old[5]
-                self.n_spread -= old[6]
-                self.n_imb -= old[7]
-            self.base_ts = old[0]
-            self.base_mid = old[1]
-            highs, lows = self.highs, self.lows
-            while highs and highs[0][0] <= cutoff:
-                highs.popleft()
-            while lows and lows[0][0] <= cutoff:
-                lows.popleft()
-        front = self.front = []
-        r2 = spread = imb = 0.0
-        for entry in reversed(ticks):
-            r2 += entry[2]
-            spread += entry[3]
-            imb += entry[4]
-            front.append((r2, spread, imb))
-        self.back_r2 = self.back_spread = self.back_imb = 0.0
-        width = self.width
-        self.boundary = (ts // width + 1.0) * width
+_SECOND_TEXT: dict[float, str] = {}  # whole second -> its ISO text up to the "."
 
 
-class _SecondWindow:
-    """Non-zero squared 1-second returns of the last ``width`` seconds.
-
-    The same two stacks as :class:`_TickWindow`, split at the start ``E`` of the epoch of the
-    time asked for: seconds before ``E`` in suffix sums, the later ones in a running sum. The
-    sum is a fixed function of the seconds in the window and of ``E``, whichever ticks asked.
-    """
-
-    __slots__ = ("back", "boundary", "front", "returns", "width")
-
-    def __init__(self, width: float) -> None:
-        self.width = width
-        self.returns: deque[tuple[int, float]] = deque()  # (second, r*r), r != 0
-        self.front: list[float] = []
-        self.back = 0.0
-        self.boundary = -math.inf  # where the next epoch starts
-
-    def push(self, second: int, r2: float) -> None:
-        self.returns.append((second, r2))
-        self.back += r2
-
-    def vol(self, ts: float) -> float:
-        """sqrt of the sum over complete seconds in ``(ts - width, ts)``."""
-        returns = self.returns
-        cutoff = ts - self.width
-        if ts >= self.boundary:
-            self._new_epoch(ts, cutoff)
-        else:  # the seconds evicted are all before the epoch's start: in front
-            front = self.front
-            while returns and returns[0][0] <= cutoff:
-                returns.popleft()
-                front.pop()
-        front = self.front
-        total = (front[-1] if front else 0.0) + self.back
-        return math.sqrt(total)
-
-    def _new_epoch(self, ts: float, cutoff: float) -> None:
-        """Evict, then rebuild both stacks: seconds pushed since the last query may lie on
-        either side of the new epoch's start."""
-        returns = self.returns
-        while returns and returns[0][0] <= cutoff:
-            returns.popleft()
-        start = ts // self.width * self.width
-        front = self.front = []
-        newer: list[float] = []
-        total = 0.0
-        for second, r2 in reversed(returns):
-            if second >= start:
-                newer.append(r2)
-            else:
-                total += r2
-                front.append(total)
-        back = 0.0
-        for r2 in reversed(newer):
-            back += r2
-        self.back = back
-        self.boundary = start + self.width
+def record_ts(epoch: float) -> str:
+    """:func:`~tasks.core.timeutil.format_ts` of ``epoch``, each whole second formatted once
+    (it was an eighth of the featurizer's time): the microseconds are rounded half to even, as
+    ``datetime.fromtimestamp`` rounds them."""
+    fraction, whole = math.modf(epoch)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole += 1.0
+        micros -= 1_000_000
+    elif micros < 0:
+        whole -= 1.0
+        micros += 1_000_000
+    text = _SECOND_TEXT.get(whole)
+    if text is None:
+        if len(_SECOND_TEXT) >= 4096:
+            _SECOND_TEXT.clear()
+        text = _SECOND_TEXT[whole] = format_ts(whole)[:-7]
+    return f"{text}{micros:06d}Z"
 
 
-class _ProductState:
-    __slots__ = (
-        "first_second",
-        "grid_mid",
-        "last_mid",
-        "last_ts",
-        "next_second",
-        "regime_window",
-        "second_windows",
-        "segment",
-        "sequences",
-        "tick_windows",
-        "vols",
-        "vols_floor",
-    )
+@dataclass(slots=True)
+class EngineBatch:
+    """What :meth:`FeatureEngine.process_batch` made of each input tick (arrays of its length)."""
 
-    def __init__(self) -> None:
-        # per source: the last (sequence_num, index) taken, and its event time
-        self.sequences: dict[str, tuple[int, int, float]] = {}
-        self.segment = -1
-        self.last_ts = NAN
-        self.restart()
+    values: np.ndarray  # (n, len(FEATURE_NAMES)) float64; a row only where ``taken``
+    ts: np.ndarray  # the time each row describes (a late tick's: the latest); else the input's
+    segment: np.ndarray  # int64, per product, counts window restarts after gaps
+    mid: np.ndarray  # the mid price the engine used
+    status: np.ndarray  # int8 code; OUTCOMES[code] names it
 
-    def restart(self) -> None:
-        self.segment += 1
-        self.last_mid = NAN
-        self.tick_windows = tuple(_TickWindow(w) for w in WINDOWS_S)
-        self.regime_window = _TickWindow(REGIME_WINDOW_S)
-        self.second_windows = tuple(_SecondWindow(w) for w in ONE_SECOND_WINDOWS_S)
-        self.next_second = 0  # the first second of the 1-s grid not yet complete
-        self.first_second = -1  # the segment's first grid second (it has no return)
-        self.grid_mid = NAN  # mid at the last complete grid second
-        self.vols = _NO_VOLS  # the 1-s volatilities last computed, at floor(ts) = vols_floor
-        self.vols_floor = -1
+    @property
+    def taken(self) -> np.ndarray:
+        """Which inputs gave a row."""
+        return self.status <= _LAST_TAKEN
+
+    def out_of_bounds_error(self, i: int, record_id: str) -> MessageError:
+        """The error for an input refused as out of the engine's bounds (module docstring)."""
+        if self.status[i] == _OUT_OF_BOUNDS:
+            return MessageError(
+                f"tick {record_id} out of the engine's bounds: mid {float(self.mid[i])!r}, "
+                f"ts {float(self.ts[i])!r}"
+            )
+        spread, imbalance = (float(v) for v in self.values[i, :2])
+        return MessageError(
+            f"tick {record_id} out of the engine's bounds: spread {spread!r} bps, "
+            f"imbalance {imbalance!r}"
+        )
 
 
 class FeatureEngine:
-    """Per-product incremental features; feed ticks in arrival order, get one row per tick."""
+    """Per-product incremental features; feed ticks in arrival order, get one row per tick.
+
+    :meth:`process_batch` runs columns of ticks (the backfill, a poll of the stream),
+    :meth:`process` one :class:`Tick`; both go through the same compiled kernel
+    (:mod:`tasks.core.feature_kernel`) and the same per-product state, kept across calls.
+    """
 
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
         self.stats = EngineStats()
-        self._products: dict[str, _ProductState] = {}
+        self._states: dict[str, list[np.ndarray]] = {}
+        self._sources: dict[str, int] = {}  # source -> its code in the kernel
+        config = self.config
+        self._kernel_config = np.array(
+            [
+                config.late_tolerance_s,
+                config.max_gap_s,
+                config.max_sources_per_product,
+                config.max_sequence_rate,
+                *WINDOWS_S,
+                REGIME_WINDOW_S,
+                *ONE_SECOND_WINDOWS_S,
+            ],
+            dtype=np.float64,
+        )
+        # one tick's buffers, reused by process()
+        self._one_numbers = np.empty((1, 6))
+        self._one_codes = np.empty((1, 3), dtype=np.int64)
+        self._one = _new_batch(1)
+        self._one_order = np.zeros(1, dtype=np.int64)
+
+    def process_batch(self, ticks: TickColumns) -> EngineBatch:
+        """Every tick's outcome and, where taken, its row (module docstring: duplicates,
+        sequence jumps and too late ticks are counted in :attr:`stats`; a tick out of bounds
+        changes nothing and is only marked in the result)."""
+        n = len(ticks)
+        numbers = np.empty((n, 6))
+        numbers[:, 0] = ticks.ts
+        numbers[:, 1] = ticks.price
+        numbers[:, 2] = ticks.best_bid
+        numbers[:, 3] = ticks.best_ask
+        numbers[:, 4] = ticks.best_bid_quantity
+        numbers[:, 5] = ticks.best_ask_quantity
+        codes = np.empty((n, 3), dtype=np.int64)
+        codes[:, 0] = ticks.sequence_num
+        codes[:, 1] = ticks.index
+        sources = self._sources
+        codes[:, 2] = [
+            sources[s] if s in sources else sources.setdefault(s, len(sources))
+            for s in ticks.source
+        ]
+        batch = _new_batch(n)
+        for product, order in _by_product(ticks.product_id):
+            self._run(product, order, numbers, codes, batch)
+        self.stats.add_outcomes(np.bincount(batch.status, minlength=len(OUTCOMES)))
+        return batch
 
     def process(self, tick: Tick) -> FeatureRow | None:
         """The features after ``tick``, or None if it is a duplicate, too late or a sequence
         jump (counted); :class:`MessageError`, with no state changed, if its terms are out of
         bounds (module docstring)."""
-        bid = tick.best_bid
-        ask = tick.best_ask
-        has_spread = 1 if bid == bid and ask == ask else 0
-        mid = (bid + ask) * 0.5 if has_spread else tick.price
-        if not (MIN_PRICE <= mid <= MAX_PRICE and -math.inf < tick.ts < math.inf):
-            raise MessageError(
-                f"tick {tick.record_id} out of the engine's bounds: mid {mid!r}, ts {tick.ts!r}"
-            )
-        spread = _BPS * (ask - bid) / mid if has_spread else NAN
-        bid_qty = tick.best_bid_quantity
-        ask_qty = tick.best_ask_quantity
-        depth = bid_qty + ask_qty
-        if depth > 0.0:
-            imbalance = (bid_qty - ask_qty) / depth
-            has_imb = 1
-        else:
-            imbalance = NAN
-            has_imb = 0
-        spread_term = spread if has_spread else 0.0
-        imb_term = imbalance if has_imb else 0.0
-        if not (0.0 <= spread_term <= _MAX_SPREAD_BPS and -1.0 <= imb_term <= 1.0):
-            raise MessageError(
-                f"tick {tick.record_id} out of the engine's bounds: spread {spread!r} bps, "
-                f"imbalance {imbalance!r}"
-            )
-
-        state = self._products.get(tick.product_id)
-        if state is None:
-            state = self._products[tick.product_id] = _ProductState()
-        stats = self.stats
-        config = self.config
-
-        seq = tick.sequence_num
-        if seq >= 0:
-            seen = state.sequences.get(tick.source)
-            if seen is not None:
-                last_seq, last_index, seen_ts = seen
-                reach = config.max_sequence_rate * (1.0 + abs(tick.ts - seen_ts))
-                if seq < last_seq or (seq == last_seq and tick.index <= last_index):
-                    if last_seq - seq <= reach:
-                        stats.duplicates += 1
-                        return None
-                elif seq - last_seq > reach:
-                    stats.sequence_jumps += 1
-                    return None
-
-        ts = tick.ts
-        last_ts = state.last_ts
-        if ts < last_ts:
-            if last_ts - ts > config.late_tolerance_s:
-                stats.late_dropped += 1
-                return None
-            stats.late_adjusted += 1
-            ts = last_ts
-        elif ts - last_ts > config.max_gap_s:
-            state.restart()
-            stats.gaps_restarted += 1
-        if seq >= 0:
-            sequences = state.sequences
-            if tick.source not in sequences and len(sequences) >= config.max_sources_per_product:
-                del sequences[next(iter(sequences))]
-            sequences[tick.source] = (seq, tick.index, tick.ts)
-        state.last_ts = ts
-        stats.processed += 1
-
-        prev_mid = state.last_mid
-        state.last_mid = mid
-        if prev_mid == prev_mid:
-            r = math.log(mid / prev_mid)
-            r2 = r * r
-            has_r = 1
-            vol_1s = _advance_grid(state, ts, prev_mid)
-        else:  # a segment's first tick: no return yet, and it starts the 1-second grid
-            r2 = 0.0
-            has_r = 0
-            state.next_second = math.ceil(ts)
-            vol_1s = _NO_VOLS
-        entry = (ts, mid, r2, spread_term, imb_term, has_r, has_spread, has_imb)
-
-        values = [NAN] * _N_FEATURES
-        # a per-window feature sits at k + _NW * (its position in _PER_WINDOW)
-        m_60 = 0
-        sum_r2_60 = NAN
-        for k, window in enumerate(state.tick_windows):
-            # add the tick, drop the ticks at or before ts - width (the newest one always stays)
-            ticks = window.ticks
-            cutoff = ts - window.width
-            if ts >= window.boundary:
-                window.new_epoch(ts, cutoff)  # evicts too
-            ticks.append(entry)
-            window.back_r2 += r2
-            window.back_spread += spread_term
-            window.back_imb += imb_term
-            window.n_ret += has_r
-            window.n_spread += has_spread
-            window.n_imb += has_imb
-            highs = window.highs
-            while highs and highs[-1][1] <= mid:
-                highs.pop()
-            highs.append(entry)
-            lows = window.lows
-            while lows and lows[-1][1] >= mid:
-                lows.pop()
-            lows.append(entry)
-            front = window.front
-            if ticks[0][0] <= cutoff:  # all before the epoch's start: in front
-                while ticks[0][0] <= cutoff:
-                    old = ticks.popleft()
-                    front.pop()
-                    window.n_ret -= old[5]
-                    window.n_spread -= old[6]
-                    window.n_imb -= old[7]
-                window.base_ts = old[0]
-                window.base_mid = old[1]
-                while highs[0][0] <= cutoff:
-                    highs.popleft()
-                while lows[0][0] <= cutoff:
-                    lows.popleft()
-
-            m = window.n_ret
-            if m:
-                base_mid = window.base_mid
-                if base_mid == base_mid:
-                    base_ts = window.base_ts
-                else:  # nothing evicted yet: returns start at the segment's first tick
-                    oldest = ticks[0]
-                    base_ts = oldest[0]
-                    base_mid = oldest[1]
-                log_ret = math.log(mid / base_mid)
-                values[k] = log_ret
-                sum_r2 = (front[-1][0] if front else 0.0) + window.back_r2
-                values[k + _NW] = math.sqrt(sum_r2)
-                elapsed = ts - base_ts
-                if elapsed >= 1.0:
-                    values[k + 2 * _NW] = _BPS * log_ret / elapsed
-                if k == _I60:
-                    m_60 = m
-                    sum_r2_60 = sum_r2
-            values[k + 3 * _NW] = _BPS * math.log(highs[0][1] / lows[0][1])
-            if window.n_spread:
-                spread_sum = (front[-1][1] if front else 0.0) + window.back_spread
-                values[k + 4 * _NW] = spread_sum / window.n_spread
-            if window.n_imb:
-                imb_sum = (front[-1][2] if front else 0.0) + window.back_imb
-                values[k + 5 * _NW] = imb_sum / window.n_imb
-            values[k + 6 * _NW] = len(ticks) / window.width
-
-        # 60 s tick-return moments; the sum of the returns telescopes to the 60 s log return
-        if m_60:
-            log_ret_60 = values[_I60]
-            ret_mean = log_ret_60 / m_60
-            if m_60 > 1:
-                var = (sum_r2_60 - log_ret_60 * ret_mean) / (m_60 - 1)
-                ret_std = math.sqrt(var) if var > 0.0 else 0.0
-            else:
-                ret_std = NAN
-        else:
-            ret_mean = ret_std = NAN
-        vol_300 = values[_NW + 2]
-        if vol_300 > 0.0:
-            ratio_30 = values[_NW] * _SCALE_30_300 / vol_300
-            ratio_60 = values[_NW + 1] * _SCALE_60_300 / vol_300
-        else:
-            ratio_30 = ratio_60 = NAN
-        values[_N_WINDOW_FEATURES:] = (
-            ret_mean,
-            ret_std,
-            float(len(state.tick_windows[_I60].ticks)),
-            spread,
-            imbalance,
-            *vol_1s,
-            ratio_30,
-            ratio_60,
-            *_regime_ratios(state.regime_window, entry, values),
+        numbers, codes, batch = self._one_numbers, self._one_codes, self._one
+        numbers[0] = (
+            tick.ts,
+            tick.price,
+            tick.best_bid,
+            tick.best_ask,
+            tick.best_bid_quantity,
+            tick.best_ask_quantity,
         )
-        return FeatureRow(tick.product_id, ts, tick.record_id, tuple(values), state.segment)
+        source = self._sources.get(tick.source)
+        if source is None:
+            source = self._sources[tick.source] = len(self._sources)
+        codes[0] = (tick.sequence_num, tick.index, source)
+        self._run(tick.product_id, self._one_order, numbers, codes, batch)
+        status = int(batch.status[0])
+        if status >= _OUT_OF_BOUNDS:
+            raise batch.out_of_bounds_error(0, tick.record_id)
+        counts = [0] * len(OUTCOMES)
+        counts[status] = 1
+        self.stats.add_outcomes(counts)
+        if status > _LAST_TAKEN:
+            return None
+        return FeatureRow(
+            tick.product_id,
+            float(batch.ts[0]),
+            tick.record_id,
+            tuple(batch.values[0].tolist()),
+            int(batch.segment[0]),
+        )
+
+    def entries_visited(self) -> int:
+        """Window entries the engine has evicted, summed or popped so far, over all products:
+        its work, which per tick must not grow with how many ticks the windows hold."""
+        return sum(int(state[1][_kernel().I_WORK]) for state in self._states.values())
+
+    def _run(
+        self,
+        product: str,
+        order: np.ndarray,
+        numbers: np.ndarray,
+        codes: np.ndarray,
+        batch: EngineBatch,
+    ) -> None:
+        kernel = _kernel()
+        state = self._states.get(product)
+        if state is None:
+            state = self._states[product] = kernel.new_state(self.config.max_sources_per_product)
+        done = 0
+        while True:
+            done = kernel.run(
+                order,
+                done,
+                numbers,
+                codes,
+                self._kernel_config,
+                *state,
+                batch.values,
+                batch.ts,
+                batch.mid,
+                batch.segment,
+                batch.status,
+            )
+            if done == len(order):
+                return
+            kernel.grow(state)
 
 
-def _regime_ratios(window: _TickWindow, entry: _Entry, values: list[float]) -> tuple[float, ...]:
-    """Add the tick to the regime window; tick intensity and mean spread over the short windows
-    as ratios to their levels over it (``*_ratio_{w}_900``).
-
-    The tick rate's level is the window's ticks per second of time it covers (all of it once a
-    tick has left it, else since the segment's first tick); the ratio is NaN until the segment
-    covers the short window. The spread ratio is NaN without a spread or with a zero level.
-    """
-    ts, has_spread = entry[0], entry[6]
-    ticks = window.ticks
-    cutoff = ts - window.width
-    if ts >= window.boundary:
-        window.new_epoch(ts, cutoff)  # evicts too
-    ticks.append(entry)
-    window.back_spread += entry[3]
-    window.n_spread += has_spread
-    window.n_ret += entry[5]  # kept exact, though only the spread count is read here
-    window.n_imb += entry[7]
-    front = window.front
-    if ticks[0][0] <= cutoff:  # all before the epoch's start: in front
-        while ticks[0][0] <= cutoff:
-            old = ticks.popleft()
-            front.pop()
-            window.n_ret -= old[5]
-            window.n_spread -= old[6]
-            window.n_imb -= old[7]
-        window.base_ts = old[0]
-        window.base_mid = old[1]
-    covered = window.width if window.base_ts == window.base_ts else ts - ticks[0][0]
-    level_rate = len(ticks) / covered if covered > 0.0 else NAN
-    level_spread = NAN
-    if window.n_spread:
-        level_spread = ((front[-1][1] if front else 0.0) + window.back_spread) / window.n_spread
-    rates, spreads = [], []
-    for k in _REGIME_SHORT:
-        width = WINDOWS_S[k]
-        rate = values[k + 6 * _NW]
-        rates.append(rate / level_rate if covered >= width else NAN)
-        spread_mean = values[k + 4 * _NW]
-        spreads.append(spread_mean / level_spread if level_spread > 0.0 else NAN)
-    return (*rates, *spreads)
+_LAST_TAKEN = OUTCOMES.index("gap_restarted")
+_OUT_OF_BOUNDS = OUTCOMES.index("out_of_bounds")  # the mid or time; the next: spread or imbalance
 
 
-def _advance_grid(state: _ProductState, ts: float, prev_mid: float) -> tuple[float, ...]:
-    """Complete the 1-second grid up to the last second before ``ts``; the 1-s volatilities.
+def _kernel() -> ModuleType:
+    """The compiled kernel, imported on first use: numba takes a second to import, and most
+    users of this module only want the feature names."""
+    from tasks.core import feature_kernel
 
-    The grid holds the last mid at or before each whole second; second ``s`` is complete once a
-    tick later than ``s`` arrives. Between two ticks only the first newly completed second can
-    move (the following ones repeat ``prev_mid``), so a tick costs O(1) however long the pause.
-    The windows hold the seconds in ``(ts - w, ts)``: with ``w`` whole, that set only changes
-    when ``floor(ts)`` or ``ceil(ts)`` does, so ticks within one second reuse the last result.
-    """
-    last_complete = math.ceil(ts) - 1
-    floor_ts = math.floor(ts)
-    if last_complete >= state.next_second:
-        second = state.next_second
-        if state.first_second < 0:
-            state.first_second = second
-        else:
-            r = math.log(prev_mid / state.grid_mid)
-            if r:
-                r2 = r * r
-                for window in state.second_windows:
-                    window.push(second, r2)
-        state.grid_mid = prev_mid
-        state.next_second = last_complete + 1
-    elif floor_ts == state.vols_floor:
-        return state.vols
-    if state.first_second < 0 or last_complete <= state.first_second:
-        vols = _NO_VOLS  # no complete 1-second return yet
-    else:
-        vols = tuple([window.vol(ts) for window in state.second_windows])
-    state.vols = vols
-    state.vols_floor = floor_ts
-    return vols
+    return feature_kernel
+
+
+def _new_batch(n: int) -> EngineBatch:
+    return EngineBatch(
+        values=np.empty((n, len(FEATURE_NAMES))),
+        ts=np.full(n, NAN),
+        segment=np.zeros(n, dtype=np.int64),
+        mid=np.empty(n),
+        status=np.zeros(n, dtype=np.int8),
+    )
+
+
+def _by_product(product_ids: Sequence[str]) -> Iterable[tuple[str, np.ndarray]]:
+    """Each product's tick positions, in arrival order (products are independent)."""
+    first = product_ids[0] if len(product_ids) else None
+    if all(p == first for p in product_ids):
+        if first is not None:
+            yield first, np.arange(len(product_ids), dtype=np.int64)
+        return
+    positions: dict[str, list[int]] = {}
+    for i, product in enumerate(product_ids):
+        positions.setdefault(product, []).append(i)
+    for product, where in positions.items():
+        yield product, np.array(where, dtype=np.int64)

@@ -43,10 +43,12 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from tasks.core.timeutil import TimestampError, parse_ts
 
@@ -510,3 +512,194 @@ def to_tick(raw: RawTick) -> Tick:
         best_ask_quantity=ask_qty,
         volume_24h=_number(t, "volume_24_h", 0.0, MAX_SIZE, required=False),
     )
+
+
+@dataclass(slots=True)
+class TickColumns:
+    """Ticks as columns, in arrival order (the fields of :class:`Tick`): what the batch path
+    reads (:func:`tick_columns`) and the feature engine runs at once."""
+
+    product_id: Sequence[str]
+    source: Sequence[str]
+    ts: np.ndarray
+    sequence_num: np.ndarray  # int64, -1 for none
+    index: np.ndarray  # int64
+    price: np.ndarray
+    best_bid: np.ndarray  # NaN when absent, as the quantities and the volume
+    best_ask: np.ndarray
+    best_bid_quantity: np.ndarray
+    best_ask_quantity: np.ndarray
+    volume_24h: np.ndarray
+
+    @classmethod
+    def from_ticks(cls, ticks: Iterable[Tick]) -> TickColumns:
+        ticks = list(ticks)
+        numbers = np.array(
+            [
+                (
+                    t.ts,
+                    t.price,
+                    t.best_bid,
+                    t.best_ask,
+                    t.best_bid_quantity,
+                    t.best_ask_quantity,
+                    t.volume_24h,
+                )
+                for t in ticks
+            ],
+            dtype=np.float64,
+        ).reshape(len(ticks), 7)
+        codes = np.array([(t.sequence_num, t.index) for t in ticks], dtype=np.int64)
+        codes = codes.reshape(len(ticks), 2)
+        return cls(
+            [t.product_id for t in ticks],
+            [t.source for t in ticks],
+            numbers[:, 0].copy(),
+            codes[:, 0].copy(),
+            codes[:, 1].copy(),
+            *(numbers[:, k].copy() for k in range(1, 7)),
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[TickColumns]) -> TickColumns:
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            [p for part in parts for p in part.product_id],
+            [s for part in parts for s in part.source],
+            *(np.concatenate([getattr(part, name) for part in parts]) for name in _NUMERIC_COLUMNS),
+        )
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def record_id(self, i: int) -> str:
+        """The record id of tick ``i``, as :attr:`Tick.record_id`."""
+        return f"{self.product_id[i]}|{self.source[i]}|{self.sequence_num[i]}|{self.index[i]}"
+
+    def select(self, mask: np.ndarray) -> TickColumns:
+        """The ticks where ``mask`` is true, in order."""
+        where = np.flatnonzero(mask).tolist()
+        return TickColumns(
+            [self.product_id[i] for i in where],
+            [self.source[i] for i in where],
+            *(getattr(self, name)[mask] for name in _NUMERIC_COLUMNS),
+        )
+
+    def to_ticks(self) -> list[Tick]:
+        rows = zip(*(getattr(self, name).tolist() for name in _NUMERIC_COLUMNS), strict=True)
+        return [
+            Tick(product_id, ts, source, seq, index, *numbers)
+            for product_id, source, (ts, seq, index, *numbers) in zip(
+                self.product_id, self.source, rows, strict=True
+            )
+        ]
+
+
+_NUMERIC_COLUMNS = (
+    "ts",
+    "sequence_num",
+    "index",
+    "price",
+    "best_bid",
+    "best_ask",
+    "best_bid_quantity",
+    "best_ask_quantity",
+    "volume_24h",
+)
+# the ticker's numbers as to_tick reads them: (name, low, high, required)
+_TICKER_NUMBERS = (
+    ("price", MIN_PRICE, MAX_PRICE, True),
+    ("best_bid", MIN_PRICE, MAX_PRICE, False),
+    ("best_ask", MIN_PRICE, MAX_PRICE, False),
+    ("best_bid_quantity", 0.0, MAX_SIZE, False),
+    ("best_ask_quantity", 0.0, MAX_SIZE, False),
+    ("volume_24_h", 0.0, MAX_SIZE, False),
+)
+
+
+def tick_columns(raws: Sequence[RawTick]) -> tuple[TickColumns, list[tuple[int, MessageError]]]:
+    """:func:`to_tick` of many raw ticks at once: the valid ones as columns (in order), and the
+    position and error of each refused one, the very error ``to_tick`` raises.
+
+    The checks run on whole columns; a tick they do not clear outright (a field missing, out of
+    range or not a plain number, a crossed book, an event time to parse or to hold against its
+    receive time) goes through :func:`to_tick` itself, so there is one definition of a valid tick
+    and every refusal keeps its reason. Numbers parse as ``float`` parses them (numpy does)."""
+    n = len(raws)
+    tickers = [raw.ticker for raw in raws]
+    for i, ticker in enumerate(tickers):
+        if ticker.__class__ is not dict:
+            tickers[i] = {}  # no price, which is required: to_tick judges it
+    slow = np.zeros(n, dtype=bool)
+    ts = np.array([raw.event_time for raw in raws], dtype=np.float64).reshape(n)
+    slow |= np.isnan(ts)  # to parse
+    slow[[i for i, raw in enumerate(raws) if raw.received_at != raw.timestamp]] = True
+    slow[[i for i, raw in enumerate(raws) if raw.clock_offset_s]] = True
+    product_ids = [raw.product_id for raw in raws]
+    invalid = {p for p in set(product_ids) if not is_product_id(p)}
+    if invalid:
+        slow[[i for i, p in enumerate(product_ids) if p in invalid]] = True
+    numbers = []
+    for name, low, high, required in _TICKER_NUMBERS:
+        values = [ticker.get(name) for ticker in tickers]
+        column = _floats(values)
+        for i in np.flatnonzero(~((low <= column) & (column <= high))):
+            value = values[i]
+            if required or not (value is None or value == ""):
+                slow[i] = True  # to_tick names what is wrong, or takes it
+        numbers.append(column)
+    slow |= numbers[1] > numbers[2]  # a crossed book
+    refused = []
+    for i in np.flatnonzero(slow):
+        try:
+            tick = to_tick(raws[i])
+        except MessageError as exc:
+            refused.append((int(i), exc))
+            continue
+        ts[i] = tick.ts
+        for column, value in zip(
+            numbers,
+            (
+                tick.price,
+                tick.best_bid,
+                tick.best_ask,
+                tick.best_bid_quantity,
+                tick.best_ask_quantity,
+                tick.volume_24h,
+            ),
+            strict=True,
+        ):
+            column[i] = value
+    keep = np.ones(n, dtype=bool)
+    keep[[i for i, _ in refused]] = False
+    kept = np.flatnonzero(keep).tolist() if refused else range(n)
+    columns = TickColumns(
+        [product_ids[i] for i in kept],
+        [raws[i].source for i in kept],
+        ts[keep],
+        np.array([raws[i].sequence_num for i in kept], dtype=np.int64).reshape(len(kept)),
+        np.array([raws[i].index for i in kept], dtype=np.int64).reshape(len(kept)),
+        *(column[keep] for column in numbers),
+    )
+    return columns, refused
+
+
+def _floats(values: list[Any]) -> np.ndarray:
+    """``float(value)`` of each value, NaN where it fails (or the value is missing)."""
+    try:
+        column = np.array(values, dtype=np.float64)
+        if column.shape == (len(values),):
+            return column
+    except (TypeError, ValueError, OverflowError):
+        pass
+    return np.array([_float_or_nan(value) for value in values], dtype=np.float64).reshape(
+        len(values)
+    )
+
+
+def _float_or_nan(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan

@@ -9,7 +9,7 @@ product only, so the work splits by product and, within a product, by UTC day:
    hold its ticks from :func:`warmup_s` before midnight to :func:`lookahead_s` after the next one.
    Each file is *counted* (its tickers and bad input, in the stats) by one partition only.
 3. :func:`backfill_partition` feeds its product's ticks of that span, in the order replay
-   publishes them, through :class:`FeatureEngine` and :func:`feature_frame`, exactly as
+   publishes them, through :class:`FeatureEngine` and :func:`batch_frame`, exactly as
    :func:`tasks.stages.backfill.backfill` does, keeps the rows of its own day and stages them in
    a Parquet file of its own (written whole, then renamed).
 4. :func:`publish` numbers the label segments across days (a partition knows its own breaks,
@@ -40,16 +40,21 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.core.dataset import FWD_COLUMN, SCHEMA, feature_frame
-from tasks.core.features import EngineConfig, EngineStats, FeatureEngine, restart_lookback_s
+from tasks.core.dataset import FWD_COLUMN, SCHEMA, batch_frame
+from tasks.core.features import (
+    OUTCOMES,
+    EngineConfig,
+    EngineStats,
+    FeatureEngine,
+    restart_lookback_s,
+)
 from tasks.core.labels import HORIZON_S, LABEL_MAX_GAP_S, TRAILING_S
-from tasks.core.messages import Tick
 from tasks.core.timeutil import TimestampError, format_ts, parse_ts
 from tasks.io.dask_cluster import dask_client, run_on
 from tasks.io.feature_store import write_dataset, write_partitions
 from tasks.io.recordings import expand_inputs, open_binary
 from tasks.settings import Settings
-from tasks.stages.backfill import BackfillStats, NoRows, admitted_inputs, load_ticks
+from tasks.stages.backfill import BackfillStats, NoRows, admitted_inputs, load_tick_columns
 
 DAY_S = 86_400
 SPAN_MARGIN_S = 300.0  # a file's ticks may lie this far outside its first and last timestamps
@@ -162,33 +167,14 @@ def plan_partitions(spans: Sequence[FileSpan], config: EngineConfig) -> list[Par
     return partitions
 
 
-class _Watched:
-    """The engine as :func:`feature_frame` drives it, noting each accepted tick's time and the
-    engine's counts when the ticks reach midnight and the next one."""
-
-    def __init__(self, engine: FeatureEngine, day_start: float, day_end: float) -> None:
-        self.engine = engine
-        self.day_start, self.day_end = day_start, day_end
-        self.times: list[float] = []
-        self.at_start: dict[str, int] | None = None
-        self.at_end: dict[str, int] | None = None
-
-    def process(self, tick: Tick):
-        if self.at_start is None and tick.ts >= self.day_start:
-            self.at_start = self.engine.stats.as_dict()
-        if self.at_end is None and tick.ts >= self.day_end:
-            self.at_end = self.engine.stats.as_dict()
-        row = self.engine.process(tick)
-        if row is not None:
-            self.times.append(row.ts)
-        return row
-
-    def day_counts(self) -> dict[str, int]:
-        """The engine's counts over the ticks from the first in the day to the first after."""
-        final = self.engine.stats.as_dict()
-        start = self.at_start or final
-        end = self.at_end or final
-        return {name: end[name] - start[name] for name in final}
+def _day_counts(ts: np.ndarray, status: np.ndarray, day_start: float, day_end: float):
+    """The engine's counts over the ticks (in arrival order) from the first one in the day to
+    the first one after it."""
+    first = int(np.argmax(ts >= day_start)) if (ts >= day_start).any() else len(ts)
+    after = int(np.argmax(ts >= day_end)) if (ts >= day_end).any() else len(ts)
+    counts = EngineStats()
+    counts.add_outcomes(np.bincount(status[first:after], minlength=len(OUTCOMES)))
+    return counts.as_dict()
 
 
 def backfill_partition(partition: Partition, config: EngineConfig, staging: str) -> PartitionResult:
@@ -196,19 +182,20 @@ def backfill_partition(partition: Partition, config: EngineConfig, staging: str)
     cpu_started = time.process_time()
     day_start, day_end = partition.day * DAY_S, (partition.day + 1) * DAY_S
     stats = BackfillStats(files=len(partition.counted))
-    ticks = load_ticks(map(Path, partition.files), stats, counted=set(partition.counted))
+    ticks = load_tick_columns(map(Path, partition.files), stats, counted=set(partition.counted))
     low, high = day_start - warmup_s(config), day_end + lookahead_s(config)
     product = partition.product
-    mine = [t for t in ticks if t.product_id == product and low <= t.ts < high]
+    products = np.asarray(ticks.product_id, dtype=object)
+    columns = ticks.select((products == product) & (ticks.ts >= low) & (ticks.ts < high))
     del ticks
-    watched = _Watched(FeatureEngine(config), day_start, day_end)
-    frame = feature_frame(mine, watched)  # type: ignore[arg-type]  # duck-typed engine
-    for name, count in watched.day_counts().items():
+    batch = FeatureEngine(config).process_batch(columns)
+    frame = batch_frame(columns, batch)
+    for name, count in _day_counts(columns.ts, batch.status, day_start, day_end).items():
         setattr(stats, name, count)
     seconds = frame["ts"].to_numpy(dtype="datetime64[s]").astype(np.int64)
     frame = frame[(seconds >= day_start) & (seconds < day_end)].reset_index(drop=True)
 
-    times = np.asarray(watched.times)
+    times = batch.ts[batch.taken]  # each accepted tick's time, in processing order
     later = times[1:][np.diff(times) > LABEL_MAX_GAP_S]  # the tick after each break
     in_day = (times >= day_start) & (times < day_end)
     staged = None
