@@ -15,6 +15,7 @@ import argparse
 import gzip
 import json
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -119,6 +120,7 @@ def main() -> None:
         json.dumps(
             {
                 "data": data,
+                "load_average_1m": round(os.getloadavg()[0], 1),
                 "ticks": len(raw),
                 "batch_size": args.batch_size,
                 "produce_ticks_per_s": round(len(raw) / produce_s),

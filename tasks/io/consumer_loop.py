@@ -199,7 +199,10 @@ class ConsumerLoop:
         )
 
     def _new_producer(self) -> Any:
-        return make_producer(self.settings, error_cb=self.watch.error_cb)
+        # The loop no longer flushes each batch (which sent at once): a record waits up to
+        # linger.ms before it goes out. 1 ms keeps a live stream's hop short; under load the
+        # records of a poll batch are produced together and leave in a few requests anyway.
+        return make_producer(self.settings, error_cb=self.watch.error_cb, **{"linger.ms": 1})
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self.handler.on_assign(consumer, partitions)
