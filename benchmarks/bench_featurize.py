@@ -15,6 +15,7 @@ import argparse
 import gzip
 import json
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 from tasks.core.features import FeatureEngine
 from tasks.core.messages import to_tick
 from tasks.io.broker import free_port, start_broker, stop_broker
+from tasks.io.consumer_loop import tune_gc_for_a_loop_process
 from tasks.io.kafka import ensure_topics, make_producer
 from tasks.io.recordings import BadLine, read_ticks
 from tasks.services.featurizer import Featurizer
@@ -89,6 +91,7 @@ def main() -> None:
             producer.flush(60)
             produce_s = time.perf_counter() - started
 
+            tune_gc_for_a_loop_process()  # as the command does
             featurizer = Featurizer(settings, f"bench-{suffix}", batch_size=args.batch_size)
             stop = threading.Event()
             runner = threading.Thread(target=featurizer.run, args=(stop,))
@@ -119,6 +122,7 @@ def main() -> None:
         json.dumps(
             {
                 "data": data,
+                "load_average_1m": round(os.getloadavg()[0], 1),
                 "ticks": len(raw),
                 "batch_size": args.batch_size,
                 "produce_ticks_per_s": round(len(raw) / produce_s),

@@ -11,6 +11,7 @@ import threading
 
 from tasks.commands._args import port_or_zero, positive_float, positive_int
 from tasks.io.broker import port_problem
+from tasks.io.consumer_loop import tune_gc_for_a_loop_process
 from tasks.io.kafka import BrokerUnavailable
 from tasks.services.featurizer import DEFAULT_GROUP, DEFAULT_WARMUP_RECORDS, run_featurizer
 from tasks.settings import get_settings
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         args.group,
         settings.kafka_bootstrap_servers,
     )
+    tune_gc_for_a_loop_process()
     try:
         stats = run_featurizer(
             settings,

@@ -48,13 +48,16 @@ class Observation:
     model_variant: str = ""
 
 
-def observation_of(prediction: dict, features: dict, label: dict) -> Observation:
+def observation_of(
+    prediction: dict, features: dict, label: dict, ts: float | None = None
+) -> Observation:
     """The observation of a ``ticks.predictions`` record, with its feature record's values and
-    the served model's label spec (tau: absolute label only)."""
+    the served model's label spec (tau: absolute label only); ``ts``: its event time, when the
+    caller has parsed it already."""
     tau = label.get("tau") if label.get("mode", "absolute") == "absolute" else None
     return Observation(
         product_id=prediction["product_id"],
-        ts=parse_ts(prediction["ts"]),
+        ts=parse_ts(prediction["ts"]) if ts is None else ts,
         score=prediction["score"],
         threshold=prediction["threshold"],
         volatility=features.get(VOLATILITY_COLUMN),
@@ -201,7 +204,9 @@ class EpisodeTracker:
             if not episode.opened_at < ts <= episode.last_flagged_at + self.horizon_s:
                 return episode
             peak = episode.peak_realized
-            return replace(episode, peak_realized=realized if peak is None else max(peak, realized))
+            if peak is not None and peak >= realized:
+                return episode  # nothing new: no copy
+            return replace(episode, peak_realized=realized)
 
         if product in self.open:
             self.open[product] = seen(self.open[product])

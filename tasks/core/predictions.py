@@ -17,10 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from tasks.core.features import FEATURES_SCHEMA_VERSION
 from tasks.core.messages import (
+    _NOT_THE_SHAPE,
     MessageError,
     decode_json,
     is_product_id,
@@ -67,10 +69,41 @@ class FeatureRecord:
     features: dict[str, float | None]
 
 
+class _FeatureRecordShape(msgspec.Struct):
+    """The shape of a well-formed feature record, for the fast decoder: its numbers are finite
+    floats or null (msgspec refuses NaN, infinities and numbers a float cannot hold). A record
+    that does not fit takes the generic path, which accepts or refuses it and says why."""
+
+    schema_version: int
+    record_id: str
+    product_id: str
+    ts: str
+    feature_set_version: str
+    features: dict[str, float | None]
+
+
+_FEATURE_RECORD = msgspec.json.Decoder(_FeatureRecordShape)
+_STRING_FIELDS = ("record_id", "product_id", "ts", "feature_set_version")
+
+
 def parse_feature_record(value: bytes | None) -> FeatureRecord:
-    """A feature record from its JSON bytes, or :class:`FeatureRecordError` naming the field."""
+    """A feature record from its JSON bytes, or :class:`FeatureRecordError` naming the field.
+
+    Decoded by a typed decoder first; a record it does not take goes through the generic checks,
+    so both accept and refuse alike, with the same reasons."""
     if value is None:
         raise FeatureRecordError("empty record")
+    try:
+        typed = _FEATURE_RECORD.decode(value)
+    except _NOT_THE_SHAPE:  # the typed decoders' refusals (tasks.core.messages)
+        return _parse_generic(value)
+    strings = [typed.record_id, typed.product_id, typed.ts, typed.feature_set_version]
+    if typed.schema_version != FEATURES_SCHEMA_VERSION or not all(strings):
+        return _parse_generic(value)
+    return _feature_record(*strings, typed.features)
+
+
+def _parse_generic(value: bytes) -> FeatureRecord:
     try:
         record = decode_json(value)
     except MessageError as exc:
@@ -79,36 +112,42 @@ def parse_feature_record(value: bytes | None) -> FeatureRecord:
         raise FeatureRecordError("not a JSON object")
     if record.get("schema_version") != FEATURES_SCHEMA_VERSION:
         raise FeatureRecordError(f"unsupported schema_version {record.get('schema_version')!r}")
-    strings = {}
-    for name in ("record_id", "product_id", "ts", "feature_set_version"):
+    strings = []
+    for name in _STRING_FIELDS:
         text = record.get(name)
         if not isinstance(text, str) or not text:
             raise FeatureRecordError(f"{name}: missing or not a string")
-        strings[name] = text
-    if not is_product_id(strings["product_id"]):  # the ticks' rule: the featurizer's too
-        raise FeatureRecordError(product_id_error(strings["product_id"]))
+        strings.append(text)
+    features = record.get("features")
+    return _feature_record(*strings, features, check_values=True)
+
+
+def _feature_record(
+    record_id: str,
+    product_id: str,
+    ts: str,
+    feature_set_version: str,
+    features: Any,
+    *,
+    check_values: bool = False,
+) -> FeatureRecord:
+    """The checks both paths make; ``check_values``: the feature values' too (the typed
+    decoder checked them already)."""
+    if not is_product_id(product_id):  # the ticks' rule: the featurizer's too
+        raise FeatureRecordError(product_id_error(product_id))
     try:
-        event_ts = parse_ts(strings["ts"])
+        event_ts = parse_ts(ts)
     except TimestampError as exc:
         raise FeatureRecordError(f"ts: {exc}") from None
-    features = record.get("features")
     if not isinstance(features, dict):
         raise FeatureRecordError("features: missing or not an object")
-    for name, v in features.items():
-        if v is None:
-            continue
-        if not _is_finite_number(v):
-            raise FeatureRecordError(
-                f"features.{name[:60]}: {preview(v, 60)} is not a finite number or null"
-            )
-    return FeatureRecord(
-        record_id=strings["record_id"],
-        product_id=strings["product_id"],
-        ts=strings["ts"],
-        event_ts=event_ts,
-        feature_set_version=strings["feature_set_version"],
-        features=features,
-    )
+    if check_values:
+        for name, v in features.items():
+            if v is not None and not _is_finite_number(v):
+                raise FeatureRecordError(
+                    f"features.{name[:60]}: {preview(v, 60)} is not a finite number or null"
+                )
+    return FeatureRecord(record_id, product_id, ts, event_ts, feature_set_version, features)
 
 
 def _is_finite_number(value: object) -> bool:

@@ -11,6 +11,11 @@ Every record ends in exactly one of these outcomes, each counted:
   loop has none and retries until it is stopped, since it must not commit what is not out);
 - still in flight (:attr:`Delivery.in_flight`).
 
+Records sent together (:meth:`Delivery.send_group`, a consumer loop's poll batch) share a
+:class:`DeliveryGroup`, settled once each of them is acknowledged or refused: a loop keeps
+polling while earlier batches are in flight and commits each batch's offsets once its group is
+settled, so the round trip to the broker overlaps the work on the next batch.
+
 A failed delivery is produced again after a pause that grows with its attempts. The producer is
 idempotent with ``acks=all`` (:func:`tasks.io.kafka.make_producer`), so librdkafka's own retries
 cannot duplicate; a re-produce after a reported failure can (at-least-once), and record ids let
@@ -48,7 +53,26 @@ _BACKOFF_MAX_S = 5.0
 _WAIT_STEP_S = 0.5  # waits for acknowledgements in steps this long, watching the broker between
 
 
-@dataclass
+class DeliveryGroup:
+    """Records sent together; settled once every one is acknowledged or refused."""
+
+    __slots__ = ("pending", "settled_at")
+
+    def __init__(self, pending: int) -> None:
+        self.pending = pending
+        self.settled_at: float | None = time.monotonic() if pending == 0 else None
+
+    @property
+    def settled(self) -> bool:
+        return self.pending == 0
+
+    def settle_one(self) -> None:
+        self.pending -= 1
+        if self.pending == 0:
+            self.settled_at = time.monotonic()
+
+
+@dataclass(slots=True)
 class Outgoing:
     """A record to produce, what to do once the broker acknowledged it, and (``where``) how to
     name it in a log line: a file and line, a source offset."""
@@ -61,6 +85,7 @@ class Outgoing:
     on_refused: Callable[[str], None] | None = None
     where: str = ""
     attempts: int = field(default=0, compare=False)
+    group: DeliveryGroup | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -137,6 +162,8 @@ class Delivery:
             self.stats.delivered += 1
             if out.on_ack is not None:
                 out.on_ack()
+            if out.group is not None:
+                out.group.settle_one()
             return
         code = getattr(err, "code", lambda: None)()
         if code in _TAKEN_BACK:  # taken back from a replaced producer: not a failed attempt
@@ -184,6 +211,8 @@ class Delivery:
         log.error("not sent to %s%s: %s", out.topic, f" ({out.where})" if out.where else "", reason)
         if out.on_refused is not None:
             out.on_refused(reason)
+        if out.group is not None:
+            out.group.settle_one()
 
     def _schedule(self, out: Outgoing, pause: float) -> None:
         self._order += 1
@@ -241,11 +270,17 @@ class Delivery:
 
     # -- waiting -----------------------------------------------------------------------------
 
-    def wait(self, stop: threading.Event | None = None, timeout: float | None = None) -> bool:
-        """Serve reports until nothing is in flight (True); False at ``timeout``, or once
-        ``stop`` is set while records wait to be sent again."""
+    def wait(
+        self,
+        stop: threading.Event | None = None,
+        timeout: float | None = None,
+        group: DeliveryGroup | None = None,
+    ) -> bool:
+        """Serve reports until nothing is in flight, or until ``group`` is settled (True); False
+        at ``timeout``, or once ``stop`` is set while records wait to be sent again (or a
+        record of ``group`` was given up on)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.in_flight:
+        while self.in_flight and (group is None or not group.settled):
             now = time.monotonic()
             if stop is not None and stop.is_set() and self._retry:
                 log.warning("stopping with %d unacknowledged record(s)", self.in_flight)
@@ -254,16 +289,20 @@ class Delivery:
                 return False
             step = _WAIT_STEP_S if deadline is None else min(_WAIT_STEP_S, deadline - now)
             if self._outstanding:
-                self.producer.flush(step)
+                if group is None:
+                    self.producer.flush(step)
+                else:  # returns at the first report
+                    self.producer.poll(step)
             elif self._retry:  # only pauses before sending again
                 pause = min(step, max(self._retry[0][0] - now, 0.0))
                 (stop or threading.Event()).wait(pause)
             self.poll(0)
-        return True
+        return group is None or group.settled
 
-    def deliver_all(self, outs: list[Outgoing], stop: threading.Event | None = None) -> bool:
-        """Send ``outs`` and wait until each is acknowledged or refused (True), or ``stop``
-        is set while some must be sent again (False: the caller must not commit)."""
+    def send_group(self, outs: list[Outgoing]) -> DeliveryGroup:
+        """Send ``outs`` without waiting; the group tells when each is acknowledged or refused."""
+        group = DeliveryGroup(len(outs))
         for out in outs:
+            out.group = group
             self.send(out)
-        return self.wait(stop)
+        return group

@@ -26,7 +26,7 @@ import pandas as pd
 from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, Consumer, TopicPartition
 
 from tasks.core.features import FEATURE_NAMES
-from tasks.core.messages import MessageError, RawTick, Tick, to_tick
+from tasks.core.messages import MessageError, Tick, tick_from_bytes
 from tasks.io.kafka import require_broker
 from tasks.settings import Settings
 
@@ -174,7 +174,7 @@ def raw_ticks(values: Iterable[bytes]) -> tuple[list[Tick], int]:
     ticks, malformed = [], 0
     for value in values:
         try:
-            ticks.append(to_tick(RawTick.from_bytes(value)))
+            ticks.append(tick_from_bytes(value))
         except MessageError:
             malformed += 1
     return ticks, malformed

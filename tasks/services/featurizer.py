@@ -44,7 +44,6 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import msgspec
@@ -64,8 +63,14 @@ from tasks.core.features import (
     FeatureRow,
     restart_lookback_s,
 )
-from tasks.core.messages import MessageError, RawTick, to_tick
-from tasks.io.consumer_loop import ConsumerLoop, LoopStats, RecordHandler, metrics_server
+from tasks.core.messages import MessageError, tick_from_bytes
+from tasks.io.consumer_loop import (
+    ConsumerLoop,
+    LoopStats,
+    RecordHandler,
+    metrics_server,
+    observe_many,
+)
 from tasks.io.delivery import Outgoing
 from tasks.io.kafka import ensure_topics, require_broker, topic_specs
 from tasks.settings import Settings
@@ -233,6 +238,8 @@ class TickHandler(RecordHandler):
         self.warmup_records = warmup_records
         self.partitions: dict[int, _Partition] = {}
         self._carried: dict[int, FeatureEngine] = {}  # engines kept across a broker restart
+        self._batch_features = 0  # feature records made from the batch in hand
+        self._batch_latest_ts = math.nan
 
     # -- one record --------------------------------------------------------------------------
 
@@ -241,7 +248,7 @@ class TickHandler(RecordHandler):
         value = msg.value()
         if value is None:
             raise MessageError("empty record")
-        tick = to_tick(RawTick.from_bytes(value))
+        tick = tick_from_bytes(value)
         duplicates, late = engine.stats.duplicates, engine.stats.late_dropped
         jumps = engine.stats.sequence_jumps
         row = engine.process(tick)
@@ -257,22 +264,33 @@ class TickHandler(RecordHandler):
                     f"sequence_num {tick.sequence_num} jumps far ahead of its source's"
                 )
             return []
+        self._batch_features += 1
+        self._batch_latest_ts = row.ts
         payload = feature_payload(row)
-        on_ack = partial(self._feature_acked, polled_at, row.ts)
-        return [
-            Outgoing(self.settings.features_topic, row.product_id.encode(), payload, None, on_ack)
-        ]
+        return [Outgoing(self.settings.features_topic, row.product_id.encode(), payload)]
 
-    def _feature_acked(self, polled_at: float, event_ts: float) -> None:
-        self.stats.features_out += 1
-        self.metrics.features_out.inc()
-        self.metrics.latency.observe(time.monotonic() - polled_at)
-        self.metrics.event_lag.set(time.time() - event_ts)
+    def batch_context(self) -> tuple[int, float]:
+        """The batch's feature records and the event time of its last."""
+        return self._batch_features, self._batch_latest_ts
+
+    def batch_delivered(
+        self, context: tuple[int, float], polled_at: float, settled_at: float
+    ) -> None:
+        """Counted once per batch; each record's latency is taken to the acknowledgement of the
+        batch's last (an upper bound: the offsets are committed no earlier)."""
+        features, latest_ts = context
+        if not features:
+            return
+        self.stats.features_out += features
+        self.metrics.features_out.inc(features)
+        observe_many(self.metrics.latency, settled_at - polled_at, features)
+        self.metrics.event_lag.set(time.time() - latest_ts)
 
     # -- warm-up -----------------------------------------------------------------------------
 
     def begin_batch(self, consumer: Any, msgs: list[Message]) -> list[Message]:
         """The records to produce from: records of a warm-up only rebuild their engine."""
+        self._batch_features = 0
         live: list[Message] = []
         rewound: set[int] = set()
         for msg in msgs:
@@ -306,7 +324,7 @@ class TickHandler(RecordHandler):
         self.metrics.warmup_ticks.inc()
         value = msg.value()
         try:
-            tick = to_tick(RawTick.from_bytes(value if value is not None else b""))
+            tick = tick_from_bytes(value if value is not None else b"")
             row = state.engine.process(tick)
         except Exception:  # it went to the dead-letter topic when it was first consumed
             return

@@ -21,17 +21,15 @@ model's, anything that raises while it is read) goes to the dead-letter topic
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
-import numpy as np
+import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -43,7 +41,13 @@ from tasks.core.predictions import (
     parse_feature_record,
     prediction_record,
 )
-from tasks.io.consumer_loop import ConsumerLoop, LoopStats, RecordHandler, metrics_server
+from tasks.io.consumer_loop import (
+    ConsumerLoop,
+    LoopStats,
+    RecordHandler,
+    metrics_server,
+    observe_many,
+)
 from tasks.io.delivery import Outgoing
 from tasks.io.kafka import ensure_topics, require_broker
 from tasks.io.model_source import ModelSource, ModelSourceMetrics, ServedModel
@@ -100,7 +104,15 @@ def _now_iso() -> str:
 class _Scorable:
     msg: Message
     record: FeatureRecord
-    row: np.ndarray  # the record's features in the model's order
+
+
+@dataclass
+class _Scored:
+    """A batch's predictions out, for when they are acknowledged."""
+
+    predictions: list[dict[str, Any]]
+    observations: list[Observation]
+    latest_event_ts: float
 
 
 class FeatureHandler(RecordHandler):
@@ -118,6 +130,7 @@ class FeatureHandler(RecordHandler):
         self.metrics = metrics
         self._model: ServedModel | None = None
         self._batch: list[_Scorable] = []
+        self._scored = _Scored([], [], math.nan)
         self.spike_alerts = SpikeAlerts(settings, metrics.episodes)
         self._acked: list[Observation] = []  # since the last poll
 
@@ -157,67 +170,78 @@ class FeatureHandler(RecordHandler):
                 f"feature set {record.feature_set_version}, the model "
                 f"(version {model.version}) expects {expected}"
             )
-        X, _ = feature_array([record.features], model.predictor.feature_names)
-        self._batch.append(_Scorable(msg, record, X[0]))
+        self._batch.append(_Scorable(msg, record))
         return []
 
     def end_batch(self, polled_at: float, dead_letter: Any) -> list[Outgoing]:
+        """The batch's records scored in one call of the model."""
         batch, self._batch = self._batch, []
+        self._scored = scored = _Scored([], [], math.nan)
         if not batch:
             return []
         model = self._model
         try:
-            scores = model.predictor.predict_array(np.vstack([item.row for item in batch]))
+            X, _ = feature_array(
+                [item.record.features for item in batch], model.predictor.feature_names
+            )
+            scores = model.predictor.predict_array(X)
         except Exception as exc:  # a model bug must not stop the stream: park the records
             log.exception("scoring failed with %s version %s", model.name, model.version)
             self._count_error("score")
             return [dead_letter(item.msg, f"scoring error: {exc!r}") for item in batch]
         scored_at = _now_iso()
         latency_ms = (time.monotonic() - polled_at) * 1000.0
+        label = model.predictor.label
+        topic = self.settings.predictions_topic
         outs = []
         for item, score in zip(batch, scores.tolist(), strict=True):
             if not math.isfinite(score):
                 self._count_error("score")
                 outs.append(dead_letter(item.msg, f"the model gave a non-finite score {score}"))
                 continue
-            prediction = prediction_record(item.record, score, model.stamp, scored_at, latency_ms)
-            observed = observation_of(prediction, item.record.features, model.predictor.label)
-            outs.append(
-                Outgoing(
-                    self.settings.predictions_topic,
-                    item.record.product_id.encode(),
-                    _dumps(prediction),
-                    on_ack=partial(
-                        self.on_prediction, prediction, item.record.event_ts, polled_at, observed
-                    ),
-                )
-            )
+            record = item.record
+            prediction = prediction_record(record, score, model.stamp, scored_at, latency_ms)
+            scored.predictions.append(prediction)
+            observed = observation_of(prediction, record.features, label, record.event_ts)
+            scored.observations.append(observed)
+            scored.latest_event_ts = record.event_ts
+            outs.append(Outgoing(topic, record.product_id.encode(), _ENCODER.encode(prediction)))
         return outs
 
-    def on_prediction(
-        self, prediction: dict[str, Any], event_ts: float, polled_at: float, observed: Observation
-    ) -> None:
-        """One prediction acknowledged by the broker: counted, and alerted if a spike."""
-        self._acked.append(observed)
-        self.stats.predictions_out += 1
-        self.metrics.predictions_out.inc()
-        self.metrics.latency.observe(time.monotonic() - polled_at)
-        self.metrics.event_lag.set(time.time() - event_ts)
-        spikes = self.metrics.spikes.labels(prediction["product_id"])  # exists at 0 from the start
-        if prediction["spike"]:
-            self.stats.spikes += 1
-            spikes.inc()
-            alerts.warning(
-                "SPIKE %s at %s: score %.3f >= threshold %.3f (%s version %s, %s) record %s",
-                prediction["product_id"],
-                prediction["ts"],
-                prediction["score"],
-                prediction["threshold"],
-                prediction["model_name"],
-                prediction["model_version"],
-                prediction["model_variant"],
-                prediction["record_id"],
-            )
+    def batch_context(self) -> _Scored:
+        return self._scored
+
+    def batch_delivered(self, context: _Scored, polled_at: float, settled_at: float) -> None:
+        """A batch's predictions acknowledged: counted once, each spike alerted."""
+        predictions = context.predictions
+        if not predictions:
+            return
+        self._acked += context.observations
+        self.stats.predictions_out += len(predictions)
+        self.metrics.predictions_out.inc(len(predictions))
+        observe_many(self.metrics.latency, settled_at - polled_at, len(predictions))
+        self.metrics.event_lag.set(time.time() - context.latest_event_ts)
+        spikes: dict[str, int] = {}  # per product
+        for prediction in predictions:
+            product = prediction["product_id"]
+            spikes[product] = spikes.get(product, 0) + prediction["spike"]
+            if prediction["spike"]:
+                alerts.warning(
+                    "SPIKE %s at %s: score %.3f >= threshold %.3f (%s version %s, %s) record %s",
+                    prediction["product_id"],
+                    prediction["ts"],
+                    prediction["score"],
+                    prediction["threshold"],
+                    prediction["model_name"],
+                    prediction["model_version"],
+                    prediction["model_variant"],
+                    prediction["record_id"],
+                )
+        for product, count in spikes.items():
+            series = self.metrics.spikes.labels(product)  # exists at 0 from the first prediction
+            if count:
+                series.inc(count)
+                self.stats.spikes += count
 
     def _count_error(self, stage: str) -> None:
         self.stats.errors += 1
@@ -269,8 +293,9 @@ class Scorer:
         self.handler.spike_alerts.close()
 
 
-def _dumps(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, separators=(",", ":"), allow_nan=False).encode()
+# a prediction's numbers are finite (a non-finite score is a dead letter; the threshold is
+# checked at load), so msgspec's writing NaN as null never comes into play
+_ENCODER = msgspec.json.Encoder()
 
 
 def scorer_topics(settings: Settings) -> dict[str, int]:

@@ -1,0 +1,185 @@
+"""End-to-end throughput of the streaming scorer through the embedded broker.
+
+Trains a champion on the real recordings (or a simulated one when ../shared/data is absent) into
+a SQLite registry, produces the feature records of those recordings onto a fresh features topic
+as the featurizer writes them, then runs the scorer in-process and times it from the first
+consumed record to the last acknowledged prediction. The model alone on the same rows, in the
+same batches, is timed too (``model_share_of_wall``). Prints one JSON object, with the CPU time
+per record of the whole process (less sensitive to a loaded machine than records/s).
+
+    uv run python benchmarks/bench_score.py [--files N] [--batch-size 500] [--candidates har_rv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from tasks.core.predictions import feature_array
+from tasks.core.training import TrainConfig
+from tasks.io.broker import free_port, start_broker, stop_broker
+from tasks.io.consumer_loop import tune_gc_for_a_loop_process
+from tasks.io.kafka import ensure_topics, make_producer
+from tasks.io.model_source import ModelSource
+from tasks.services.featurizer import feature_payload
+from tasks.services.scorer import Scorer, scorer_topics
+from tasks.settings import Settings
+from tasks.stages.backfill import batch_features
+from tasks.stages.promote import promote
+from tasks.stages.train import train_and_register
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "coinbase-btc-usd-2025-12"
+
+
+def recordings(files: int, workdir: Path) -> tuple[list[Path], str]:
+    real = sorted(SHARED.glob("*.ndjson.gz"))[:files] if SHARED.is_dir() else []
+    if real:
+        return real, "shared real recordings"
+    from tasks.sim.writer import write_recordings
+
+    write_recordings(workdir / "sim", products=("BTC-USD", "ETH-USD"), seed=3, minutes=120)
+    return sorted((workdir / "sim").rglob("*.ndjson*")), "simulated recordings (2 h, 2 products)"
+
+
+def train_champion(settings: Settings, paths: list[Path], candidates: tuple[str, ...]) -> dict:
+    config = TrainConfig(
+        candidates=candidates, n_folds=2, missing_report=False, bootstrap_samples=20
+    )
+    record = train_and_register(settings, [str(p) for p in paths], config, check_contracts=False)
+    promote(settings, record["version"], force=True, who="bench", why="scorer benchmark")
+    return record
+
+
+def model_rate(source: ModelSource, rows: list[dict], batch_size: int) -> float:
+    """Records per second of ``predict_array`` alone, in the scorer's batches."""
+    predictor = source.current.predictor
+    started = time.perf_counter()
+    for i in range(0, len(rows), batch_size):
+        X, _ = feature_array(rows[i : i + batch_size], predictor.feature_names)
+        predictor.predict_array(X)
+    return len(rows) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=26, help="real recordings to use")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument(
+        "--candidates", default="har_vol,har_rv,blend", help="models to train, comma-separated"
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("cryptovol.alerts").setLevel(logging.ERROR)  # one line per spike
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        paths, data = recordings(args.files, workdir)
+        uri = f"sqlite:///{workdir / 'store' / 'mlflow.db'}"
+        started = time.perf_counter()
+        record = train_champion(
+            Settings(data_dir=workdir / "data", mlflow_tracking_uri=uri),
+            paths,
+            tuple(args.candidates.split(",")),
+        )
+        train_s = time.perf_counter() - started
+        rows = list(batch_features(paths))
+        values = [feature_payload(row) for row in rows]
+        port = free_port()
+        broker = start_broker("127.0.0.1", port, log_path=workdir / "broker.log")
+        try:
+            suffix = uuid.uuid4().hex[:8]
+            settings = Settings(
+                kafka_bootstrap_servers=f"127.0.0.1:{port}",
+                features_topic=f"bench.features.{suffix}",
+                predictions_topic=f"bench.predictions.{suffix}",
+                features_dlq_topic=f"bench.features.dlq.{suffix}",
+                alerts_topic=f"bench.alerts.{suffix}",
+                data_dir=workdir / "data",
+                mlflow_tracking_uri=uri,
+            )
+            ensure_topics(settings, scorer_topics(settings))
+            producer = make_producer(settings)
+            for row, value in zip(rows, values, strict=True):
+                while True:
+                    try:
+                        producer.produce(
+                            settings.features_topic, key=row.product_id.encode(), value=value
+                        )
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+            producer.flush(60)
+
+            source = ModelSource(settings)
+            source.load()
+            tune_gc_for_a_loop_process()  # as the command does
+            scorer = Scorer(settings, source, f"bench-{suffix}", batch_size=args.batch_size)
+            stop = threading.Event()
+            runner = threading.Thread(target=scorer.run, args=(stop,))
+            runner.start()
+            first = last = None
+            cpu_first = cpu_last = 0.0
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                now = time.perf_counter()
+                if first is None and scorer.stats.features_in:
+                    first, cpu_first = now, time.process_time()
+                if scorer.stats.predictions_out + scorer.stats.dlq >= len(values):
+                    last, cpu_last = now, time.process_time()
+                    break
+                time.sleep(0.002)
+            stop.set()
+            runner.join(30)
+            scorer.close()
+        finally:
+            stop_broker(broker)
+
+    feature_rows = [row.as_dict() for row in rows]
+    model_per_s = model_rate(source, feature_rows, args.batch_size)
+    latency = scorer.metrics.latency
+    samples = {s.name: s.value for m in latency.collect() for s in m.samples if not s.labels}
+    count = samples.get("cryptovol_scorer_latency_seconds_count", 0)
+    stream_s = (last - first) if first is not None and last is not None else None
+    print(
+        json.dumps(
+            {
+                "data": data,
+                "load_average_1m": round(os.getloadavg()[0], 1),
+                "records": len(values),
+                "batch_size": args.batch_size,
+                "model": {
+                    "kind": source.current.predictor.kind,
+                    "version": record["version"],
+                    "train_seconds": round(train_s, 1),
+                },
+                "score_seconds": round(stream_s, 3) if stream_s else None,
+                "score_records_per_s": round(len(values) / stream_s) if stream_s else None,
+                # the whole process (the scorer's thread, librdkafka's threads, this loop)
+                "score_cpu_us_per_record": round(1e6 * (cpu_last - cpu_first) / len(values), 1)
+                if stream_s
+                else None,
+                "model_only_records_per_s": round(model_per_s),
+                "model_share_of_wall": round(len(values) / model_per_s / stream_s, 3)
+                if stream_s
+                else None,
+                "mean_poll_to_ack_ms": round(
+                    1000 * samples["cryptovol_scorer_latency_seconds_sum"] / count, 2
+                )
+                if count
+                else None,
+                "stats": scorer.stats.as_dict(),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
