@@ -52,3 +52,6 @@ if ! command -v uv >/dev/null 2>&1; then
   python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
 fi
 uv sync --frozen --quiet
+# The feature engine is compiled by numba on first use and cached beside its module: compile it
+# once here, so no test or service pays the 12-16 s.
+uv run --frozen python -c "from tasks.core.features import compile_engine; compile_engine()"

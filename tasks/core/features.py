@@ -384,6 +384,12 @@ _LAST_TAKEN = OUTCOMES.index("gap_restarted")
 _OUT_OF_BOUNDS = OUTCOMES.index("out_of_bounds")  # the mid or time; the next: spread or imbalance
 
 
+def compile_engine() -> None:
+    """Run one tick through a fresh engine, so numba compiles the kernel into its on-disk cache
+    now (12-16 s) and not in the first process that needs it (``infra/setup.sh`` calls this)."""
+    FeatureEngine().process(Tick("BTC-USD", 0.0, "compile", 0, 0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0))
+
+
 def _kernel() -> ModuleType:
     """The compiled kernel, imported on first use: numba takes a second to import, and most
     users of this module only want the feature names."""
