@@ -45,7 +45,9 @@ def _is_xdist_worker(config) -> bool:
 def _stop_leftovers(run: str) -> None:
     stopped = stop_marked(RUN_MARK, run)
     if stopped:
-        print(f"\nstopped {len(stopped)} process(es) the test run left running", file=sys.stderr)
+        print(f"\nstopped {len(stopped)} process(es) the test run left running:", file=sys.stderr)
+        for pid, command in stopped.items():
+            print(f"  {pid} {command}", file=sys.stderr)
 
 
 def _interrupt(signum, frame):

@@ -174,11 +174,18 @@ def marked_processes(name: str, value: str) -> list[int]:
     return found
 
 
-def stop_marked(name: str, value: str, grace_s: float = 5.0) -> list[int]:
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    except OSError:
+        return "?"
+
+
+def stop_marked(name: str, value: str, grace_s: float = 5.0) -> dict[int, str]:
     """Stop every process marked ``name=value``: SIGTERM, then SIGKILL after ``grace_s``. Returns
-    the pids found. Each is signalled by pid, not by group: a process a test started without a
-    session of its own shares pytest's group."""
-    found = marked_processes(name, value)
+    the pids found, with their command lines. Each is signalled by pid, not by group: a process a
+    test started without a session of its own shares pytest's group."""
+    found = {pid: _command(pid) for pid in marked_processes(name, value)}
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in marked_processes(name, value):
             with contextlib.suppress(ProcessLookupError):
