@@ -1,22 +1,107 @@
 """Shared fixtures: a real embedded broker on a free loopback port, settings pointing at it, and
 a small tmpfs for disk-full and read-only faults, and one MLflow server and one Prefect server for
-the whole session (see ``session_services``)."""
+the whole session (see ``session_services``).
+
+The suite runs on pytest-xdist workers (``addopts`` in pyproject.toml); the hooks below keep on
+one worker the tests that share costly state (``worker_groups``), and stop at the end whatever
+the run left running.
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import signal
 import subprocess
+import sys
+import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
-from session_services import Registry, SessionServices, start_registry, start_shared_prefect
+from session_services import (
+    RUN_MARK,
+    TEST_MARK,
+    Registry,
+    SessionServices,
+    start_registry,
+    start_shared_prefect,
+    stop_marked,
+)
+from worker_groups import GROUPS_PATH, make_scheduler, write_groups
 
 from tasks.settings import Settings
 
 SHARED_DATA = (
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coinbase-btc-usd-2025-12"
 )
+
+
+def _is_xdist_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _stop_leftovers(run: str) -> None:
+    stopped = stop_marked(RUN_MARK, run)
+    if stopped:
+        print(f"\nstopped {len(stopped)} process(es) the test run left running:", file=sys.stderr)
+        for pid, command in stopped.items():
+            print(f"  {pid} {command}", file=sys.stderr)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config):
+    """Marks this run's processes and makes SIGTERM an interrupt, so the session's teardown runs
+    (the servers' own stop); the controller (the one process without xdist) then stops any marked
+    process still running, at the end or, if the end never comes, at exit."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    if not _is_xdist_worker(config):
+        os.environ[RUN_MARK] = uuid.uuid4().hex  # xdist workers and every child inherit it
+        atexit.register(_stop_leftovers, os.environ[RUN_MARK])
+
+
+def pytest_unconfigure(config):
+    if not _is_xdist_worker(config):
+        _stop_leftovers(os.environ[RUN_MARK])
+        if hasattr(config, "_cryptovol_groups"):
+            shutil.rmtree(config._cryptovol_groups.parent, ignore_errors=True)
+
+
+def _groups_path(config) -> Path:
+    """The file the workers write the test groups to (controller only; removed at the end)."""
+    if not hasattr(config, "_cryptovol_groups"):
+        config._cryptovol_groups = Path(tempfile.mkdtemp(prefix="cryptovol-xdist-")) / "groups"
+    return config._cryptovol_groups
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hooks: absent with -p no:xdist
+def pytest_configure_node(node):
+    node.workerinput[GROUPS_PATH] = str(_groups_path(node.config))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") == "loadgroup":
+        return make_scheduler(config, log, _groups_path(config))
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    if _is_xdist_worker(config):
+        write_groups(Path(config.workerinput[GROUPS_PATH]), items)
+
+
+@pytest.fixture
+def process_mark() -> dict[str, str]:
+    """An environment entry for the processes a test starts: whatever of them still runs when the
+    test ends (a timeout cut it short before its own cleanup) is stopped then."""
+    value = uuid.uuid4().hex
+    yield {TEST_MARK: value}
+    stop_marked(TEST_MARK, value)
 
 
 @pytest.fixture(scope="session")
@@ -100,15 +185,17 @@ SESSION_SERVERS = ("mlflow_server", "prefect_server")  # fixture names, as tests
 
 @pytest.fixture(scope="session", autouse=True)
 def session_services(request, tmp_path_factory):
-    """Starts, side by side and at once, the shared servers the collected tests will ask for."""
+    """Starts, side by side and at once, the shared servers the collected tests will ask for. On
+    an xdist worker, which collects every test but runs only some, each starts when asked."""
     services = SessionServices(
         {
             "mlflow_server": lambda: start_registry(tmp_path_factory.mktemp("mlflow")),
             "prefect_server": lambda: start_shared_prefect(tmp_path_factory.mktemp("prefect")),
         }
     )
-    wanted = {n for item in request.session.items for n in item.fixturenames}
-    services.launch(*[name for name in SESSION_SERVERS if name in wanted])
+    if not _is_xdist_worker(request.config):
+        wanted = {n for item in request.session.items for n in item.fixturenames}
+        services.launch(*[name for name in SESSION_SERVERS if name in wanted])
     yield services
     services.stop_all()
 

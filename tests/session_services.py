@@ -4,12 +4,20 @@ Tests isolate themselves on them by names (registered model, deployment's work p
 folders), not by starting servers of their own. Each server starts once, in a background thread,
 as soon as the session knows a collected test will need it, so the servers start side by side
 and while the earlier tests run; a fixture waits for its server only when a test asks for it.
+Under pytest-xdist each worker has its own (started when its first test asks for one).
+
+Every process a test run starts carries ``CRYPTOVOL_TEST_RUN`` in its environment, so whatever
+outlives the run (pytest killed, a worker gone, a test cut short before its cleanup) is found
+and stopped at the end by ``stop_marked``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -135,3 +143,54 @@ class SessionServices:
                 continue  # a start that failed left nothing running
             server.stop()
         self._pool.shutdown()
+
+
+RUN_MARK = "CRYPTOVOL_TEST_RUN"  # environment variable: this test run (all its workers)
+TEST_MARK = "CRYPTOVOL_TEST_PROCESSES"  # environment variable: the processes of one test
+
+
+def _ancestors() -> set[int]:
+    """This process and its parents: never stopped, whatever their environment says."""
+    pids, pid = set(), os.getpid()
+    while pid > 1:
+        pids.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the command name: ppid
+    return pids
+
+
+def marked_processes(name: str, value: str) -> list[int]:
+    """The pids whose environment (as they were started with it) holds ``name=value``."""
+    wanted, spared, found = f"{name}={value}".encode(), _ancestors(), []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to read
+            if int(entry.name) not in spared and wanted in entry.joinpath(
+                "environ"
+            ).read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+    return found
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    except OSError:
+        return "?"
+
+
+def stop_marked(name: str, value: str, grace_s: float = 5.0) -> dict[int, str]:
+    """Stop every process marked ``name=value``: SIGTERM, then SIGKILL after ``grace_s``. Returns
+    the pids found, with their command lines. Each is signalled by pid, not by group: a process a
+    test started without a session of its own shares pytest's group."""
+    found = {pid: _command(pid) for pid in marked_processes(name, value)}
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in marked_processes(name, value):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace_s
+        while marked_processes(name, value) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    return found

@@ -27,7 +27,7 @@ def _version(port: int) -> str:
         return str(json.load(response)["version"])
 
 
-def test_up_status_train_promote_down(tmp_path):
+def test_up_status_train_promote_down(tmp_path, process_mark):
     ports = {name: free_port() for name in ("broker", "mlflow", "prefect", "service")}
     ports |= {name: free_port() for name in ("featurize", "scorer", "prometheus", "pushgateway")}
     ports |= {name: free_port() for name in ("alertmanager", "inbox")}
@@ -50,6 +50,7 @@ def test_up_status_train_promote_down(tmp_path):
         "CRYPTOVOL_ALERT_INBOX_PORT": str(ports["inbox"]),
         "CRYPTOVOL_PRODUCTS": '["BTC-USD"]',
         "CRYPTOVOL_MODEL_POLL_S": "2",
+        **process_mark,  # a timeout before `down` leaves nothing running
     }
     cryptovol = str(BIN / "cryptovol")
     up = subprocess.run(

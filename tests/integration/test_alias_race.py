@@ -18,7 +18,8 @@ from tasks.settings import Settings
 from tasks.stages import promote as promote_stage
 from tasks.stages.promote import promote, rollback
 
-pytestmark = pytest.mark.integration
+# on the serving tests' xdist worker: one case races on their registry (``serving_stack``)
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("serving")]
 
 WAIT_S = 120  # a safety net against a hung test, never an assertion
 
