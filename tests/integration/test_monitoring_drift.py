@@ -96,6 +96,42 @@ def test_a_wild_market_drifts_and_data_like_training_does_not(store):
     assert tags["monitor.last_run_id"] == like.entry["mlflow_run_id"]
 
 
+@pytest.mark.slow  # a local Dask cluster of two worker processes
+def test_a_check_read_by_partition_on_dask_gives_the_same_report(store, tmp_path, monkeypatch):
+    """The current data set read day by day on Dask workers, sampled where it is read, gives
+    the check a one-process read gives: the same sample, figures and spans."""
+    from distributed import get_task_stream
+
+    from monitoring import check
+    from tasks.io.dask_cluster import dask_client, run_on
+    from tasks.sim.simulator import DEFAULT_START
+    from tasks.stages.backfill import backfill
+
+    settings, _data, version = store
+    raw = tmp_path / "raw"  # 40 minutes of two products across a midnight: four partitions
+    write_recordings(raw, ("BTC-USD", "ETH-USD"), seed=6, start=DEFAULT_START - 1200, minutes=40)
+    backfill([raw], tmp_path / "features")
+    monkeypatch.setattr(check, "CURRENT_ROWS", 1000)  # a sample drawn across every partition
+    current = [str(tmp_path / "features")]
+    local = run_check(settings, current=current, live=False, push=False, log_to_mlflow=False)
+    with dask_client(workers=2) as client, get_task_stream(client) as stream:
+        on_dask = run_check(
+            settings,
+            current=current,
+            live=False,
+            push=False,
+            log_to_mlflow=False,
+            run_all=run_on(client),
+        )
+    read_on_workers = [t for t in stream.data if t["key"].startswith("read_day")]
+    assert len(read_on_workers) == 4
+    assert local.entry["current"]["rows"] > 1000
+    assert "a sample of 1000" in " ".join(local.entry["notes"])
+    for key in ("current", "reference", "drift", "notes", "model"):
+        assert on_dask.entry[key] == local.entry[key], key
+    assert on_dask.entry["model"]["version"] == version
+
+
 def test_figures_are_read_by_name_and_checked():
     rng = np.random.default_rng(0)
     ref = pd.DataFrame(rng.normal(size=(2000, 3)), columns=["a", "b", "c"])
