@@ -117,6 +117,9 @@ BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # of the model against persistence
 DRILL_KIND = "har_logistic"
 # classifiers learn the spike rate of their training rows; a regression's probability does not
 PRIOR_SHIFTED = ("persistence", "zscore", "har_logistic", *BOOSTED, "random_forest")
+# columns of the data set training never reads: left out of its load (a unique string per row
+# in ``record_id`` costs more memory than all the features of the row)
+UNUSED_COLUMNS = ("record_id", "tick_ts", "feature_set_version")
 
 
 class TrainingError(ValueError):
