@@ -307,6 +307,12 @@ def _fit_label(spec: LabelSpec, train_rows: pd.DataFrame, window_s: float | None
     return spec.fit(train_rows[seconds > seconds.max() - window_s])
 
 
+def _missing_picks(rows: int, fraction: float, seed: int) -> list[np.ndarray]:
+    """For each input family in turn, which of ``rows`` get a copy with that family blanked."""
+    rng = np.random.default_rng(seed)
+    return [rng.random(rows) < fraction for _ in INPUT_FAMILIES]
+
+
 def with_missing_inputs(
     rows: pd.DataFrame, y: np.ndarray, fraction: float, seed: int
 ) -> tuple[pd.DataFrame, np.ndarray]:
@@ -314,15 +320,52 @@ def with_missing_inputs(
     blanked (NaN): a model trained on these learns to score from the inputs that remain."""
     if fraction <= 0 or len(rows) == 0:
         return rows, y
-    rng = np.random.default_rng(seed)
+    picks = _missing_picks(len(rows), fraction, seed)
     parts, labels = [rows], [y]
-    for columns in INPUT_FAMILIES.values():
-        pick = rng.random(len(rows)) < fraction
+    for columns, pick in zip(INPUT_FAMILIES.values(), picks, strict=True):
         blank = rows[pick].copy()
         blank[[c for c in columns if c in blank]] = np.nan
         parts.append(blank)
         labels.append(y[pick])
     return pd.concat(parts, ignore_index=True), np.concatenate(labels)
+
+
+@dataclass
+class Design:
+    """Rows as the estimators take them: the feature matrix (one float64 block), the labels and
+    what a regression learns. Built once per training part and shared by every kind and every
+    value tried, instead of once per fit."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    target: FitTarget
+
+    @classmethod
+    def of(
+        cls, rows: pd.DataFrame, y: np.ndarray, spec: LabelSpec, fraction: float, seed: int
+    ) -> Design:
+        """``rows`` with the copies of :func:`with_missing_inputs` (the same picks), written
+        straight into one array rather than concatenated frames."""
+        values = spec.target_values(rows)
+        features = feature_matrix(rows)
+        blanked = fraction > 0 and len(rows) > 0
+        picks = _missing_picks(len(rows), fraction, seed) if blanked else []
+        families = list(INPUT_FAMILIES.values()) if blanked else []
+        total = len(rows) + sum(int(pick.sum()) for pick in picks)
+        matrix = np.empty((total, features.shape[1]), dtype=np.float64)
+        matrix[: len(rows)] = features.to_numpy(np.float64)
+        ys, targets, at = [y], [values], len(rows)
+        for columns, pick in zip(families, picks, strict=True):
+            block = matrix[at : at + int(pick.sum())]
+            block[:] = matrix[: len(rows)][pick]
+            block[:, features.columns.get_indexer([c for c in columns if c in features])] = np.nan
+            ys.append(y[pick])
+            targets.append(values[pick])
+            at += len(block)
+        X = pd.DataFrame(matrix, columns=features.columns, copy=False)
+        relative = spec.mode == "relative"
+        target = FitTarget(np.concatenate(targets), spec.threshold_value, relative=relative)
+        return cls(X, np.concatenate(ys), target)
 
 
 @dataclass
@@ -335,31 +378,31 @@ class FittedPart:
     rounds: dict[str, int]  # boosting rounds per boosted kind
 
 
-def _target(spec: LabelSpec, rows: pd.DataFrame) -> FitTarget:
-    return FitTarget(
-        spec.target_values(rows), spec.threshold_value, relative=spec.mode == "relative"
-    )
-
-
 def _fit_kind(
     kind: str,
     config: TrainConfig,
-    fit_rows: pd.DataFrame,
-    y_fit: np.ndarray,
+    rows: pd.DataFrame,
+    y: np.ndarray,
     spec: LabelSpec,
     hyper: dict,
     eval_set=None,
+    designs: dict[bool, Design] | None = None,
 ) -> Scorer:
+    """``kind`` fitted on ``rows``: the baselines as they are, the models on the rows with input
+    families blanked too. ``designs`` keeps the :class:`Design` of ``rows`` (plain and with
+    blanks) for the next kind fitted on the same rows."""
     params = config.xgboost
     if kind in BOOSTED and "rounds" in hyper:
         params = replace(params, n_estimators=int(hyper["rounds"]))
     extra = {k: v for k, v in hyper.items() if k != "rounds"}
     estimator = make_estimator(kind, seed=config.seed, xgb=params, **extra)
     augment = kind not in BASELINES
-    rows, y = (fit_rows, y_fit)
-    if augment:
-        rows, y = with_missing_inputs(fit_rows, y_fit, config.missing_fraction, config.seed)
-    return estimator.fit(feature_matrix(rows), y, eval_set, _target(spec, rows))
+    designs = {} if designs is None else designs
+    if augment not in designs:
+        fraction = config.missing_fraction if augment else 0.0
+        designs[augment] = Design.of(rows, y, spec, fraction, config.seed)
+    design = designs[augment]
+    return estimator.fit(design.X, design.y, eval_set, design.target)
 
 
 def fit_training_part(
@@ -397,25 +440,34 @@ def fit_training_part(
     scorers: dict[str, Scorer] = {}
     chosen: dict[str, float] = {}
     rounds: dict[str, int] = {}
-    for kind in kinds:
-        if kind in ("stack", "blend"):
-            continue
-        fixed = dict(hyper.get(kind, {}))
+    fitted_kinds = [kind for kind in kinds if kind not in ("stack", "blend")]
+    fixed_for = {kind: dict(hyper.get(kind, {})) for kind in fitted_kinds}
+    # first every fit on the fit rows (tuning, early stopping), then the fits on the whole part:
+    # the design matrices of the two are never held at once
+    designs: dict[bool, Design] = {}
+    stopped_early: dict[str, Scorer] = {}
+    for kind in fitted_kinds:
+        fixed = fixed_for[kind]
         if kind in TUNING and not fixed and tunable:
             name, grid = TUNING[kind]
             tried = {}
             for value in grid:
-                trial = _fit_kind(kind, config, fit_rows, y_fit, spec, {name: value})
+                trial = _fit_kind(kind, config, fit_rows, y_fit, spec, {name: value}, None, designs)
                 tried[value] = average_precision(y_tail, trial.predict_proba(tail_rows))
-            fixed = {name: max(tried, key=tried.get)}
+            fixed[name] = max(tried, key=tried.get)
         if kind in BOOSTED and "rounds" not in fixed and tunable:
             tail = (feature_matrix(tail_rows), y_tail)
-            estimator = _fit_kind(kind, config, fit_rows, y_fit, spec, fixed, eval_set=tail)
+            stopped_early[kind] = _fit_kind(
+                kind, config, fit_rows, y_fit, spec, fixed, eval_set=tail, designs=designs
+            )
+    designs.clear()
+    for kind in fitted_kinds:
+        fixed = fixed_for[kind]
+        estimator = stopped_early.get(kind)
+        if estimator is None:
+            estimator = _fit_kind(kind, config, part, y, spec, fixed, designs=designs)
+        if kind in BOOSTED:
             rounds[kind] = estimator.best_rounds
-        else:
-            estimator = _fit_kind(kind, config, part, y, spec, fixed)
-            if kind in BOOSTED:
-                rounds[kind] = estimator.best_rounds
         chosen.update({f"{kind}.{k}": float(v) for k, v in fixed.items()})
         if kind in PRIOR_SHIFTED and recent is not None:
             X_recent = feature_matrix(part[recent])
