@@ -278,6 +278,9 @@ def data_fingerprint(frame: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
+DESCRIBED = ("product_id", "ts", "fwd_vol_60", "source")  # what describe_data reads
+
+
 def describe_data(frame: pd.DataFrame) -> dict:
     ts = pd.to_datetime(frame["ts"], utc=True)
     return {
@@ -290,6 +293,15 @@ def describe_data(frame: pd.DataFrame) -> dict:
         "fingerprint": data_fingerprint(frame),
         "feature_set_version": FEATURE_SET_VERSION,
     }
+
+
+def _rows(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """``frame.iloc[positions]``; a view, not a copy, when the positions are one run (a fold's
+    training rows, the development and test parts are runs of the time-ordered rows)."""
+    one_run = len(positions) > 0 and positions[-1] - positions[0] == len(positions) - 1
+    if one_run and (np.diff(positions) == 1).all():
+        return frame.iloc[positions[0] : positions[-1] + 1]
+    return frame.iloc[positions]
 
 
 def _subsample(frame: pd.DataFrame, step_s: int) -> pd.DataFrame:
@@ -747,8 +759,15 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
     missing = {"product_id", "ts", base_spec.fwd_column} - set(frame.columns)
     if missing:
         raise TrainingError(f"data set lacks columns {sorted(missing)}")
-    frame = frame.sort_values(["ts", "product_id"], kind="stable").reset_index(drop=True)
-    labelable = frame[frame[base_spec.fwd_column].notna()].reset_index(drop=True)
+    # one copy of the rows: the labelled ones in time order (described first, on a few columns)
+    keys = frame[["ts", "product_id"]].reset_index(drop=True)
+    order = keys.sort_values(["ts", "product_id"], kind="stable").index.to_numpy()
+    del keys
+    data = describe_data(frame[[c for c in DESCRIBED if c in frame]].take(order))
+    labelled = order[frame[base_spec.fwd_column].notna().to_numpy()[order]]
+    labelable = frame.take(labelled)
+    labelable.index = pd.RangeIndex(len(labelable))
+    del order, labelled
     if labelable.empty:
         raise TrainingError("no labelled rows: the recordings are too short for the horizon")
     try:
@@ -761,7 +780,7 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
     except ValueError as exc:
         raise TrainingError(str(exc)) from exc
     kinds = _candidate_kinds(config)
-    dev = labelable.iloc[plan.dev].reset_index(drop=True)
+    dev = _rows(labelable, plan.dev)  # the first rows: a view, indexed from 0
 
     # ---- walk-forward folds: reported, and the operating threshold
     fold_metrics: dict[str, list[FoldResult]] = {k: [] for k in kinds}
@@ -770,11 +789,12 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
     fold_taus: list[float | None] = []
     for fold in plan.folds:
         shuffle = config.seed + fold.index if config.shuffle_labels else None
-        fitted = fit_training_part(labelable.iloc[fold.train], kinds, config, shuffle_seed=shuffle)
+        train_rows = _rows(labelable, fold.train)
+        fitted = fit_training_part(train_rows, kinds, config, shuffle_seed=shuffle)
         fold_taus.append(fitted.spec.tau)
         for kind, n in fitted.rounds.items():
             boosted_rounds.setdefault(kind, []).append(n)
-        valid_part, y_valid = fitted.spec.labelled(labelable.iloc[fold.valid])
+        valid_part, y_valid = fitted.spec.labelled(_rows(labelable, fold.valid))
         scores = _scores(fitted, valid_part)
         for kind in kinds:
             metrics = {
@@ -903,7 +923,7 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
         )
     timings["final_fit"] = time.perf_counter() - t_final
 
-    test_part, y_test = final_spec.labelled(labelable.iloc[plan.test])
+    test_part, y_test = final_spec.labelled(_rows(labelable, plan.test))
     label = final_spec.to_dict()
     span = {
         "train_start": pd.Timestamp(dev["ts"].min()).isoformat(),
@@ -962,7 +982,6 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
     split = plan.describe()
     split["fold_taus"] = fold_taus
     split.update(span)
-    data = describe_data(frame)
     data["dev_positive_rate"] = float(np.mean(y_dev)) if len(y_dev) else None
     data["test_positive_rate"] = test_metrics["model"]["positive_rate"]
     data["train_rows_used"] = len(y_dev)
