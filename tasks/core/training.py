@@ -716,9 +716,10 @@ def _missing_input_report(
     both baselines, the drop from intact rows, and a model of the same kind retrained without the
     family (what the remaining inputs allow)."""
     intact = judge_sessions(_session_parts(folds, dev, fitted), n_boot=0)["pooled"]["pr_auc"]
-    kinds = tuple(
-        k for k in _candidate_kinds(replace(config, candidates=(selected,))) if k not in BASELINES
-    )
+    # the selected kind and what it is made of (the blend's persistence is a baseline)
+    needed = _candidate_kinds(replace(config, candidates=(selected,)))
+    members = {"blend": BLEND_MEMBERS, "stack": STACK_MEMBERS}.get(selected, ())
+    kinds = tuple(k for k in needed if k not in BASELINES or k in members)
     report = {"intact": {k: intact[k] for k in (selected, "persistence", "zscore")}}
     for family, columns in INPUT_FAMILIES.items():
         blanked = judge_sessions(_session_parts(folds, dev, fitted, columns), n_boot=0)
