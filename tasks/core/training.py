@@ -216,6 +216,7 @@ class TrainResult:
     config: TrainConfig
     test_scores: pd.DataFrame  # y, model, zscore, persistence, ts, product_id of the test rows
     notes: list[str] = field(default_factory=list)
+    rows: pd.DataFrame | None = None  # the labelled rows in time order (development and test)
 
     @property
     def threshold(self) -> float:
@@ -304,11 +305,12 @@ def _rows(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
     return frame.iloc[positions]
 
 
-def _subsample(frame: pd.DataFrame, step_s: int) -> pd.DataFrame:
+def _on_grid(frame: pd.DataFrame, step_s: int) -> np.ndarray:
+    """Which rows fall on the training grid of one row every ``step_s`` seconds."""
     if step_s <= 1:
-        return frame
+        return np.ones(len(frame), dtype=bool)
     seconds = np.floor(epoch_seconds(frame["ts"])).astype(np.int64)
-    return frame[seconds % step_s == 0]
+    return seconds % step_s == 0
 
 
 def _fit_label(spec: LabelSpec, train_rows: pd.DataFrame, window_s: float | None) -> LabelSpec:
@@ -434,7 +436,11 @@ def fit_training_part(
     """
     base_spec = config.label_spec()
     spec = spec or _fit_label(base_spec, train_rows, config.tau_window_s)
-    part, y = spec.labelled(_subsample(train_rows, config.train_step_s))
+    # the labelled rows on the training grid, copied once (spec.labelled's rule, by row)
+    labels = spec.apply(train_rows).to_numpy(dtype=np.float64)
+    keep = ~np.isnan(labels) & _on_grid(train_rows, config.train_step_s)
+    part, y = train_rows[keep], labels[keep]
+    del labels, keep
     if shuffle_seed is not None:  # labels and the volatility they threshold, moved together
         order = np.random.default_rng(shuffle_seed).permutation(len(y))
         part, y = part.copy(), y[order]
@@ -522,12 +528,16 @@ def _blend_weight(
         return 0.5
     kind = BLEND_MEMBERS[0]
     hyper = {kind: {k.split(".")[1]: v for k, v in chosen.items() if k.startswith(f"{kind}.")}}
+    labels = spec.apply(train_rows).to_numpy(dtype=np.float64)
+    on_grid = _on_grid(train_rows, config.train_step_s)
     parts = []
     for fold in folds:
-        inner_rows = train_rows.iloc[fold.train]
+        inner_labels = labels[fold.train]
         rows, y = spec.labelled(train_rows.iloc[fold.test])
-        if is_degenerate(spec.labelled(inner_rows)[1]) or len(y) == 0:
+        if is_degenerate(inner_labels[~np.isnan(inner_labels)]) or len(y) == 0:
             continue  # nothing to learn from (a relative label needs 450 s of history), or judge
+        # only the rows fit_training_part keeps of them: those on the training grid
+        inner_rows = train_rows.iloc[fold.train[on_grid[fold.train]]]
         inner = fit_training_part(inner_rows, (kind,), config, spec=spec, hyper=hyper)
         X = feature_matrix(rows).to_numpy()
         model = inner.scorers[kind]
@@ -748,7 +758,10 @@ def _missing_input_report(
 
 def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult:
     """Leave-one-session-out and walk-forward evaluation of every candidate and baseline,
-    selection, final fit, test."""
+    selection, final fit, test.
+
+    ``frame`` is not kept: its labelled rows are copied once, in time order (``rows`` of the
+    result), so a caller that holds no other reference to it frees it for the training."""
     config = config or TrainConfig()
     if config.shuffle_labels:
         config = replace(config, candidates=(DRILL_KIND,))
@@ -768,7 +781,7 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
     labelled = order[frame[base_spec.fwd_column].notna().to_numpy()[order]]
     labelable = frame.take(labelled)
     labelable.index = pd.RangeIndex(len(labelable))
-    del order, labelled
+    del order, labelled, frame  # the caller may hand the frame over (train_and_register does)
     if labelable.empty:
         raise TrainingError("no labelled rows: the recordings are too short for the horizon")
     try:
@@ -916,7 +929,9 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
         shuffle_seed=config.seed if config.shuffle_labels else None,
     )
     final_spec = final.spec
-    _, y_dev = final_spec.labelled(_subsample(dev, config.train_step_s))
+    dev_labels = final_spec.apply(dev).to_numpy(dtype=np.float64)
+    dev_labels = dev_labels[_on_grid(dev, config.train_step_s)]
+    y_dev = dev_labels[~np.isnan(dev_labels)]  # the final fit's labels, without copying its rows
     if is_degenerate(y_dev):
         raise TrainingError(
             f"the {len(y_dev)} training rows hold {int(y_dev.sum())} spikes under the label "
@@ -1004,4 +1019,5 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
         config=config,
         test_scores=test_scores,
         notes=notes,
+        rows=labelable,
     )

@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.core.features import FEATURE_SET_VERSION
+from tasks.core.features import FEATURE_NAMES, FEATURE_SET_VERSION
 from tasks.core.row_budget import pick_sessions
 from tasks.io.dask_cluster import RunAll, run_in_process
 from tasks.io.feature_store import load_dataset, load_partition, partition_rows
@@ -99,6 +99,7 @@ def load_frame(
     max_rows_per_product: int | None = None,
     *,
     columns: Sequence[str] | None = None,
+    float32_features: bool = False,
     sample_rows: int | None = None,
     run_all: RunAll = run_in_process,
 ) -> tuple[pd.DataFrame, LoadInfo]:
@@ -106,7 +107,8 @@ def load_frame(
     a session of each day of each product within ``max_rows_per_product`` (None: every row),
     sorted by product and time.
 
-    ``columns``: only these (default: every column of the data set). ``sample_rows``: at most
+    ``columns``: only these (default: every column of the data set). ``float32_features``: the
+    features in single precision (half their memory; labels stay double). ``sample_rows``: at most
     this many of the kept rows, a seeded sample in the same order (``info.rows_used`` counts the
     kept rows before it). ``run_all`` runs the reads of the days (module docstring)."""
     info = LoadInfo(max_rows_per_product=max_rows_per_product)
@@ -134,7 +136,8 @@ def load_frame(
         parquet.append(target)
     started = time.perf_counter()
     info.parquet_paths = [str(p) for p in parquet]
-    frame = _within_budget(parquet, max_rows_per_product, info, columns, sample_rows, run_all)
+    reading = (columns, float32_features, sample_rows)
+    frame = _within_budget(parquet, max_rows_per_product, info, *reading, run_all)
     info.load_s = time.perf_counter() - started
     return frame, info
 
@@ -152,6 +155,7 @@ class DayRead:
     start: int
     stop: int
     columns: tuple[str, ...] | None = None
+    float32_features: bool = False
     keep: np.ndarray | None = None
 
 
@@ -170,6 +174,9 @@ def read_day(read: DayRead) -> DayRows:
     frame = pd.concat(day, ignore_index=True) if len(day) > 1 else day[0]
     if read.columns is not None:
         frame = frame[list(read.columns)]
+    if read.float32_features:
+        names = [name for name in FEATURE_NAMES if name in frame]
+        frame = frame.astype(dict.fromkeys(names, np.float32))
     frame = frame.sort_values("ts", kind="stable", ignore_index=True)
     session = frame.iloc[read.start : read.stop]
     first, last = (session["ts"].iloc[0], session["ts"].iloc[-1]) if len(session) else (None, None)
@@ -190,6 +197,7 @@ def _within_budget(
     max_rows_per_product: int | None,
     info: LoadInfo,
     columns: Sequence[str] | None,
+    float32_features: bool,
     sample_rows: int | None,
     run_all: RunAll,
 ) -> pd.DataFrame:
@@ -232,6 +240,7 @@ def _within_budget(
                 start=start,
                 stop=stop,
                 columns=None if columns is None else tuple(columns),
+                float32_features=float32_features,
                 keep=keep,
             )
         )

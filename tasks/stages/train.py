@@ -391,11 +391,14 @@ def train_and_register(
         settings.backfill_cache_dir,
         max_rows_per_product or None,
         columns=[c for c in COLUMNS if c not in UNUSED_COLUMNS],
+        float32_features=True,
     )
     loaded_at = time.perf_counter()
-    result = train(frame, config)
+    handed_over = [frame]  # train() frees the loaded frame once it holds its time-ordered rows
+    del frame
+    result = train(handed_over.pop(), config)
     trained_at = time.perf_counter()
-    record = log_training(settings, result, example=frame, data_paths=data_paths, alias=alias)
+    record = log_training(settings, result, example=result.rows, data_paths=data_paths, alias=alias)
     done = time.perf_counter()
     timings = {
         "contracts_s": admitted_at - started,
