@@ -403,7 +403,7 @@ def _fit_kind(
     designs: dict[bool, Design] | None = None,
 ) -> Scorer:
     """``kind`` fitted on ``rows``: the baselines as they are, the models on the rows with input
-    families blanked too. ``designs`` keeps the :class:`Design` of ``rows`` (plain and with
+    families blanked too. ``designs`` keeps the :class:`Design` of ``rows`` (plain or with
     blanks) for the next kind fitted on the same rows."""
     params = config.xgboost
     if kind in BOOSTED and "rounds" in hyper:
@@ -413,6 +413,7 @@ def _fit_kind(
     augment = kind not in BASELINES
     designs = {} if designs is None else designs
     if augment not in designs:
+        designs.clear()  # the models come before the baselines: one design held at a time
         fraction = config.missing_fraction if augment else 0.0
         designs[augment] = Design.of(rows, y, spec, fraction, config.seed)
     design = designs[augment]
@@ -448,8 +449,8 @@ def fit_training_part(
         part[targets] = part[targets].to_numpy()[order]
     times = epoch_seconds(part["ts"])
     fit_at, tail_at = tail_split(times, fraction=config.tail_fraction, embargo_s=config.embargo)
-    fit_rows, y_fit = part.iloc[fit_at], y[fit_at]
-    tail_rows, y_tail = part.iloc[tail_at], y[tail_at]
+    fit_rows, y_fit = _rows(part, fit_at), y[fit_at]
+    tail_rows, y_tail = _rows(part, tail_at), y[tail_at]
     tunable = len(y_tail) > 0 and not is_degenerate(y_tail) and not is_degenerate(y_fit)
     recent = None
     if config.tau_window_s is not None and len(part):
@@ -491,6 +492,7 @@ def fit_training_part(
             X_recent = feature_matrix(part[recent])
             estimator = PriorShift.to_rate(estimator, X_recent, float(np.mean(y[recent])))
         scorers[kind] = estimator
+    del designs, part, fit_rows, tail_rows  # not held through the blend's inner fits
     if "stack" in kinds:
         scorers["stack"] = MeanStack([scorers[m] for m in STACK_MEMBERS])
     if "blend" in kinds:
