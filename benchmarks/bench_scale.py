@@ -9,8 +9,10 @@
    rows (checked partition by partition). On a shared machine wall time says little, so the CPU
    time of each partition is reported too, and from it the time idle cores would take
    (``makespan_bound_s``) and the speed-up that allows (``cpu_speedup_bound``);
-3. ``train`` on the store with its row budget (``--max-rows-per-product``), in a fresh process
-   against a temporary MLflow store, contracts skipped: wall time, rows used, peak memory.
+3. ``train`` on the store with its row budget (``--max-rows-per-product``, default the
+   setting's), in a fresh process against a temporary MLflow store, contracts skipped: wall and
+   CPU time, rows used, peak memory, and the wall time and peak of each part (load, training,
+   MLflow). ``--store DIR`` does only this, on a store backfilled before.
 
 Defaults are the issue's week of 20 products (about 19 million ticks: most of an hour on this
 machine); ``--products 4 --days 2`` gives the figures in minutes. Prints one JSON object.
@@ -35,6 +37,7 @@ import pyarrow.dataset as ds
 
 from tasks.commands.simulate import MARKET
 from tasks.io.dask_cluster import dask_client, run_on
+from tasks.settings import Settings
 from tasks.sim.writer import write_market
 from tasks.stages.backfill_partitions import PartitionResult, backfill_partitioned
 
@@ -97,14 +100,45 @@ def store_digest(store: Path) -> dict[str, str]:
 
 
 TRAIN = """
-import json, sys, time
+import json, sys, threading, time
+import psutil
+import tasks.core.training, tasks.stages.data, tasks.stages.train
 from tasks.settings import Settings
-from tasks.stages.train import train_and_register
+
+samples, marks, done = [], [], threading.Event()
+
+def sample():
+    me = psutil.Process()
+    while not done.is_set():
+        samples.append((time.perf_counter(), me.memory_info().rss))
+        done.wait(0.1)
+
+def timed(module, name, part):
+    fn = getattr(module, name)
+    def wrapped(*args, **kwargs):
+        began = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            marks.append((part, began, time.perf_counter()))
+    setattr(module, name, wrapped)
+
+timed(tasks.stages.data, "load_frame", "load")
+timed(tasks.core.training, "train", "train")
+timed(tasks.stages.train, "log_training", "mlflow")
+threading.Thread(target=sample, daemon=True).start()
 settings = Settings(data_dir=sys.argv[1], mlflow_tracking_uri="")
 began = time.perf_counter()
-out = train_and_register(settings, [sys.argv[2]], alias=None, check_contracts=False,
-                         max_rows_per_product=int(sys.argv[3]))
+out = tasks.stages.train.train_and_register(
+    settings, [sys.argv[2]], alias=None, check_contracts=False,
+    max_rows_per_product=int(sys.argv[3]))
+done.set()
+parts = {part: {"wall_s": round(end - start, 1),
+                "peak_rss_mib": round(max([r for t, r in samples if start <= t <= end] or [0])
+                                      / 2**20, 1)}
+         for part, start, end in marks}
 print(json.dumps({"wall_s": round(time.perf_counter() - began, 1), "data": out["data"],
+                  "parts": parts,
                   "timings": {k: round(v, 1) for k, v in out["timings"].items()
                               if isinstance(v, float)},
                   "selected": out["selected"], "test_pr_auc": out["metrics"]["pr_auc"]}))
@@ -112,6 +146,8 @@ print(json.dumps({"wall_s": round(time.perf_counter() - began, 1), "data": out["
 
 
 def train(store: Path, work: Path, budget: int) -> dict:
+    """Training in a fresh process: wall time and peak memory of the whole and of each part
+    (the load, the training, the MLflow logging; resident memory sampled every 0.1 s)."""
     proc = subprocess.Popen(
         [sys.executable, "-c", TRAIN, str(work), str(store), str(budget)],
         stdout=subprocess.PIPE,
@@ -123,6 +159,7 @@ def train(store: Path, work: Path, budget: int) -> dict:
         raise RuntimeError("training failed")
     figures = json.loads(stdout.strip().splitlines()[-1])
     figures["peak_rss_mib"] = round(usage.ru_maxrss / 1024, 1)
+    figures["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 1)
     return figures
 
 
@@ -132,11 +169,24 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--data", help="a market simulated before (cryptovol simulate --days)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--max-rows-per-product", type=int, default=100_000)
+    parser.add_argument(
+        "--max-rows-per-product",
+        type=int,
+        default=Settings.model_fields["train_max_rows_per_product"].default,
+        help="the training's row budget (default: the setting's default, %(default)s)",
+    )
+    parser.add_argument(
+        "--store", help="only train, on this store backfilled before (cryptovol backfill --out)"
+    )
     args = parser.parse_args()
     figures: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         work = Path(tmp)
+        if args.store:
+            figures["store"] = args.store
+            figures["train"] = train(Path(args.store), work / "train", args.max_rows_per_product)
+            print(json.dumps(figures, indent=2))
+            return 0
         if args.data:
             market = Path(args.data)
             figures["data"] = str(market)

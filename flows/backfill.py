@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 
+from flows.dask_runner import dask_task_runner, on_dask, run_as_tasks
 from tasks.settings import get_settings
 from tasks.stages.backfill import admitted_inputs, run_backfill
 
@@ -23,18 +24,11 @@ def admit_task(inputs: list[str] | None) -> list[str]:
     return admitted_inputs(get_settings(), inputs)
 
 
-def _run_as_tasks(fn, items) -> list:
-    """Run ``fn`` on every item as Prefect tasks on the flow's task runner."""
-    name = getattr(fn, "func", fn).__name__.replace("_", "-")
-    futures = task(fn, name=name).map(items)
-    return [future.result() for future in futures]
-
-
 @flow(name="backfill-partitions")
 def backfill_partitions(inputs: list[str], out: str) -> dict:
     from tasks.stages.backfill_partitions import backfill_partitioned
 
-    return backfill_partitioned(inputs, out, run_all=_run_as_tasks).as_dict()
+    return backfill_partitioned(inputs, out, run_all=run_as_tasks).as_dict()
 
 
 @flow(name="backfill")
@@ -46,18 +40,10 @@ def backfill(
     Recordings that break the raw contract are set aside in the quarantine folder first.
     """
     settings = get_settings()
-    if workers or settings.dask_address:
-        from prefect_dask import DaskTaskRunner
-
-        from tasks.io.dask_cluster import local_cluster_options
-
-        runner = (
-            DaskTaskRunner(address=settings.dask_address)
-            if settings.dask_address
-            else DaskTaskRunner(cluster_kwargs=local_cluster_options(workers))
-        )
+    if on_dask(settings, workers):
         admitted = admit_task(inputs)
         target = str(out or settings.feature_store_dir)
+        runner = dask_task_runner(settings, workers)
         stats = backfill_partitions.with_options(task_runner=runner)(admitted, target)
     else:
         stats = backfill_task(inputs, out)  # raises when no recording passes or no row comes out

@@ -8,9 +8,25 @@ from functools import partial
 
 from prefect import flow, get_run_logger, task
 
+from flows.dask_runner import dask_task_runner, on_dask, run_as_tasks
 from monitoring.check import run_check
 from monitoring.retrain import start_retraining
+from tasks.io.dask_cluster import RunAll, run_in_process
 from tasks.settings import get_settings
+
+
+def _check(
+    minutes: float | None,
+    current: list[str] | None,
+    retrain: bool,
+    retrain_data: list[str] | None,
+    run_all: RunAll = run_in_process,
+) -> dict:
+    settings = get_settings()
+    retrainer = partial(start_retraining, settings, data=retrain_data) if retrain else None
+    return run_check(
+        settings, current=current, minutes=minutes, retrain=retrainer, run_all=run_all
+    ).to_dict()
 
 
 @task(name="check-drift-and-live-quality")
@@ -20,9 +36,18 @@ def check_task(
     retrain: bool,
     retrain_data: list[str] | None,
 ) -> dict:
-    settings = get_settings()
-    retrainer = partial(start_retraining, settings, data=retrain_data) if retrain else None
-    return run_check(settings, current=current, minutes=minutes, retrain=retrainer).to_dict()
+    return _check(minutes, current, retrain, retrain_data)
+
+
+@flow(name="check-drift-by-partition")
+def check_by_partition(
+    minutes: float | None,
+    current: list[str],
+    retrain: bool,
+    retrain_data: list[str] | None,
+) -> dict:
+    """The check with the current data set read day by day as tasks of the flow's runner."""
+    return _check(minutes, current, retrain, retrain_data, run_all=run_as_tasks)
 
 
 @flow(name="monitor")
@@ -31,11 +56,20 @@ def monitor(
     current: list[str] | None = None,
     retrain: bool = True,
     retrain_data: list[str] | None = None,
+    workers: int | None = None,
 ) -> dict:
     """Judge the last ``minutes`` of ticks.features (default CRYPTOVOL_MONITOR_MINUTES), or the
     ``current`` data set, against the champion; retrain when due unless ``retrain`` is false.
-    ``retrain_data`` is what a retraining trains on (default: the feature store, as ``train``)."""
-    result = check_task(minutes, current, retrain, retrain_data)
+    ``retrain_data`` is what a retraining trains on (default: the feature store, as ``train``).
+    With ``workers`` (or CRYPTOVOL_DASK_ADDRESS set) the ``current`` data set is read by
+    (product, day) partition as tasks on a Dask task runner."""
+    settings = get_settings()
+    if current and on_dask(settings, workers):
+        runner = dask_task_runner(settings, workers)
+        by_partition = check_by_partition.with_options(task_runner=runner)
+        result = by_partition(minutes, current, retrain, retrain_data)
+    else:
+        result = check_task(minutes, current, retrain, retrain_data)
     get_run_logger().info(
         "drift share %.2f (model v%s); retraining: %s; report %s",
         result["drift"]["share"],

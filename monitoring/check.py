@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 from monitoring import drift, export, pages, policy, report_store, tracking
@@ -33,8 +33,12 @@ from tasks.core.evaluation import epoch_seconds
 from tasks.core.features import FEATURE_NAMES
 from tasks.core.live_quality import WINDOWS_S, fit_fallback, on_label_grid, windowed_quality
 from tasks.io import model_store, reference, registry, streams
+from tasks.io.dask_cluster import RunAll, run_in_process
 from tasks.io.kafka import BrokerUnavailable
 from tasks.settings import Settings
+
+if TYPE_CHECKING:
+    from tasks.stages.data import LoadInfo
 
 log = logging.getLogger("cryptovol.monitor")
 
@@ -73,11 +77,12 @@ def _span(frame: pd.DataFrame, source: str) -> dict:
     }
 
 
-def _load_data(settings: Settings, paths: list[str]) -> pd.DataFrame:
+def _load_data(
+    settings: Settings, paths: list[str], run_all: RunAll, sample_rows: int | None = None
+) -> tuple[pd.DataFrame, LoadInfo]:
     from tasks.stages.data import load_frame
 
-    frame, _ = load_frame(paths, settings.backfill_cache_dir)
-    return frame
+    return load_frame(paths, settings.backfill_cache_dir, sample_rows=sample_rows, run_all=run_all)
 
 
 def current_from_stream(settings: Settings, minutes: float, now: float) -> pd.DataFrame:
@@ -95,10 +100,10 @@ def current_from_stream(settings: Settings, minutes: float, now: float) -> pd.Da
 
 
 def _sample(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
-    if len(frame) <= rows:
-        return frame
-    picked = np.sort(np.random.default_rng(0).choice(len(frame), size=rows, replace=False))
-    return frame.iloc[picked].reset_index(drop=True)
+    from tasks.stages.data import sample_positions
+
+    picked = sample_positions(len(frame), rows)
+    return frame if picked is None else frame.iloc[picked].reset_index(drop=True)
 
 
 def _push(settings: Settings, entry: dict, history: list[dict]) -> bool:
@@ -169,13 +174,17 @@ def run_check(
     retrain: Callable[[str], dict] | None = None,
     fall_back: bool = True,
     now: datetime | None = None,
+    run_all: RunAll = run_in_process,
 ) -> CheckResult:
     """Judge the current features against the model's training sample, and the served
     predictions against what happened (``live``; raw ticks from ``ticks.raw`` or ``live_raw``
     files); push the figures; decide on retraining (:mod:`monitoring.policy`) and, when it is
     due, call ``retrain(why)`` (without it the decision is only recorded); when the champion
     stayed below persistence, serve a persistence fall-back (unless ``fall_back`` is false);
-    write the report, the history and the index; log the check to MLflow."""
+    write the report, the history and the index; log the check to MLflow.
+
+    Data sets are read day by day through ``run_all`` (as tasks of a Dask cluster, or in this
+    process: the same rows either way), the current one sampled where it is read."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     now = now or datetime.now(UTC)
@@ -191,25 +200,27 @@ def run_check(
         model = None
         notes.append(f"no model at {uri}: prediction drift not measured")
     if reference_data:
-        ref = reference.training_sample(_load_data(settings, reference_data), None)
+        ref = reference.training_sample(_load_data(settings, reference_data, run_all)[0], None)
         ref_source = ", ".join(map(str, reference_data))[:300]
     else:
         ref = reference.load_reference(settings, model)
         ref_source = f"training sample of {model.name} v{model.version}"
 
     if current:
-        cur = _load_data(settings, current)
+        cur, info = _load_data(settings, current, run_all, sample_rows=CURRENT_ROWS)
         cur_source = ", ".join(map(str, current))[:300]
+        cur_span = {"source": cur_source, "rows": info.rows_used, "start": info.start}
+        cur_span["end"] = info.end
     else:
         minutes = minutes or settings.monitor_minutes
         cur = current_from_stream(settings, minutes, now.timestamp())
         cur_source = f"{settings.features_topic}, last {minutes:g} min"
+        cur_span = _span(cur, cur_source)
+        cur = _sample(cur, CURRENT_ROWS)
     if cur.empty:
         raise NoCurrentData(f"no feature rows in {cur_source}")
-    if len(cur) > CURRENT_ROWS:
-        notes.append(f"current: a sample of {CURRENT_ROWS} of its {len(cur)} rows compared")
-    cur_span = _span(cur, cur_source)
-    cur = _sample(cur, CURRENT_ROWS)
+    if cur_span["rows"] > CURRENT_ROWS:
+        notes.append(f"current: a sample of {CURRENT_ROWS} of its {cur_span['rows']} rows compared")
     timings["load_s"] = time.perf_counter() - started
 
     live_figures = None

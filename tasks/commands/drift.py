@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tasks.commands._args import positive_float
+from tasks.commands._args import positive_float, positive_int
 from tasks.settings import get_settings
 
 
@@ -47,6 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="start train, validate and promote when the check makes retraining due "
         "(through the deployments with PREFECT_API_URL set, else in this process)",
     )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        help="read --current and --reference by (product, day) partition on a local Dask "
+        "cluster of this many worker processes (or on the cluster CRYPTOVOL_DASK_ADDRESS "
+        "names); the report is the same",
+    )
     parser.add_argument("--json", action="store_true", help="print the check as JSON")
 
 
@@ -57,6 +64,7 @@ def _fmt(value: float | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from monitoring.check import NoCurrentData, run_check
     from monitoring.retrain import start_retraining
+    from tasks.io.dask_cluster import partition_runner
     from tasks.io.files import WriteError, describe
     from tasks.io.kafka import BrokerUnavailable
     from tasks.io.reference import ReferenceMissing
@@ -72,17 +80,21 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         print(f"error: {'; '.join(problems)}", file=sys.stderr)
         return 2
+    reads_data = bool(args.current or args.reference)
+    address = settings.dask_address if reads_data else ""
     try:
-        result = run_check(
-            settings,
-            current=args.current,
-            minutes=args.minutes,
-            reference_data=args.reference,
-            model_uri=args.model_uri,
-            live=not args.no_live,
-            push=not args.no_push,
-            retrain=(lambda why: start_retraining(settings, why)) if args.retrain else None,
-        )
+        with partition_runner(address, args.workers if reads_data else None) as run_all:
+            result = run_check(
+                settings,
+                current=args.current,
+                minutes=args.minutes,
+                reference_data=args.reference,
+                model_uri=args.model_uri,
+                live=not args.no_live,
+                push=not args.no_push,
+                retrain=(lambda why: start_retraining(settings, why)) if args.retrain else None,
+                run_all=run_all,
+            )
     except LookupError as exc:  # no such model (a usage error when named), no data, no sample
         print(f"error: {exc}", file=sys.stderr)
         named = args.model_uri is not None and not isinstance(exc, NoCurrentData | ReferenceMissing)

@@ -252,9 +252,14 @@ class HarRvRegression(Scorer):
         plain = take(A, self._where[at + n_q + len(with_den) :])
         raw = np.hstack([logs[:, n_a:at] - anchor[:, None], num - den, plain])
         raw = raw[:, : self._n_inputs()]  # the levels come first
+        del logs, num, den, plain
         missing = np.isnan(raw)
         filled = np.where(missing, self.medians, raw)
-        Z = (np.hstack([filled, missing.astype(float)]) - self.means) / self.stds
+        del raw
+        Z = np.hstack([filled, missing.astype(float)])  # standardized in place: one n x 2m array
+        del filled, missing
+        Z -= self.means
+        Z /= self.stds
         return np.ascontiguousarray(Z), anchor
 
     def _mean(self, A: np.ndarray) -> np.ndarray:
@@ -285,20 +290,24 @@ class HarRvRegression(Scorer):
         gaps = [_median(anchors[:, 0] - anchors[:, i]) for i in range(len(ANCHORS))]
         self.anchor_offsets = np.array(gaps, dtype=float)
         self.anchor_fill = _median(anchors[:, 0])
+        del raw, anchors  # the designs below are the large arrays: one at a time
         self.medians = np.zeros(self._n_inputs())
         self.means = np.zeros(2 * self._n_inputs())
         self.stds = np.ones(2 * self._n_inputs())
         raw_design = self._raw_design(A)
         self.medians = np.array([_median(raw_design[:, i]) for i in range(self._n_inputs())])
+        del raw_design
         Z, anchor = self._design(A)
         self.means = Z.mean(axis=0)
         self.stds = np.where(Z.std(axis=0) > 0, Z.std(axis=0), 1.0)
+        del Z, anchor
         Z, anchor = self._design(A)
         y = np.log(np.maximum(values, self.target_floor))
         if not self.relative:
             y = y - anchor
         keep = np.isfinite(y)
-        Z, y = Z[keep], y[keep]
+        if not keep.all():
+            Z, y = Z[keep], y[keep]
         mean_y = float(y.mean()) if len(y) else 0.0
         gram = Z.T @ Z + self.alpha * np.eye(Z.shape[1])
         self.coef = np.linalg.solve(gram, Z.T @ (y - mean_y)) if len(y) else self.coef

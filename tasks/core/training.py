@@ -117,6 +117,9 @@ BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # of the model against persistence
 DRILL_KIND = "har_logistic"
 # classifiers learn the spike rate of their training rows; a regression's probability does not
 PRIOR_SHIFTED = ("persistence", "zscore", "har_logistic", *BOOSTED, "random_forest")
+# columns of the data set training never reads: left out of its load (a unique string per row
+# in ``record_id`` costs more memory than all the features of the row)
+UNUSED_COLUMNS = ("record_id", "tick_ts", "feature_set_version")
 
 
 class TrainingError(ValueError):
@@ -213,6 +216,7 @@ class TrainResult:
     config: TrainConfig
     test_scores: pd.DataFrame  # y, model, zscore, persistence, ts, product_id of the test rows
     notes: list[str] = field(default_factory=list)
+    rows: pd.DataFrame | None = None  # the labelled rows in time order (development and test)
 
     @property
     def threshold(self) -> float:
@@ -275,6 +279,9 @@ def data_fingerprint(frame: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
+DESCRIBED = ("product_id", "ts", "fwd_vol_60", "source")  # what describe_data reads
+
+
 def describe_data(frame: pd.DataFrame) -> dict:
     ts = pd.to_datetime(frame["ts"], utc=True)
     return {
@@ -289,11 +296,21 @@ def describe_data(frame: pd.DataFrame) -> dict:
     }
 
 
-def _subsample(frame: pd.DataFrame, step_s: int) -> pd.DataFrame:
+def _rows(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """``frame.iloc[positions]``; a view, not a copy, when the positions are one run (a fold's
+    training rows, the development and test parts are runs of the time-ordered rows)."""
+    one_run = len(positions) > 0 and positions[-1] - positions[0] == len(positions) - 1
+    if one_run and (np.diff(positions) == 1).all():
+        return frame.iloc[positions[0] : positions[-1] + 1]
+    return frame.iloc[positions]
+
+
+def _on_grid(frame: pd.DataFrame, step_s: int) -> np.ndarray:
+    """Which rows fall on the training grid of one row every ``step_s`` seconds."""
     if step_s <= 1:
-        return frame
+        return np.ones(len(frame), dtype=bool)
     seconds = np.floor(epoch_seconds(frame["ts"])).astype(np.int64)
-    return frame[seconds % step_s == 0]
+    return seconds % step_s == 0
 
 
 def _fit_label(spec: LabelSpec, train_rows: pd.DataFrame, window_s: float | None) -> LabelSpec:
@@ -304,6 +321,12 @@ def _fit_label(spec: LabelSpec, train_rows: pd.DataFrame, window_s: float | None
     return spec.fit(train_rows[seconds > seconds.max() - window_s])
 
 
+def _missing_picks(rows: int, fraction: float, seed: int) -> list[np.ndarray]:
+    """For each input family in turn, which of ``rows`` get a copy with that family blanked."""
+    rng = np.random.default_rng(seed)
+    return [rng.random(rows) < fraction for _ in INPUT_FAMILIES]
+
+
 def with_missing_inputs(
     rows: pd.DataFrame, y: np.ndarray, fraction: float, seed: int
 ) -> tuple[pd.DataFrame, np.ndarray]:
@@ -311,15 +334,52 @@ def with_missing_inputs(
     blanked (NaN): a model trained on these learns to score from the inputs that remain."""
     if fraction <= 0 or len(rows) == 0:
         return rows, y
-    rng = np.random.default_rng(seed)
+    picks = _missing_picks(len(rows), fraction, seed)
     parts, labels = [rows], [y]
-    for columns in INPUT_FAMILIES.values():
-        pick = rng.random(len(rows)) < fraction
+    for columns, pick in zip(INPUT_FAMILIES.values(), picks, strict=True):
         blank = rows[pick].copy()
         blank[[c for c in columns if c in blank]] = np.nan
         parts.append(blank)
         labels.append(y[pick])
     return pd.concat(parts, ignore_index=True), np.concatenate(labels)
+
+
+@dataclass
+class Design:
+    """Rows as the estimators take them: the feature matrix (one float64 block), the labels and
+    what a regression learns. Built once per training part and shared by every kind and every
+    value tried, instead of once per fit."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    target: FitTarget
+
+    @classmethod
+    def of(
+        cls, rows: pd.DataFrame, y: np.ndarray, spec: LabelSpec, fraction: float, seed: int
+    ) -> Design:
+        """``rows`` with the copies of :func:`with_missing_inputs` (the same picks), written
+        straight into one array rather than concatenated frames."""
+        values = spec.target_values(rows)
+        features = feature_matrix(rows)
+        blanked = fraction > 0 and len(rows) > 0
+        picks = _missing_picks(len(rows), fraction, seed) if blanked else []
+        families = list(INPUT_FAMILIES.values()) if blanked else []
+        total = len(rows) + sum(int(pick.sum()) for pick in picks)
+        matrix = np.empty((total, features.shape[1]), dtype=np.float64)
+        matrix[: len(rows)] = features.to_numpy(np.float64)
+        ys, targets, at = [y], [values], len(rows)
+        for columns, pick in zip(families, picks, strict=True):
+            block = matrix[at : at + int(pick.sum())]
+            block[:] = matrix[: len(rows)][pick]
+            block[:, features.columns.get_indexer([c for c in columns if c in features])] = np.nan
+            ys.append(y[pick])
+            targets.append(values[pick])
+            at += len(block)
+        X = pd.DataFrame(matrix, columns=features.columns, copy=False)
+        relative = spec.mode == "relative"
+        target = FitTarget(np.concatenate(targets), spec.threshold_value, relative=relative)
+        return cls(X, np.concatenate(ys), target)
 
 
 @dataclass
@@ -332,31 +392,32 @@ class FittedPart:
     rounds: dict[str, int]  # boosting rounds per boosted kind
 
 
-def _target(spec: LabelSpec, rows: pd.DataFrame) -> FitTarget:
-    return FitTarget(
-        spec.target_values(rows), spec.threshold_value, relative=spec.mode == "relative"
-    )
-
-
 def _fit_kind(
     kind: str,
     config: TrainConfig,
-    fit_rows: pd.DataFrame,
-    y_fit: np.ndarray,
+    rows: pd.DataFrame,
+    y: np.ndarray,
     spec: LabelSpec,
     hyper: dict,
     eval_set=None,
+    designs: dict[bool, Design] | None = None,
 ) -> Scorer:
+    """``kind`` fitted on ``rows``: the baselines as they are, the models on the rows with input
+    families blanked too. ``designs`` keeps the :class:`Design` of ``rows`` (plain or with
+    blanks) for the next kind fitted on the same rows."""
     params = config.xgboost
     if kind in BOOSTED and "rounds" in hyper:
         params = replace(params, n_estimators=int(hyper["rounds"]))
     extra = {k: v for k, v in hyper.items() if k != "rounds"}
     estimator = make_estimator(kind, seed=config.seed, xgb=params, **extra)
     augment = kind not in BASELINES
-    rows, y = (fit_rows, y_fit)
-    if augment:
-        rows, y = with_missing_inputs(fit_rows, y_fit, config.missing_fraction, config.seed)
-    return estimator.fit(feature_matrix(rows), y, eval_set, _target(spec, rows))
+    designs = {} if designs is None else designs
+    if augment not in designs:
+        designs.clear()  # the models come before the baselines: one design held at a time
+        fraction = config.missing_fraction if augment else 0.0
+        designs[augment] = Design.of(rows, y, spec, fraction, config.seed)
+    design = designs[augment]
+    return estimator.fit(design.X, design.y, eval_set, design.target)
 
 
 def fit_training_part(
@@ -376,7 +437,11 @@ def fit_training_part(
     """
     base_spec = config.label_spec()
     spec = spec or _fit_label(base_spec, train_rows, config.tau_window_s)
-    part, y = spec.labelled(_subsample(train_rows, config.train_step_s))
+    # the labelled rows on the training grid, copied once (spec.labelled's rule, by row)
+    labels = spec.apply(train_rows).to_numpy(dtype=np.float64)
+    keep = ~np.isnan(labels) & _on_grid(train_rows, config.train_step_s)
+    part, y = train_rows[keep], labels[keep]
+    del labels, keep
     if shuffle_seed is not None:  # labels and the volatility they threshold, moved together
         order = np.random.default_rng(shuffle_seed).permutation(len(y))
         part, y = part.copy(), y[order]
@@ -384,8 +449,8 @@ def fit_training_part(
         part[targets] = part[targets].to_numpy()[order]
     times = epoch_seconds(part["ts"])
     fit_at, tail_at = tail_split(times, fraction=config.tail_fraction, embargo_s=config.embargo)
-    fit_rows, y_fit = part.iloc[fit_at], y[fit_at]
-    tail_rows, y_tail = part.iloc[tail_at], y[tail_at]
+    fit_rows, y_fit = _rows(part, fit_at), y[fit_at]
+    tail_rows, y_tail = _rows(part, tail_at), y[tail_at]
     tunable = len(y_tail) > 0 and not is_degenerate(y_tail) and not is_degenerate(y_fit)
     recent = None
     if config.tau_window_s is not None and len(part):
@@ -394,30 +459,40 @@ def fit_training_part(
     scorers: dict[str, Scorer] = {}
     chosen: dict[str, float] = {}
     rounds: dict[str, int] = {}
-    for kind in kinds:
-        if kind in ("stack", "blend"):
-            continue
-        fixed = dict(hyper.get(kind, {}))
+    fitted_kinds = [kind for kind in kinds if kind not in ("stack", "blend")]
+    fixed_for = {kind: dict(hyper.get(kind, {})) for kind in fitted_kinds}
+    # first every fit on the fit rows (tuning, early stopping), then the fits on the whole part:
+    # the design matrices of the two are never held at once
+    designs: dict[bool, Design] = {}
+    stopped_early: dict[str, Scorer] = {}
+    for kind in fitted_kinds:
+        fixed = fixed_for[kind]
         if kind in TUNING and not fixed and tunable:
             name, grid = TUNING[kind]
             tried = {}
             for value in grid:
-                trial = _fit_kind(kind, config, fit_rows, y_fit, spec, {name: value})
+                trial = _fit_kind(kind, config, fit_rows, y_fit, spec, {name: value}, None, designs)
                 tried[value] = average_precision(y_tail, trial.predict_proba(tail_rows))
-            fixed = {name: max(tried, key=tried.get)}
+            fixed[name] = max(tried, key=tried.get)
         if kind in BOOSTED and "rounds" not in fixed and tunable:
             tail = (feature_matrix(tail_rows), y_tail)
-            estimator = _fit_kind(kind, config, fit_rows, y_fit, spec, fixed, eval_set=tail)
+            stopped_early[kind] = _fit_kind(
+                kind, config, fit_rows, y_fit, spec, fixed, eval_set=tail, designs=designs
+            )
+    designs.clear()
+    for kind in fitted_kinds:
+        fixed = fixed_for[kind]
+        estimator = stopped_early.get(kind)
+        if estimator is None:
+            estimator = _fit_kind(kind, config, part, y, spec, fixed, designs=designs)
+        if kind in BOOSTED:
             rounds[kind] = estimator.best_rounds
-        else:
-            estimator = _fit_kind(kind, config, part, y, spec, fixed)
-            if kind in BOOSTED:
-                rounds[kind] = estimator.best_rounds
         chosen.update({f"{kind}.{k}": float(v) for k, v in fixed.items()})
         if kind in PRIOR_SHIFTED and recent is not None:
             X_recent = feature_matrix(part[recent])
             estimator = PriorShift.to_rate(estimator, X_recent, float(np.mean(y[recent])))
         scorers[kind] = estimator
+    del designs, part, fit_rows, tail_rows  # not held through the blend's inner fits
     if "stack" in kinds:
         scorers["stack"] = MeanStack([scorers[m] for m in STACK_MEMBERS])
     if "blend" in kinds:
@@ -455,12 +530,16 @@ def _blend_weight(
         return 0.5
     kind = BLEND_MEMBERS[0]
     hyper = {kind: {k.split(".")[1]: v for k, v in chosen.items() if k.startswith(f"{kind}.")}}
+    labels = spec.apply(train_rows).to_numpy(dtype=np.float64)
+    on_grid = _on_grid(train_rows, config.train_step_s)
     parts = []
     for fold in folds:
-        inner_rows = train_rows.iloc[fold.train]
+        inner_labels = labels[fold.train]
         rows, y = spec.labelled(train_rows.iloc[fold.test])
-        if is_degenerate(spec.labelled(inner_rows)[1]) or len(y) == 0:
+        if is_degenerate(inner_labels[~np.isnan(inner_labels)]) or len(y) == 0:
             continue  # nothing to learn from (a relative label needs 450 s of history), or judge
+        # only the rows fit_training_part keeps of them: those on the training grid
+        inner_rows = train_rows.iloc[fold.train[on_grid[fold.train]]]
         inner = fit_training_part(inner_rows, (kind,), config, spec=spec, hyper=hyper)
         X = feature_matrix(rows).to_numpy()
         model = inner.scorers[kind]
@@ -649,9 +728,10 @@ def _missing_input_report(
     both baselines, the drop from intact rows, and a model of the same kind retrained without the
     family (what the remaining inputs allow)."""
     intact = judge_sessions(_session_parts(folds, dev, fitted), n_boot=0)["pooled"]["pr_auc"]
-    kinds = tuple(
-        k for k in _candidate_kinds(replace(config, candidates=(selected,))) if k not in BASELINES
-    )
+    # the selected kind and what it is made of (the blend's persistence is a baseline)
+    needed = _candidate_kinds(replace(config, candidates=(selected,)))
+    members = {"blend": BLEND_MEMBERS, "stack": STACK_MEMBERS}.get(selected, ())
+    kinds = tuple(k for k in needed if k not in BASELINES or k in members)
     report = {"intact": {k: intact[k] for k in (selected, "persistence", "zscore")}}
     for family, columns in INPUT_FAMILIES.items():
         blanked = judge_sessions(_session_parts(folds, dev, fitted, columns), n_boot=0)
@@ -680,7 +760,10 @@ def _missing_input_report(
 
 def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult:
     """Leave-one-session-out and walk-forward evaluation of every candidate and baseline,
-    selection, final fit, test."""
+    selection, final fit, test.
+
+    ``frame`` is not kept: its labelled rows are copied once, in time order (``rows`` of the
+    result), so a caller that holds no other reference to it frees it for the training."""
     config = config or TrainConfig()
     if config.shuffle_labels:
         config = replace(config, candidates=(DRILL_KIND,))
@@ -692,8 +775,15 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
     missing = {"product_id", "ts", base_spec.fwd_column} - set(frame.columns)
     if missing:
         raise TrainingError(f"data set lacks columns {sorted(missing)}")
-    frame = frame.sort_values(["ts", "product_id"], kind="stable").reset_index(drop=True)
-    labelable = frame[frame[base_spec.fwd_column].notna()].reset_index(drop=True)
+    # one copy of the rows: the labelled ones in time order (described first, on a few columns)
+    keys = frame[["ts", "product_id"]].reset_index(drop=True)
+    order = keys.sort_values(["ts", "product_id"], kind="stable").index.to_numpy()
+    del keys
+    data = describe_data(frame[[c for c in DESCRIBED if c in frame]].take(order))
+    labelled = order[frame[base_spec.fwd_column].notna().to_numpy()[order]]
+    labelable = frame.take(labelled)
+    labelable.index = pd.RangeIndex(len(labelable))
+    del order, labelled, frame  # the caller may hand the frame over (train_and_register does)
     if labelable.empty:
         raise TrainingError("no labelled rows: the recordings are too short for the horizon")
     try:
@@ -706,7 +796,7 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
     except ValueError as exc:
         raise TrainingError(str(exc)) from exc
     kinds = _candidate_kinds(config)
-    dev = labelable.iloc[plan.dev].reset_index(drop=True)
+    dev = _rows(labelable, plan.dev)  # the first rows: a view, indexed from 0
 
     # ---- walk-forward folds: reported, and the operating threshold
     fold_metrics: dict[str, list[FoldResult]] = {k: [] for k in kinds}
@@ -715,11 +805,12 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
     fold_taus: list[float | None] = []
     for fold in plan.folds:
         shuffle = config.seed + fold.index if config.shuffle_labels else None
-        fitted = fit_training_part(labelable.iloc[fold.train], kinds, config, shuffle_seed=shuffle)
+        train_rows = _rows(labelable, fold.train)
+        fitted = fit_training_part(train_rows, kinds, config, shuffle_seed=shuffle)
         fold_taus.append(fitted.spec.tau)
         for kind, n in fitted.rounds.items():
             boosted_rounds.setdefault(kind, []).append(n)
-        valid_part, y_valid = fitted.spec.labelled(labelable.iloc[fold.valid])
+        valid_part, y_valid = fitted.spec.labelled(_rows(labelable, fold.valid))
         scores = _scores(fitted, valid_part)
         for kind in kinds:
             metrics = {
@@ -840,7 +931,9 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
         shuffle_seed=config.seed if config.shuffle_labels else None,
     )
     final_spec = final.spec
-    _, y_dev = final_spec.labelled(_subsample(dev, config.train_step_s))
+    dev_labels = final_spec.apply(dev).to_numpy(dtype=np.float64)
+    dev_labels = dev_labels[_on_grid(dev, config.train_step_s)]
+    y_dev = dev_labels[~np.isnan(dev_labels)]  # the final fit's labels, without copying its rows
     if is_degenerate(y_dev):
         raise TrainingError(
             f"the {len(y_dev)} training rows hold {int(y_dev.sum())} spikes under the label "
@@ -848,7 +941,7 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
         )
     timings["final_fit"] = time.perf_counter() - t_final
 
-    test_part, y_test = final_spec.labelled(labelable.iloc[plan.test])
+    test_part, y_test = final_spec.labelled(_rows(labelable, plan.test))
     label = final_spec.to_dict()
     span = {
         "train_start": pd.Timestamp(dev["ts"].min()).isoformat(),
@@ -907,7 +1000,6 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
     split = plan.describe()
     split["fold_taus"] = fold_taus
     split.update(span)
-    data = describe_data(frame)
     data["dev_positive_rate"] = float(np.mean(y_dev)) if len(y_dev) else None
     data["test_positive_rate"] = test_metrics["model"]["positive_rate"]
     data["train_rows_used"] = len(y_dev)
@@ -929,4 +1021,5 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None) -> TrainResult
         config=config,
         test_scores=test_scores,
         notes=notes,
+        rows=labelable,
     )

@@ -14,6 +14,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+# Runs ``fn`` on every item (on a cluster, or in this process) and returns the results in order.
+RunAll = Callable[[Callable, Sequence], list]
+
+
+def run_in_process(fn: Callable, items: Sequence) -> list:
+    return [fn(item) for item in items]
+
 
 def local_cluster_options(workers: int | None) -> dict[str, Any]:
     """Keyword arguments of a ``distributed.LocalCluster`` of ``workers`` processes (None: one
@@ -50,3 +57,14 @@ def run_on(client: Any) -> Callable[[Callable, Sequence], list]:
         return client.gather(client.map(fn, items, pure=False))
 
     return run_all
+
+
+@contextmanager
+def partition_runner(address: str = "", workers: int | None = None) -> Iterator[RunAll]:
+    """Where partitions run: on the cluster at ``address``, on a local one of ``workers``
+    processes, or (neither given) in this process."""
+    if not (address or workers):
+        yield run_in_process
+        return
+    with dask_client(address, workers) as client:
+        yield run_on(client)

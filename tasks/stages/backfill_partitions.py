@@ -30,7 +30,7 @@ import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -50,7 +50,7 @@ from tasks.core.features import (
 )
 from tasks.core.labels import HORIZON_S, LABEL_MAX_GAP_S, TRAILING_S
 from tasks.core.timeutil import TimestampError, format_ts, parse_ts
-from tasks.io.dask_cluster import dask_client, run_on
+from tasks.io.dask_cluster import RunAll, dask_client, run_in_process, run_on
 from tasks.io.feature_store import write_dataset, write_partitions
 from tasks.io.recordings import expand_inputs, open_binary
 from tasks.settings import Settings
@@ -62,9 +62,6 @@ _TIMESTAMP = re.compile(rb'"timestamp"\s*:\s*"([^"]{10,40})"')
 _PRODUCT = re.compile(rb'"product_id"\s*:\s*"([^"\\]{1,64})"')
 _ENDS = 64  # timestamps read at each end of a file for its span
 _REPORTED = 5
-
-# Runs ``fn`` on every item (on a cluster, or in this process) and returns the results in order.
-RunAll = Callable[[Callable, Sequence], list]
 
 
 def warmup_s(config: EngineConfig) -> float:
@@ -296,10 +293,6 @@ def combined_stats(results: list[PartitionResult], files: int, out: str | Path) 
     total.start = min((r.start for r in with_rows), default=None)
     total.end = max((r.end for r in with_rows), default=None)
     return total
-
-
-def run_in_process(fn: Callable, items: Sequence) -> list:
-    return [fn(item) for item in items]
 
 
 def backfill_partitioned(

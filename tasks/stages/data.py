@@ -9,9 +9,14 @@ or a run killed midway, never leave a partial file behind.
 
 A row budget (``max_rows_per_product``, :func:`tasks.core.row_budget.pick_sessions`) keeps one
 contiguous session of each day of a product. A partitioned store is read through a pyarrow data
-set: the rows of each (product, date) partition are counted from the files' metadata, and the
-kept partitions are read one at a time and cut to their session at once, so the memory a read
-takes follows the budget, not the store's size.
+set: the rows of each (product, date) partition are counted from the files' metadata, and each
+kept partition is read by its own call of :func:`read_day` and cut to its session at once, so
+the memory a read takes follows the budget, not the store's size.
+
+Those calls go through ``run_all``: in this process by default, or as tasks of a Dask cluster
+(the drift check's ``--workers``). A seeded sample (``sample_rows``) is drawn from the positions
+of every kept row before anything is read, and each day keeps its share where it is read: the
+same rows whichever worker reads which day, and only the sample travels back.
 """
 
 from __future__ import annotations
@@ -20,16 +25,18 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.core.features import FEATURE_SET_VERSION
+from tasks.core.features import FEATURE_NAMES, FEATURE_SET_VERSION
 from tasks.core.row_budget import pick_sessions
+from tasks.io.dask_cluster import RunAll, run_in_process
 from tasks.io.feature_store import load_dataset, load_partition, partition_rows
 from tasks.io.recordings import expand_inputs, is_recording
 from tasks.stages.backfill import backfill
@@ -50,6 +57,8 @@ class LoadInfo:
     rows_used: int = 0
     days_used: dict[str, int] = field(default_factory=dict)  # days with a kept session, per product
     days_available: dict[str, int] = field(default_factory=dict)
+    start: str | None = None  # the first and last time of the rows used (before a sample)
+    end: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,10 +94,23 @@ def input_problem(path: Path) -> str | None:
 
 
 def load_frame(
-    paths: Iterable[str | Path], cache_dir: Path, max_rows_per_product: int | None = None
+    paths: Iterable[str | Path],
+    cache_dir: Path,
+    max_rows_per_product: int | None = None,
+    *,
+    columns: Sequence[str] | None = None,
+    float32_features: bool = False,
+    sample_rows: int | None = None,
+    run_all: RunAll = run_in_process,
 ) -> tuple[pd.DataFrame, LoadInfo]:
     """The feature/label frame of every input (Parquet loaded, recordings backfilled, cached),
-    a session of each day of each product within ``max_rows_per_product`` (None: every row)."""
+    a session of each day of each product within ``max_rows_per_product`` (None: every row),
+    sorted by product and time.
+
+    ``columns``: only these (default: every column of the data set). ``float32_features``: the
+    features in single precision (half their memory; labels stay double). ``sample_rows``: at most
+    this many of the kept rows, a seeded sample in the same order (``info.rows_used`` counts the
+    kept rows before it). ``run_all`` runs the reads of the days (module docstring)."""
     info = LoadInfo(max_rows_per_product=max_rows_per_product)
     parquet: list[Path] = []
     recording_inputs: list[Path] = []
@@ -114,13 +136,70 @@ def load_frame(
         parquet.append(target)
     started = time.perf_counter()
     info.parquet_paths = [str(p) for p in parquet]
-    frame = _within_budget(parquet, max_rows_per_product, info)
+    reading = (columns, float32_features, sample_rows)
+    frame = _within_budget(parquet, max_rows_per_product, info, *reading, run_all)
     info.load_s = time.perf_counter() - started
     return frame, info
 
 
+@dataclass(frozen=True)
+class DayRead:
+    """One kept (product, date): the stores holding it, the rows of single files on that day,
+    the session's ``[start, stop)`` among the day's rows in time order, and the positions within
+    the session to keep (None: all)."""
+
+    product: str
+    date: str
+    stores: tuple[str, ...]
+    file_rows: pd.DataFrame | None
+    start: int
+    stop: int
+    columns: tuple[str, ...] | None = None
+    float32_features: bool = False
+    keep: np.ndarray | None = None
+
+
+@dataclass
+class DayRows:
+    frame: pd.DataFrame  # the kept (sampled) rows
+    first: pd.Timestamp | None  # the session's first and last time, before sampling
+    last: pd.Timestamp | None
+
+
+def read_day(read: DayRead) -> DayRows:
+    """The session of one product and day (on whichever worker runs it)."""
+    day = [load_partition(store, read.product, read.date) for store in read.stores]
+    if read.file_rows is not None:
+        day.append(read.file_rows)
+    frame = pd.concat(day, ignore_index=True) if len(day) > 1 else day[0]
+    if read.columns is not None:
+        frame = frame[list(read.columns)]
+    if read.float32_features:
+        names = [name for name in FEATURE_NAMES if name in frame]
+        frame = frame.astype(dict.fromkeys(names, np.float32))
+    frame = frame.sort_values("ts", kind="stable", ignore_index=True)
+    session = frame.iloc[read.start : read.stop]
+    first, last = (session["ts"].iloc[0], session["ts"].iloc[-1]) if len(session) else (None, None)
+    if read.keep is not None:
+        session = session.iloc[read.keep]
+    return DayRows(session.reset_index(drop=True), first, last)
+
+
+def sample_positions(total: int, rows: int | None, seed: int = 0) -> np.ndarray | None:
+    """Sorted positions of a seeded sample of ``rows`` of ``total`` (None: keep every row)."""
+    if rows is None or total <= rows:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(total, size=rows, replace=False))
+
+
 def _within_budget(
-    parquet: list[Path], max_rows_per_product: int | None, info: LoadInfo
+    parquet: list[Path],
+    max_rows_per_product: int | None,
+    info: LoadInfo,
+    columns: Sequence[str] | None,
+    float32_features: bool,
+    sample_rows: int | None,
+    run_all: RunAll,
 ) -> pd.DataFrame:
     """The kept sessions of ``parquet``: stores read by partition, single files read whole."""
     stores = [p for p in parquet if p.is_dir()]
@@ -140,23 +219,45 @@ def _within_budget(
         for product, counts in sorted(days.items())
         for date, span in pick_sessions(counts, max_rows_per_product).items()
     }
-    parts = []
-    for (product, date), (start, stop) in kept.items():
-        # one day at a time: a store's partitions, then the same day of the single files
-        day = [
-            load_partition(store, product, date)
-            for store, keys in zip(stores, store_keys, strict=True)
-            if (product, date) in keys
-        ]
-        if (product, date) in file_groups:
-            day.append(files.iloc[file_groups[(product, date)]])
-        frame = pd.concat(day, ignore_index=True) if len(day) > 1 else day[0]
-        frame = frame.sort_values("ts", kind="stable", ignore_index=True)
-        parts.append(frame.iloc[start:stop])
-    frame = pd.concat(parts, ignore_index=True) if parts else load_dataset([])
-    frame = frame.sort_values(["product_id", "ts"], kind="stable", ignore_index=True)
+    # the kept rows in order are the sessions one after the other: the sample is drawn on them
+    lengths = np.array([stop - start for start, stop in kept.values()], dtype=np.int64)
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    picked = sample_positions(int(bounds[-1]), sample_rows)
+    reads = []
+    for number, ((product, date), (start, stop)) in enumerate(kept.items()):
+        keep = None
+        if picked is not None:
+            low, high = np.searchsorted(picked, bounds[number : number + 2])
+            keep = picked[low:high] - bounds[number]
+        holding = zip(stores, store_keys, strict=True)
+        in_files = file_groups.get((product, date))
+        reads.append(
+            DayRead(
+                product,
+                date,
+                stores=tuple(str(store) for store, keys in holding if (product, date) in keys),
+                file_rows=None if in_files is None else files.iloc[in_files],
+                start=start,
+                stop=stop,
+                columns=None if columns is None else tuple(columns),
+                float32_features=float32_features,
+                keep=keep,
+            )
+        )
+    del files
+    results = run_all(read_day, reads)
+    empty = load_dataset([])
+    frame = pd.concat(
+        [r.frame for r in results] or [empty if columns is None else empty[list(columns)]],
+        ignore_index=True,
+    )
+    firsts = [r.first for r in results if r.first is not None]
+    lasts = [r.last for r in results if r.last is not None]
+    info.start = min(firsts).isoformat() if firsts else None
+    info.end = max(lasts).isoformat() if lasts else None
+    del results  # (product, date) order, each day in time order: sorted by product and time
     info.rows_available = sum(sizes.values())
-    info.rows_used = len(frame)
+    info.rows_used = int(bounds[-1])
     info.days_available = {p: len(counts) for p, counts in sorted(days.items())}
     info.days_used = dict(sorted(Counter(p for p, _ in kept).items()))
     if info.rows_used < info.rows_available:

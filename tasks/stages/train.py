@@ -374,7 +374,8 @@ def train_and_register(
     cannot be trained on honestly.
     """
     from data_contracts.gate import admit_inputs
-    from tasks.core.training import train
+    from tasks.core.dataset import COLUMNS
+    from tasks.core.training import UNUSED_COLUMNS, train
     from tasks.stages.data import load_frame
 
     started = time.perf_counter()
@@ -385,11 +386,19 @@ def train_and_register(
     admitted_at = time.perf_counter()
     if max_rows_per_product is None:
         max_rows_per_product = settings.train_max_rows_per_product
-    frame, info = load_frame(data_paths, settings.backfill_cache_dir, max_rows_per_product or None)
+    frame, info = load_frame(
+        data_paths,
+        settings.backfill_cache_dir,
+        max_rows_per_product or None,
+        columns=[c for c in COLUMNS if c not in UNUSED_COLUMNS],
+        float32_features=True,
+    )
     loaded_at = time.perf_counter()
-    result = train(frame, config)
+    handed_over = [frame]  # train() frees the loaded frame once it holds its time-ordered rows
+    del frame
+    result = train(handed_over.pop(), config)
     trained_at = time.perf_counter()
-    record = log_training(settings, result, example=frame, data_paths=data_paths, alias=alias)
+    record = log_training(settings, result, example=result.rows, data_paths=data_paths, alias=alias)
     done = time.perf_counter()
     timings = {
         "contracts_s": admitted_at - started,

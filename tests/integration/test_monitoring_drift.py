@@ -3,6 +3,7 @@ read by name, the report folder, MLflow, the Pushgateway, the commands, and the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -94,6 +95,88 @@ def test_a_wild_market_drifts_and_data_like_training_does_not(store):
     assert f"drift/{wild.report.name}" in artifacts
     tags = registry.version_tags(client, registry.model_name(settings), version)
     assert tags["monitor.last_run_id"] == like.entry["mlflow_run_id"]
+
+
+@pytest.fixture(scope="module")
+def two_days(tmp_path_factory):
+    """A partitioned store of 40 minutes of two products across a midnight: four partitions."""
+    from tasks.sim.simulator import DEFAULT_START
+    from tasks.stages.backfill import backfill
+
+    root = tmp_path_factory.mktemp("two-days")
+    write_recordings(
+        root / "raw", ("BTC-USD", "ETH-USD"), seed=6, start=DEFAULT_START - 1200, minutes=40
+    )
+    backfill([root / "raw"], root / "features")
+    return str(root / "features")
+
+
+SAME_CHECK = ("current", "reference", "drift", "notes", "model")  # what a rerun must repeat
+
+
+@pytest.mark.slow  # a local Dask cluster of two worker processes
+def test_a_check_read_by_partition_on_dask_gives_the_same_report(store, two_days, monkeypatch):
+    """The current data set read day by day on Dask workers, sampled where it is read, gives
+    the check a one-process read gives: the same sample, figures and spans."""
+    from distributed import get_task_stream
+
+    from monitoring import check
+    from tasks.io.dask_cluster import dask_client, run_on
+
+    settings, _data, version = store
+    monkeypatch.setattr(check, "CURRENT_ROWS", 1000)  # a sample drawn across every partition
+    local = run_check(settings, current=[two_days], live=False, push=False, log_to_mlflow=False)
+    with dask_client(workers=2) as client, get_task_stream(client) as stream:
+        on_dask = run_check(
+            settings,
+            current=[two_days],
+            live=False,
+            push=False,
+            log_to_mlflow=False,
+            run_all=run_on(client),
+        )
+    read_on_workers = [t for t in stream.data if t["key"].startswith("read_day")]
+    assert len(read_on_workers) == 4
+    assert local.entry["current"]["rows"] > 1000
+    assert "a sample of 1000" in " ".join(local.entry["notes"])
+    for key in SAME_CHECK:
+        assert on_dask.entry[key] == local.entry[key], key
+    assert on_dask.entry["model"]["version"] == version
+
+
+@pytest.mark.slow  # two flow runs on the session's Prefect server, one on a Dask task runner
+def test_the_monitor_flow_reads_by_partition_as_tasks_on_dask(
+    store, two_days, prefect_server, monkeypatch
+):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+    from session_services import prefect_api
+
+    from flows.monitor import monitor
+    from tasks.settings import get_settings
+
+    settings, _data, _version = store
+    for name, value in settings_env(settings).items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        with prefect_api(prefect_server):
+            local = monitor(current=[two_days], retrain=False)
+            on_dask = monitor(current=[two_days], retrain=False, workers=2)
+    finally:
+        get_settings.cache_clear()
+    for key in SAME_CHECK:
+        assert on_dask[key] == local[key], key
+
+    async def day_reads() -> int:
+        async with get_client() as client:
+            runs = await client.read_task_runs(
+                task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="read-day"))
+            )
+        return len(runs)
+
+    with prefect_api(prefect_server):
+        assert asyncio.run(day_reads()) == 4  # the four days, as Prefect tasks (none in process)
 
 
 def test_figures_are_read_by_name_and_checked():

@@ -7,7 +7,7 @@ import pytest
 from synthetic_frames import synthetic_sessions
 
 from tasks.io.feature_store import load_dataset, write_dataset
-from tasks.stages.data import load_frame
+from tasks.stages.data import load_frame, sample_positions
 
 SESSION_S = 4000
 DAYS = 5
@@ -57,3 +57,21 @@ def test_a_single_file_follows_the_same_rule(store, tmp_path):
     from_store, _ = load_frame([store / "features"], tmp_path, max_rows_per_product=budget)
     from_file, _ = load_frame([store / "features.parquet"], tmp_path, max_rows_per_product=budget)
     pd.testing.assert_frame_equal(from_store, from_file)
+
+
+def test_a_sample_drawn_where_the_days_are_read_is_the_sample_of_the_whole(store, tmp_path):
+    everything, whole = load_frame([store / "features"], tmp_path)
+    frame, info = load_frame([store / "features"], tmp_path, sample_rows=1000)
+    picked = sample_positions(len(everything), 1000)
+    pd.testing.assert_frame_equal(frame, everything.iloc[picked].reset_index(drop=True))
+    assert info.rows_used == whole.rows_used == len(everything)
+    assert (info.start, info.end) == (whole.start, whole.end)
+    assert info.start == everything["ts"].min().isoformat()
+    assert info.end == everything["ts"].max().isoformat()
+
+
+def test_only_the_columns_asked_for(store, tmp_path):
+    columns = ["product_id", "ts", "fwd_vol_60"]
+    frame, _ = load_frame([store / "features.parquet"], tmp_path, columns=columns)
+    everything = load_dataset(store / "features.parquet")
+    pd.testing.assert_frame_equal(frame, everything[columns])

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from synthetic_frames import synthetic_dataset, synthetic_sessions
 
+from tasks.core.evaluation import epoch_seconds
 from tasks.core.models import CANDIDATES, INPUT_FAMILIES
 from tasks.core.training import (
     BLEND_WEIGHTS,
@@ -270,3 +271,24 @@ def test_too_short_data_is_refused(one_session):
     short = one_session[one_session["ts"] < one_session["ts"].min() + pd.Timedelta(seconds=600)]
     with pytest.raises(TrainingError, match="too short"):
         train(short, TrainConfig())
+
+
+def test_the_missing_input_report_of_a_selected_blend(sessions):
+    """The blend is made of a model and persistence, a baseline: its retrained parts must keep
+    persistence (they raised KeyError: 'persistence')."""
+    from tasks.core.sessions import leave_one_session_out
+    from tasks.core.training import _missing_input_report
+
+    config = TrainConfig(n_folds=3, bootstrap_samples=0, candidates=("blend",))
+    rows = sessions.sort_values(["ts", "product_id"], kind="stable").reset_index(drop=True)
+    rows = rows[rows["fwd_vol_60"].notna()].reset_index(drop=True)
+    times = epoch_seconds(rows["ts"])
+    folds = leave_one_session_out(
+        times, gap_s=config.session_gap_s, embargo_s=config.embargo, min_rows=600
+    )
+    kinds = ("har_rv", "persistence", "blend", "zscore")
+    fitted = [fit_training_part(rows.iloc[f.train], kinds, config) for f in folds]
+    report = _missing_input_report(folds, rows, fitted, "blend", config)
+    assert set(report) == {"intact", *INPUT_FAMILIES}
+    for family in INPUT_FAMILIES:
+        assert report[family]["retrained_without"] is not None
