@@ -331,15 +331,22 @@ def decode_recorded_lines(lines: Sequence[bytes]) -> list[RecordedLine | None]:
         if paused:
             gc.enable()
     for i, line in enumerate(decoded):
-        if line is None:
-            continue
-        if line.type == "error" or not is_sequence_num(line.sequence_num):
+        if line is not None and (line.type == "error" or not is_sequence_num(line.sequence_num)):
             decoded[i] = None
-        elif line.channel == TICKER_CHANNEL:
-            for event in line.events:
-                if not all(is_product_id(ticker.product_id) for ticker in event.tickers):
-                    decoded[i] = None
-                    break
+    ids = {
+        ticker.product_id
+        for line in decoded
+        if line is not None and line.channel == TICKER_CHANNEL
+        for event in line.events
+        for ticker in event.tickers
+    }
+    invalid = {product_id for product_id in ids if not is_product_id(product_id)}
+    if invalid:
+        for i, line in enumerate(decoded):
+            if line is None or line.channel != TICKER_CHANNEL:
+                continue
+            if any(t.product_id in invalid for event in line.events for t in event.tickers):
+                decoded[i] = None
     return decoded
 
 

@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from operator import attrgetter
 from pathlib import Path
 from typing import TypeVar
 
@@ -481,6 +482,17 @@ def _read_file(path: Path) -> _FileRead:
         if line is not None:
             if line.channel != "ticker":
                 continue
+            events = line.events
+            if len(events) == 1 and len(events[0].tickers) == 1:  # the usual line: one ticker
+                ticker = events[0].tickers[0]
+                ids.append(ticker.product_id)
+                indexes.append(0)
+                tickers.append(ticker)
+                seqs.append(line.sequence_num)
+                tick_lines.append(position)
+                tick_times.append(ts)
+                elsewhere.append(received[position] != line.timestamp)
+                continue
             k = 0
             for event in line.events:
                 for ticker in event.tickers:
@@ -528,10 +540,12 @@ def _read_file(path: Path) -> _FileRead:
             tick_times[i],
         )
 
-    values = [
-        [t.get(name) if t.__class__ is dict else getattr(t, name) for t in tickers]
-        for name in _TICKER_FIELDS
-    ]
+    values = [[*map(attrgetter(name), tickers)] for name in _TICKER_FIELDS] if not raws else []
+    if raws:
+        values = [
+            [t.get(name) if t.__class__ is dict else getattr(t, name) for t in tickers]
+            for name in _TICKER_FIELDS
+        ]
     n = len(ids)
     columns, refused = check_ticks(
         ids,
