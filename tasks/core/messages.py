@@ -324,15 +324,14 @@ def decode_recorded_lines(lines: Sequence[bytes]) -> list[RecordedLine | None]:
     try:
         for line in lines:
             try:
-                add(decode(line))
+                typed = decode(line)
             except _NOT_THE_SHAPE:
                 add(None)
+                continue
+            add(typed if typed.type != "error" and is_sequence_num(typed.sequence_num) else None)
     finally:
         if paused:
             gc.enable()
-    for i, line in enumerate(decoded):
-        if line is not None and (line.type == "error" or not is_sequence_num(line.sequence_num)):
-            decoded[i] = None
     ids = {
         ticker.product_id
         for line in decoded
