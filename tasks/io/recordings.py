@@ -49,6 +49,7 @@ from tasks.core.messages import (
     RecordedLine,
     TickColumns,
     check_ticks,
+    collector_paused,
     decode_recorded_lines,
     parse_envelope,
     ticks_from_envelope,
@@ -400,7 +401,8 @@ def read_tick_columns(paths: Iterable[Path]) -> RecordingsRead:
     a line the typed decoder does not take, and a file that cannot be read whole (a damaged or
     cut-off gzip stream, invalid UTF-8), go through the line-by-line path of :func:`read_ticks`,
     so both read alike (a Hypothesis test compares them)."""
-    files = [_read_file(path) for path in paths]
+    with collector_paused():
+        files = [_read_file(path) for path in paths]
     offsets = np.cumsum([0] + [len(f.keys) for f in files])
     rank = np.empty(int(offsets[-1]), dtype=np.int64)
     rank[_merge_order(files, offsets)] = np.arange(len(rank))
