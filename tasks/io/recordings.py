@@ -23,8 +23,9 @@ without its newline that does not parse. It is reported as one bad line marked `
 the contract counts it apart from the bad lines in the body (:mod:`data_contracts.validate`).
 
 The backfill reads through :func:`read_tick_columns`: whole files at once, into columns, the same
-ticks, refusals and bad lines as :func:`merged_ticks` checked tick by tick, about 2.8 times as fast on the real recordings
-speed. Replay and the contracts stream line by line (:func:`read_ticks`, :func:`merged_ticks`).
+ticks, refusals and bad lines as :func:`merged_ticks` checked tick by tick, about 2.8 times as
+fast on the real recordings. Replay and the contracts stream line by line (:func:`read_ticks`,
+:func:`merged_ticks`).
 """
 
 from __future__ import annotations
