@@ -69,8 +69,10 @@ def main() -> int:
         else:
             inputs, data = [synthetic_recording(tmp_path / "synthetic.ndjson.gz")], "synthetic"
 
+        # the compiled kernels loaded (each on its first call) before anything is timed
         FeatureEngine().process(to_tick(next(t for t in read_ticks(expand_inputs(inputs)))))
-        cpu = time.process_time()  # from here on, the compiled kernel is loaded
+        feature_frame(load_tick_columns(expand_inputs(inputs)[:1]), FeatureEngine())
+        cpu = time.process_time()
         stats = backfill(inputs, tmp_path / "features")
         cpu_s = time.process_time() - cpu
         started = time.process_time()

@@ -40,10 +40,12 @@ contract, the scorer's feature records for the product id) asks these functions:
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -295,6 +297,94 @@ _TICKER_NUMBERS = msgspec.json.Decoder(_TickerNumbers, strict=False)
 # is no valid UTF-8, nesting too deep)
 _NOT_THE_SHAPE = (msgspec.MsgspecError, TypeError, ValueError, RecursionError)
 _ENVELOPE = msgspec.json.Decoder(_EnvelopeShape)
+
+
+class LineTicker(msgspec.Struct, gc=False):
+    """A ticker as recordings carry it, the fields :func:`to_tick` reads (the rest skipped)."""
+
+    product_id: str
+    price: str | None = None
+    best_bid: str | None = None
+    best_ask: str | None = None
+    best_bid_quantity: str | None = None
+    best_ask_quantity: str | None = None
+    volume_24_h: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ticker as :func:`to_tick` reads it (absent fields left out)."""
+        return {
+            name: value
+            for name in self.__struct_fields__
+            if (value := getattr(self, name)) is not None
+        }
+
+
+class _LineEvent(msgspec.Struct, gc=False):
+    type: str = "update"
+    tickers: list[LineTicker] = []
+
+
+class RecordedLine(msgspec.Struct, gc=False):
+    """The shape of a well-formed recording line, for the batch reader's fast decoder
+    (:func:`decode_recorded_lines`): every line it takes, :func:`parse_envelope` and
+    :func:`ticks_from_envelope` take alike, with the same tickers."""
+
+    channel: str
+    timestamp: str
+    sequence_num: int = NO_SEQUENCE
+    events: list[_LineEvent] = []
+    type: Any = None
+
+
+_RECORDED_LINE = msgspec.json.Decoder(RecordedLine)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused: a bulk read makes objects by the hundred
+    thousand and no cycles, so its collections (each walking every live object) only cost time
+    (a third of the read). Nests: only the outermost pause restarts it."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def decode_recorded_lines(lines: Sequence[bytes]) -> list[RecordedLine | None]:
+    """Each line in the typed shape, or None where the generic path must judge it (bad JSON,
+    another shape, an error message, a sequence number or product id out of the rules).
+
+    The lines must be valid UTF-8 (the caller checks whole blocks): the typed decoder skips the
+    fields it does not read without looking into their text."""
+    decode = _RECORDED_LINE.decode
+    decoded: list[RecordedLine | None] = []
+    add = decoded.append
+    with collector_paused():
+        for line in lines:
+            try:
+                typed = decode(line)
+            except _NOT_THE_SHAPE:
+                add(None)
+                continue
+            add(typed if typed.type != "error" and is_sequence_num(typed.sequence_num) else None)
+    ids = {
+        ticker.product_id
+        for line in decoded
+        if line is not None and line.channel == TICKER_CHANNEL
+        for event in line.events
+        for ticker in event.tickers
+    }
+    invalid = {product_id for product_id in ids if not is_product_id(product_id)}
+    if invalid:
+        for i, line in enumerate(decoded):
+            if line is None or line.channel != TICKER_CHANNEL:
+                continue
+            if any(t.product_id in invalid for event in line.events for t in event.tickers):
+                decoded[i] = None
+    return decoded
 
 
 def _text(record: dict[str, Any], name: str) -> str:
@@ -624,6 +714,15 @@ class TickColumns:
             *(getattr(self, name)[mask] for name in _NUMERIC_COLUMNS),
         )
 
+    def take(self, order: np.ndarray) -> TickColumns:
+        """The ticks at positions ``order``, in that order."""
+        where = order.tolist()
+        return TickColumns(
+            [self.product_id[i] for i in where],
+            [self.source[i] for i in where],
+            *(getattr(self, name)[order] for name in _NUMERIC_COLUMNS),
+        )
+
     def to_ticks(self) -> list[Tick]:
         rows = zip(*(getattr(self, name).tolist() for name in _NUMERIC_COLUMNS), strict=True)
         return [
@@ -658,32 +757,54 @@ _TICKER_BOUNDS = (
 
 def tick_columns(raws: Sequence[RawTick]) -> tuple[TickColumns, list[tuple[int, MessageError]]]:
     """:func:`to_tick` of many raw ticks at once: the valid ones as columns (in order), and the
-    position and error of each refused one, the very error ``to_tick`` raises.
+    position and error of each refused one, the very error ``to_tick`` raises."""
+    tickers = [raw.ticker if raw.ticker.__class__ is dict else {} for raw in raws]
+    event_time = np.array([raw.event_time for raw in raws], dtype=np.float64).reshape(len(raws))
+    received_elsewhere = np.array(
+        [raw.received_at != raw.timestamp or bool(raw.clock_offset_s) for raw in raws], dtype=bool
+    ).reshape(len(raws))
+    return check_ticks(
+        [raw.product_id for raw in raws],
+        [raw.source for raw in raws],
+        [raw.sequence_num for raw in raws],
+        [raw.index for raw in raws],
+        event_time,
+        received_elsewhere,
+        [[ticker.get(name) for ticker in tickers] for name, *_ in _TICKER_BOUNDS],
+        raws.__getitem__,
+    )
+
+
+def check_ticks(
+    product_ids: list[str],
+    sources: list[str],
+    sequence_nums: list[int],
+    indexes: list[int],
+    event_time: np.ndarray,
+    received_elsewhere: np.ndarray,
+    values: list[list[Any]],
+    raw_tick: Callable[[int], RawTick],
+) -> tuple[TickColumns, list[tuple[int, MessageError]]]:
+    """:func:`tick_columns` on raw ticks given as columns: ``event_time`` NaN where the timestamp
+    is still to parse, ``received_elsewhere`` where the receive time is not the event time (to
+    check), ``values`` the ticker's numbers (``_TICKER_BOUNDS``, None when absent, a ticker
+    that is no object has none) and ``raw_tick(i)`` the raw tick ``i`` itself.
 
     The checks run on whole columns; a tick they do not clear outright (a field missing, out of
     range or not a plain number, a crossed book, an event time to parse or to hold against its
     receive time) goes through :func:`to_tick` itself, so there is one definition of a valid tick
     and every refusal keeps its reason. Numbers parse as ``float`` parses them (numpy does)."""
-    n = len(raws)
-    tickers = [raw.ticker for raw in raws]
-    for i, ticker in enumerate(tickers):
-        if ticker.__class__ is not dict:
-            tickers[i] = {}  # no price, which is required: to_tick judges it
-    slow = np.zeros(n, dtype=bool)
-    ts = np.array([raw.event_time for raw in raws], dtype=np.float64).reshape(n)
-    slow |= np.isnan(ts)  # to parse
-    slow[[i for i, raw in enumerate(raws) if raw.received_at != raw.timestamp]] = True
-    slow[[i for i, raw in enumerate(raws) if raw.clock_offset_s]] = True
-    product_ids = [raw.product_id for raw in raws]
+    n = len(product_ids)
+    ts = event_time.copy()
+    slow = np.isnan(ts) | received_elsewhere
     invalid = {p for p in set(product_ids) if not is_product_id(p)}
     if invalid:
         slow[[i for i, p in enumerate(product_ids) if p in invalid]] = True
     numbers = []
-    for name, low, high, required in _TICKER_BOUNDS:
-        values = [ticker.get(name) for ticker in tickers]
-        column = _floats(values)
+    for (_name, low, high, required), column_values in zip(_TICKER_BOUNDS, values, strict=True):
+        column = _floats(column_values)
         for i in np.flatnonzero(~((low <= column) & (column <= high))):
-            value = values[i]
+            value = column_values[i]
             if required or not (value is None or value == ""):
                 slow[i] = True  # to_tick names what is wrong, or takes it
         numbers.append(column)
@@ -691,7 +812,7 @@ def tick_columns(raws: Sequence[RawTick]) -> tuple[TickColumns, list[tuple[int, 
     refused = []
     for i in np.flatnonzero(slow):
         try:
-            tick = to_tick(raws[i])
+            tick = to_tick(raw_tick(i))
         except MessageError as exc:
             refused.append((int(i), exc))
             continue
@@ -714,10 +835,10 @@ def tick_columns(raws: Sequence[RawTick]) -> tuple[TickColumns, list[tuple[int, 
     kept = np.flatnonzero(keep).tolist() if refused else range(n)
     columns = TickColumns(
         [product_ids[i] for i in kept],
-        [raws[i].source for i in kept],
+        [sources[i] for i in kept],
         ts[keep],
-        np.array([raws[i].sequence_num for i in kept], dtype=np.int64).reshape(len(kept)),
-        np.array([raws[i].index for i in kept], dtype=np.int64).reshape(len(kept)),
+        np.array([sequence_nums[i] for i in kept], dtype=np.int64).reshape(len(kept)),
+        np.array([indexes[i] for i in kept], dtype=np.int64).reshape(len(kept)),
         *(column[keep] for column in numbers),
     )
     return columns, refused

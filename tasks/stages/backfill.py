@@ -2,7 +2,7 @@
 
 Every tick goes through :class:`FeatureEngine` exactly as in the stream, and in the
 stream's order: the files merged by receive time, each in its own line order
-(:func:`tasks.io.recordings.merged_ticks`, what replay publishes), so late, duplicate and
+(:func:`tasks.io.recordings.read_tick_columns`: what replay publishes), so late, duplicate and
 misstamped ticks meet the same rules in both paths. It becomes the data set of
 :mod:`tasks.core.dataset`. :func:`run_backfill` is what every entry point calls: the raw contract
 first (a failing recording is set aside), then :func:`backfill`.
@@ -26,16 +26,15 @@ from pathlib import Path
 
 from tasks.core.dataset import FWD_COLUMN, engine_rows, feature_frame
 from tasks.core.features import FEATURE_SET_VERSION, EngineConfig, FeatureEngine, FeatureRow
-from tasks.core.messages import RawTick, Tick, TickColumns, tick_columns
+from tasks.core.messages import Tick, TickColumns
 from tasks.core.timeutil import format_ts
 from tasks.io.feature_store import write_dataset
-from tasks.io.recordings import BadLine, expand_inputs, merged_ticks
+from tasks.io.recordings import expand_inputs, read_tick_columns
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _REPORTED = 5  # bad lines and rejected ticks quoted in the stats
-_CHUNK = 1_024  # raw ticks checked at once (fewer records held: faster than 65,536 or 256)
 
 
 class NoRows(ValueError):
@@ -83,50 +82,30 @@ def load_tick_columns(
     counted.
 
     ``counted``: the file names whose tickers and bad input go into ``stats`` (default: all), so
-    partitions that read the same file count it once. Ticks are checked a chunk at a time
-    (:func:`tasks.core.messages.tick_columns`, the rules of ``to_tick``).
+    partitions that read the same file count it once. Read whole files at a time
+    (:func:`tasks.io.recordings.read_tick_columns`, the rules of ``to_tick``).
     """
     stats = stats if stats is not None else BackfillStats()
     reasons: Counter[str] = Counter(stats.reject_reasons)
-    parts: list[TickColumns] = []
-    raws: list[RawTick] = []
-    uncounted: set[int] = set()  # positions in ``raws`` of ticks from files not counted here
-
-    def check_chunk() -> None:
-        columns, refused = tick_columns(raws)
-        parts.append(columns)
-        for position, exc in refused:
-            if position in uncounted:
-                continue
-            stats.rejected += 1
-            reasons[str(exc).split(":", 1)[0]] += 1
-            if len(stats.first_rejects) < _REPORTED:
-                stats.first_rejects.append(f"{raws[position].record_id}: {exc}")
-        raws.clear()
-        uncounted.clear()
-
-    for item in merged_ticks(paths):
-        if counted is not None:
-            name = Path(item.path).name if isinstance(item, BadLine) else item.source
-            if name not in counted:
-                if not isinstance(item, BadLine):
-                    uncounted.add(len(raws))
-                    raws.append(item)
-                    if len(raws) >= _CHUNK:
-                        check_chunk()
-                continue
-        if isinstance(item, BadLine):
-            stats.bad_lines += 1
-            if len(stats.first_bad_lines) < _REPORTED:
-                stats.first_bad_lines.append(item.describe())
+    read = read_tick_columns(paths)
+    for name, raw_ticks in read.raw_ticks.items():
+        if counted is None or name in counted:
+            stats.ticks += raw_ticks
+    for name, record_id, exc in read.refused:
+        if counted is not None and name not in counted:
             continue
-        stats.ticks += 1
-        raws.append(item)
-        if len(raws) >= _CHUNK:
-            check_chunk()
-    check_chunk()
+        stats.rejected += 1
+        reasons[str(exc).split(":", 1)[0]] += 1
+        if len(stats.first_rejects) < _REPORTED:
+            stats.first_rejects.append(f"{record_id}: {exc}")
+    for item in read.bad_lines:
+        if counted is not None and Path(item.path).name not in counted:
+            continue
+        stats.bad_lines += 1
+        if len(stats.first_bad_lines) < _REPORTED:
+            stats.first_bad_lines.append(item.describe())
     stats.reject_reasons = dict(reasons)
-    return TickColumns.concat(parts)
+    return read.columns
 
 
 def load_ticks(
