@@ -25,6 +25,7 @@ import orjson  # measured, not kept: it comes with prefect
 
 from tasks.core.messages import (
     MessageError,
+    RecordedLine,
     decode_recorded_lines,
     parse_envelope,
     ticks_from_envelope,
@@ -33,28 +34,6 @@ from tasks.core.messages import (
 from tasks.io.recordings import expand_inputs
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-class Ticker(msgspec.Struct):
-    product_id: str
-    price: str | None = None
-    best_bid: str | None = None
-    best_ask: str | None = None
-    best_bid_quantity: str | None = None
-    best_ask_quantity: str | None = None
-    volume_24_h: str | None = None
-
-
-class Event(msgspec.Struct):
-    type: str = ""
-    tickers: list[Ticker] = []
-
-
-class Envelope(msgspec.Struct):
-    channel: str
-    timestamp: str
-    sequence_num: int = -1
-    events: list[Event] = []
 
 
 def recording_lines() -> tuple[list[bytes], str]:
@@ -107,7 +86,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     lines, data = recording_lines()
-    typed = msgspec.json.Decoder(Envelope)
+    typed = msgspec.json.Decoder(RecordedLine)
     untyped = msgspec.json.Decoder()
     assert all(orjson.loads(x) == json.loads(x) == untyped.decode(x) for x in lines[:1000])
     rates = {

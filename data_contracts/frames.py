@@ -29,18 +29,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tasks.core.messages import MessageError, RawTick, preview, receive_lead_s, to_tick
+from tasks.core.messages import (
+    TICKER_NUMBER_FIELDS,
+    MessageError,
+    RawTick,
+    preview,
+    receive_lead_s,
+    to_tick,
+)
 from tasks.core.timeutil import TimestampError, parse_ts
 from tasks.io.recordings import BadLine, expand_inputs, read_ticks
 
-RAW_NUMERIC_FIELDS = (
-    "price",
-    "best_bid",
-    "best_ask",
-    "best_bid_quantity",
-    "best_ask_quantity",
-    "volume_24_h",
-)
+RAW_NUMERIC_FIELDS = TICKER_NUMBER_FIELDS
 RAW_COLUMNS = (
     "record_id",
     "product_id",

@@ -753,6 +753,8 @@ _TICKER_BOUNDS = (
     ("best_ask_quantity", 0.0, MAX_SIZE, False),
     ("volume_24_h", 0.0, MAX_SIZE, False),
 )
+# the ticker's numbers, in the order check_ticks takes their columns
+TICKER_NUMBER_FIELDS = tuple(name for name, *_ in _TICKER_BOUNDS)
 
 
 def tick_columns(raws: Sequence[RawTick]) -> tuple[TickColumns, list[tuple[int, MessageError]]]:

@@ -47,6 +47,7 @@ from typing import TypeVar
 import numpy as np
 
 from tasks.core.messages import (
+    TICKER_NUMBER_FIELDS,
     Envelope,
     LineTicker,
     MessageError,
@@ -547,11 +548,13 @@ def _read_file(path: Path) -> _FileRead:
             tick_times[i],
         )
 
-    values = [[*map(attrgetter(name), tickers)] for name in _TICKER_FIELDS] if not raws else []
+    values = (
+        [[*map(attrgetter(name), tickers)] for name in TICKER_NUMBER_FIELDS] if not raws else []
+    )
     if raws:
         values = [
             [t.get(name) if t.__class__ is dict else getattr(t, name) for t in tickers]
-            for name in _TICKER_FIELDS
+            for name in TICKER_NUMBER_FIELDS
         ]
     n = len(ids)
     columns, refused = check_ticks(
@@ -576,16 +579,6 @@ def _read_file(path: Path) -> _FileRead:
         [(tick_lines[i], f"{ids[i]}|{source}|{seqs[i]}|{indexes[i]}", exc) for i, exc in refused],
         bad_lines,
     )
-
-
-_TICKER_FIELDS = (
-    "price",
-    "best_bid",
-    "best_ask",
-    "best_bid_quantity",
-    "best_ask_quantity",
-    "volume_24_h",
-)
 
 
 def _whole_lines(path: Path) -> tuple[list[tuple[int, bytes]], bool] | None:
