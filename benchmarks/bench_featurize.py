@@ -23,9 +23,9 @@ import uuid
 from pathlib import Path
 
 from tasks.core.features import FeatureEngine
+from tasks.core.gc_tuning import tune_gc_for_a_long_running_process
 from tasks.core.messages import to_tick
 from tasks.io.broker import free_port, start_broker, stop_broker
-from tasks.io.consumer_loop import tune_gc_for_a_loop_process
 from tasks.io.kafka import ensure_topics, make_producer
 from tasks.io.recordings import BadLine, read_ticks
 from tasks.services.featurizer import Featurizer
@@ -91,7 +91,7 @@ def main() -> None:
             producer.flush(60)
             produce_s = time.perf_counter() - started
 
-            tune_gc_for_a_loop_process()  # as the command does
+            tune_gc_for_a_long_running_process()  # as the command does
             featurizer = Featurizer(settings, f"bench-{suffix}", batch_size=args.batch_size)
             stop = threading.Event()
             runner = threading.Thread(target=featurizer.run, args=(stop,))

@@ -22,10 +22,10 @@ import time
 import uuid
 from pathlib import Path
 
+from tasks.core.gc_tuning import tune_gc_for_a_long_running_process
 from tasks.core.predictions import feature_array
 from tasks.core.training import TrainConfig
 from tasks.io.broker import free_port, start_broker, stop_broker
-from tasks.io.consumer_loop import tune_gc_for_a_loop_process
 from tasks.io.kafka import ensure_topics, make_producer
 from tasks.io.model_source import ModelSource
 from tasks.services.featurizer import feature_payload
@@ -119,7 +119,7 @@ def main() -> None:
 
             source = ModelSource(settings)
             source.load()
-            tune_gc_for_a_loop_process()  # as the command does
+            tune_gc_for_a_long_running_process()  # as the command does
             scorer = Scorer(settings, source, f"bench-{suffix}", batch_size=args.batch_size)
             stop = threading.Event()
             runner = threading.Thread(target=scorer.run, args=(stop,))

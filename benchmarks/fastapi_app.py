@@ -9,13 +9,13 @@ other routes, no request-counting middleware.
 
 from __future__ import annotations
 
-import gc
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from bentos.schema import PredictRequest, PredictResponse
-from bentos.service import GC_THRESHOLDS, ServiceMetrics, score_rows
+from bentos.service import ServiceMetrics, score_rows
+from tasks.core.gc_tuning import tune_gc_for_a_long_running_process
 from tasks.io.model_source import ModelSource
 from tasks.settings import get_settings
 
@@ -27,9 +27,7 @@ async def lifespan(_app: FastAPI):
     source = ModelSource(get_settings())
     source.load()
     state["source"], state["metrics"] = source, ServiceMetrics()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    tune_gc_for_a_long_running_process()  # as the bento does
     yield
 
 

@@ -35,7 +35,6 @@ the process metrics of the default registry.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
@@ -62,6 +61,7 @@ from pydantic import ValidationError
 
 from bentos.schema import MAX_ROWS, PredictResponse, Rows
 from tasks.core.feature_catalog import catalog
+from tasks.core.gc_tuning import tune_gc_for_a_long_running_process
 from tasks.core.models import SpikePredictor
 from tasks.core.predictions import SCORE_BUCKETS, bucket_counts, feature_array
 from tasks.io.model_source import (
@@ -79,7 +79,6 @@ PREFIX = "cryptovol_service"
 PREDICT_ROUTE = "/predict"
 ROUTES = (PREDICT_ROUTE, "/health", "/version", "/features", "/metrics")
 BENTOML_HTTP_LOGGER = "bentoml._internal.server.http_app"  # where BentoML logs failed requests
-GC_THRESHOLDS = (20_000, 20, 20)  # Python's default: (700, 10, 10)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -347,12 +346,7 @@ class VolatilityService:
         logging.getLogger(BENTOML_HTTP_LOGGER).addFilter(QuietValidationErrors())
         self.code_sha = git_sha()
         self.started_at = time.time()
-        # Everything alive now (the model, imported modules) lives for the whole process: keep
-        # it out of the collector's full passes; and collect the young generations less often
-        # (a request allocates a few hundred objects, most gone by its end).
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
+        tune_gc_for_a_long_running_process()
 
     @bentoml.on_shutdown
     def stop_watching(self) -> None:

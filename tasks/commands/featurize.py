@@ -10,8 +10,8 @@ import sys
 import threading
 
 from tasks.commands._args import port_or_zero, positive_float, positive_int
+from tasks.core.gc_tuning import tune_gc_for_a_long_running_process
 from tasks.io.broker import port_problem
-from tasks.io.consumer_loop import tune_gc_for_a_loop_process
 from tasks.io.kafka import BrokerUnavailable
 from tasks.services.featurizer import DEFAULT_GROUP, DEFAULT_WARMUP_RECORDS, run_featurizer
 from tasks.settings import get_settings
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         args.group,
         settings.kafka_bootstrap_servers,
     )
-    tune_gc_for_a_loop_process()
+    tune_gc_for_a_long_running_process()
     try:
         stats = run_featurizer(
             settings,

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tasks.io.consumer_loop import tune_gc_for_a_loop_process
+    from tasks.core.gc_tuning import tune_gc_for_a_long_running_process
     from tasks.io.kafka import BrokerUnavailable
     from tasks.io.model_source import fail_fast_registry
     from tasks.io.registry import RegistryError
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         settings.kafka_bootstrap_servers,
         settings.tracking_uri,
     )
-    tune_gc_for_a_loop_process()
+    tune_gc_for_a_long_running_process()
     try:
         stats = run_scorer(
             settings,

@@ -27,7 +27,6 @@ with it: replay the raw archive to bring them back. A broker away for longer tha
 from __future__ import annotations
 
 import bisect
-import gc
 import logging
 import math
 import threading
@@ -48,7 +47,6 @@ from tasks.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_ERROR_HEADER = 1000  # characters of an error kept in a dead letter's header
-GC_THRESHOLDS = (20_000, 20, 20)  # Python's default: (700, 10, 10)
 _JOIN_GRACE_S = 30.0  # the idle clock runs before the first assignment only after this long
 _PROGRESS_EVERY_S = 10.0
 
@@ -405,18 +403,6 @@ def rejection(exc: Exception, bad_input: tuple[type[Exception], ...]) -> str:
     """Why a record is dead-lettered: a malformed record's own message, else the exception's
     type and message."""
     return str(exc) if isinstance(exc, bad_input) else f"{type(exc).__name__}: {exc}"
-
-
-def tune_gc_for_a_loop_process() -> None:
-    """For a process that runs one loop until stopped (``cryptovol featurize``, ``cryptovol
-    score``), once its modules are imported: what is alive now lives as long as the process, so
-    full collections skip it (``gc.freeze``), and the young generations are collected less
-    often (a record allocates a few dozen objects, nearly all gone with its batch). About 15 %
-    of the featurizer's CPU per tick. Not for a process that runs many loops (tests): frozen
-    objects are never collected."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def observe_many(histogram: Histogram, value: float, count: int) -> None:
