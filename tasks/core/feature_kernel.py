@@ -130,19 +130,7 @@ def _new_epoch(fs, ints, ticks, deques, w, ts, cutoff, width):
     start = ints[I_START + w]
     tail = ints[I_TAIL]
     ints[I_WORK] += tail - start
-    if start < tail and ticks[start & mask, C_TS] <= cutoff:
-        while start < tail and ticks[start & mask, C_TS] <= cutoff:
-            row = start & mask
-            ints[I_N_RET + w] -= np.int64(ticks[row, C_HAS_R])
-            ints[I_N_SPREAD + w] -= np.int64(ticks[row, C_HAS_SPREAD])
-            ints[I_N_IMB + w] -= np.int64(ticks[row, C_HAS_IMB])
-            start += 1
-        old = (start - 1) & mask
-        fs[F_BASE_TS + w] = ticks[old, C_TS]
-        fs[F_BASE_MID + w] = ticks[old, C_MID]
-        if w < 3:
-            _evict_deque(ints, ticks, deques, 2 * w, cutoff)
-            _evict_deque(ints, ticks, deques, 2 * w + 1, cutoff)
+    start = _evict(fs, ints, ticks, deques, w, start, tail, cutoff)
     ints[I_START + w] = start
     r2 = spread = imb = 0.0
     column = C_SUFFIX + 3 * w
@@ -158,6 +146,29 @@ def _new_epoch(fs, ints, ticks, deques, w, ts, cutoff, width):
     for c in range(3):
         fs[F_BACK + 3 * w + c] = 0.0
     fs[F_BOUNDARY + w] = (ts // width + 1.0) * width
+
+
+@njit(cache=True)
+def _evict(fs, ints, ticks, deques, w, start, end, cutoff):
+    """Drop window ``w``'s ticks from ``start`` (before ``end``) at or before ``cutoff``: their
+    counts leave, the last one dropped becomes where returns start, and the high and low
+    candidates follow. The window's new start."""
+    mask = ticks.shape[0] - 1
+    first = start
+    while start < end and ticks[start & mask, C_TS] <= cutoff:
+        row = start & mask
+        ints[I_N_RET + w] -= np.int64(ticks[row, C_HAS_R])
+        ints[I_N_SPREAD + w] -= np.int64(ticks[row, C_HAS_SPREAD])
+        ints[I_N_IMB + w] -= np.int64(ticks[row, C_HAS_IMB])
+        start += 1
+    if start != first:
+        old = (start - 1) & mask
+        fs[F_BASE_TS + w] = ticks[old, C_TS]
+        fs[F_BASE_MID + w] = ticks[old, C_MID]
+        if w < 3:
+            _evict_deque(ints, ticks, deques, 2 * w, cutoff)
+            _evict_deque(ints, ticks, deques, 2 * w + 1, cutoff)
+    return start
 
 
 @njit(cache=True)
@@ -199,22 +210,11 @@ def _add_tick(fs, ints, ticks, deques, w, ts, cutoff, width, mid, r2, spread, im
         ints[I_WORK] += ints[I_DEQUE_TAIL + lows] - top
         deques[lows, top & mask] = tail
         ints[I_DEQUE_TAIL + lows] = top + 1
-    start = ints[I_START + w]
-    if ticks[start & mask, C_TS] <= cutoff:  # all before the epoch's start: in front
-        while ticks[start & mask, C_TS] <= cutoff:
-            row = start & mask
-            ints[I_N_RET + w] -= np.int64(ticks[row, C_HAS_R])
-            ints[I_N_SPREAD + w] -= np.int64(ticks[row, C_HAS_SPREAD])
-            ints[I_N_IMB + w] -= np.int64(ticks[row, C_HAS_IMB])
-            start += 1
-        old = (start - 1) & mask
-        fs[F_BASE_TS + w] = ticks[old, C_TS]
-        fs[F_BASE_MID + w] = ticks[old, C_MID]
-        ints[I_WORK] += start - ints[I_START + w]
-        ints[I_START + w] = start
-        if w < 3:
-            _evict_deque(ints, ticks, deques, 2 * w, cutoff)
-            _evict_deque(ints, ticks, deques, 2 * w + 1, cutoff)
+    first = ints[I_START + w]
+    # the ticks evicted here are all before the epoch's start: in front
+    start = _evict(fs, ints, ticks, deques, w, first, tail, cutoff)
+    ints[I_WORK] += start - first
+    ints[I_START + w] = start
 
 
 @njit(cache=True)
