@@ -178,6 +178,7 @@ def main() -> int:
     parser.add_argument(
         "--store", help="only train, on this store backfilled before (cryptovol backfill --out)"
     )
+    parser.add_argument("--no-train", action="store_true", help="only simulate and backfill")
     args = parser.parse_args()
     figures: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
@@ -207,10 +208,14 @@ def main() -> int:
         for workers in args.workers:
             store = work / f"features-{workers}"
             partitions: list[PartitionResult] = []
+            phases: dict[str, float] = {}
             with PeakMemory() as memory, dask_client(workers=workers) as client:
 
-                def run_all(fn, items, client=client, partitions=partitions):
+                def run_all(fn, items, client=client, partitions=partitions, phases=phases):
+                    began = time.perf_counter()
                     results = run_on(client)(fn, items)
+                    name = getattr(fn, "func", fn).__name__
+                    phases[name] = phases.get(name, 0.0) + time.perf_counter() - began
                     partitions.extend(r for r in results if isinstance(r, PartitionResult))
                     return results
 
@@ -230,6 +235,10 @@ def main() -> int:
                 "ticks_per_partition_cpu_s": round(stats.ticks / sum(cpu)),
                 "makespan_bound_s": round(makespan(cpu, workers), 1),
                 "peak_rss_mib": memory.mib,
+                "phases_s": {
+                    **{name: round(seconds, 1) for name, seconds in phases.items()},
+                    "rest": round(wall - sum(phases.values()), 1),
+                },
             }
         first = args.workers[0]
         for workers, run in runs.items():
@@ -239,9 +248,10 @@ def main() -> int:
             )
             run["same_rows_as_first"] = digests[workers] == digests[first]
         figures["backfill"] = runs
-        figures["train"] = train(
-            work / f"features-{first}", work / "train", args.max_rows_per_product
-        )
+        if not args.no_train:
+            figures["train"] = train(
+                work / f"features-{first}", work / "train", args.max_rows_per_product
+            )
     print(json.dumps(figures, indent=2))
     return 0
 
