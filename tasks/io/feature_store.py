@@ -9,7 +9,9 @@ replaces its rows and another recording of the same day adds its own. Writers of
 turns (a lock file).
 
 A run's partitions land together or not at all. Every merged partition is first staged in a
-hidden folder; only when all of them are written does the run write its journal
+hidden folder (by this process, or by the workers of a partitioned backfill while the run's
+owner holds the lock: :func:`store_run`, :func:`stage_partition`); only when all of them are
+written does the run write its journal
 (``.commit.json``: which staged file replaces which partition), the commit point, and then move
 them into place. A run that fails before its journal leaves the store as it was (its staging is
 removed, now or by the next writer); one interrupted after it is finished by the next writer or
@@ -26,8 +28,10 @@ import shutil
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -91,75 +95,95 @@ def write_dataset(frame: pd.DataFrame, out: str | Path) -> None:
     disk, a read-only folder, a file in the way); the store is then as it was.
     """
     out = Path(out)
-    with writing(out):
-        if out.suffix == ".parquet":
+    if out.suffix == ".parquet":
+        with writing(out):
             _write_file(_table(frame), out)
-        else:
-            _write_store([frame], out)
-
-
-def write_partitions(frames: Iterable[pd.DataFrame], out: str | Path) -> None:
-    """:func:`write_dataset` into a partitioned store for a run whose rows come frame by frame
-    (a partitioned backfill): one frame in memory at a time, and still every partition of the
-    run or none."""
-    out = Path(out)
-    with writing(out):
-        _write_store(frames, out)
+        return
+    table = _table(frame)
+    with store_run(out) as run:
+        run.commit([stage_partition(rows, out, run.staging) for rows in _by_partition(table)])
 
 
 def _table(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame[list(COLUMNS)], schema=SCHEMA, preserve_index=False)
 
 
-def _write_store(frames: Iterable[pd.DataFrame], out: Path) -> None:
-    with _locked(out):
-        _finish_interrupted(out)
-        staging = _temporary(out, "staging")
-        committed = False
-        try:
-            incoming = staging / "incoming"
-            # pyarrow lays each frame's rows out by partition; each partition is then merged
-            # with the stored rows and staged
-            for number, frame in enumerate(frames):
-                table = _table(frame)
-                for product in pc.unique(table["product_id"]).to_pylist():
-                    check_product_id(product)  # it names a folder: the ticks' rule keeps it safe
-                table = table.append_column("date", pc.strftime(table["ts"], format="%Y-%m-%d"))
-                ds.write_dataset(
-                    table,
-                    incoming,
-                    format="parquet",
-                    partitioning=_PARTITIONING,
-                    basename_template=f"part-{number}-{{i}}.parquet",
-                    existing_data_behavior="overwrite_or_ignore",
-                )
-            moves: list[tuple[str, str]] = []
-            removals: list[str] = []
-            folders = sorted({path.parent for path in incoming.rglob("*.parquet")})
-            for folder in folders:
-                partition = folder.relative_to(incoming)
-                staged = staging / "merged" / partition / _PART_FILE
-                new_files = sorted(folder.glob("*.parquet"))
-                removals += _stage_partition(new_files, out, partition, staged)
-                moves.append((_relative(staged, out), (partition / _PART_FILE).as_posix()))
-            _write_journal(out, {"moves": moves, "remove": removals})
-            committed = True
-            _finish_interrupted(out)
-        finally:
-            if not committed:
-                shutil.rmtree(staging, ignore_errors=True)
+def _days(table: pa.Table) -> np.ndarray:
+    """The UTC date of each row, as ``datetime64[D]``."""
+    return table["ts"].to_numpy().astype("datetime64[D]")
 
 
-def _relative(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
-
-
-def _stage_partition(new_files: list[Path], out: Path, partition: Path, staged: Path) -> list[str]:
-    """Write the merge of one partition's new rows into the stored ones at ``staged`` (new rows
-    win on record id or time); the stored files it replaces besides ``part-0.parquet``."""
-    new = pa.concat_tables(
-        pq.read_table(path).select(_PART_SCHEMA.names).cast(_PART_SCHEMA) for path in new_files
+def _by_partition(table: pa.Table) -> Iterator[pa.Table]:
+    """The rows of each (product_id, date) of ``table``, in their order, partition by partition."""
+    keys = pd.DataFrame(
+        {
+            "product": table["product_id"].to_numpy(zero_copy_only=False),
+            "date": _days(table),
+        }
     )
+    for _, positions in sorted(keys.groupby(["product", "date"]).indices.items()):
+        yield table.take(positions)
+
+
+@dataclass(frozen=True)
+class StagedPartition:
+    """One partition's merged rows, staged for a run (paths relative to the store): the file
+    that replaces ``part-0.parquet`` and the stored files of an older layout it also replaces."""
+
+    staged: str
+    final: str
+    removals: tuple[str, ...] = ()
+
+
+class StoreRun:
+    """A run into a partitioned store, under way: the store's lock is held and
+    :func:`stage_partition` fills :attr:`staging`, in this process or in any other that sees the
+    store (the workers of a partitioned backfill); :meth:`commit` lands every staged partition."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.staging = str(_temporary(out, "staging"))
+        self.committed = False
+
+    def commit(self, staged: Iterable[StagedPartition]) -> None:
+        """Write the journal (the commit point), then move the staged files into place."""
+        staged = list(staged)
+        moves = [(part.staged, part.final) for part in staged]
+        removals = [path for part in staged for path in part.removals]
+        _write_journal(self.out, {"moves": moves, "remove": removals})
+        self.committed = True
+        _finish_interrupted(self.out)
+
+
+@contextmanager
+def store_run(out: str | Path) -> Iterator[StoreRun]:
+    """A run into the partitioned store ``out``: every partition staged in it lands at its
+    :meth:`StoreRun.commit`, or none does (an error, or no commit, removes the staging).
+    :class:`~tasks.io.files.WriteError` names ``out`` when it cannot be written."""
+    out = Path(out)
+    with writing(out), _locked(out):
+        _finish_interrupted(out)
+        run = StoreRun(out)
+        try:
+            yield run
+        finally:
+            if not run.committed:
+                shutil.rmtree(run.staging, ignore_errors=True)
+
+
+def stage_partition(rows: pa.Table, out: str | Path, staging: str | Path) -> StagedPartition:
+    """Stage in ``staging`` (a :class:`StoreRun`'s) the merge of ``rows``, feature rows of one
+    product and date, into the stored rows of their partition: new rows win on record id or
+    second. Takes no lock: the run's owner holds the store's."""
+    products = pc.unique(rows["product_id"]).to_pylist()
+    days = _days(rows)
+    dates = sorted({str(days.min()), str(days.max())}) if len(days) else []
+    if len(products) != 1 or len(dates) != 1:
+        raise ValueError(f"rows of one product and date expected, not {products} on {dates}")
+    check_product_id(products[0])  # it names a folder: the ticks' rule keeps it safe
+    out = Path(out)
+    partition = Path(f"product_id={products[0]}") / f"date={dates[0]}"
+    new = rows.select(_PART_SCHEMA.names).cast(_PART_SCHEMA)
     stored = _stored_files(out / partition)
     if stored:
         old = pa.concat_tables(
@@ -170,10 +194,19 @@ def _stage_partition(new_files: list[Path], out: Path, partition: Path, staged: 
         merged = pd.concat([old[keep], fresh], ignore_index=True)
         merged = merged.sort_values("ts", kind="stable", ignore_index=True)
         new = pa.Table.from_pandas(merged, schema=_PART_SCHEMA, preserve_index=False)
+    staged = Path(staging) / "merged" / partition / _PART_FILE
     staged.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(new, staged)
-    # files of an older layout: their rows are in the merged file now
-    return [_relative(path, out) for path in stored if path.name != _PART_FILE]
+    return StagedPartition(
+        staged=_relative(staged, out),
+        final=(partition / _PART_FILE).as_posix(),
+        # files of an older layout: their rows are in the merged file now
+        removals=tuple(_relative(path, out) for path in stored if path.name != _PART_FILE),
+    )
+
+
+def _relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
 
 
 def _write_journal(out: Path, journal: dict) -> None:

@@ -13,8 +13,9 @@ product only, so the work splits by product and, within a product, by UTC day:
    :func:`tasks.stages.backfill.backfill` does, keeps the rows of its own day and stages them in
    a Parquet file of its own (written whole, then renamed).
 4. :func:`publish` numbers the label segments across days (a partition knows its own breaks,
-   not how many came before: a running sum does) and writes every partition into the store
-   as one run: all of them land or none (:func:`tasks.io.feature_store.write_partitions`).
+   not how many came before: a running sum does); each partition's rows are renumbered and
+   merged into the store's by a task of their own (:func:`place_partition`), and the run
+   commits them together: all of them land or none (:func:`tasks.io.feature_store.store_run`).
 
 Why the rows are the same as one process's: the warm-up is :func:`restart_lookback_s` (after
 which an engine started mid-stream gives bit-identical rows) plus the trailing label window; the
@@ -30,14 +31,14 @@ import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tasks.core.dataset import FWD_COLUMN, SCHEMA, batch_frame
@@ -51,7 +52,7 @@ from tasks.core.features import (
 from tasks.core.labels import HORIZON_S, LABEL_MAX_GAP_S, TRAILING_S
 from tasks.core.timeutil import TimestampError, format_ts, parse_ts
 from tasks.io.dask_cluster import RunAll, dask_client, run_in_process, run_on
-from tasks.io.feature_store import write_dataset, write_partitions
+from tasks.io.feature_store import StagedPartition, stage_partition, store_run, write_dataset
 from tasks.io.recordings import expand_inputs, open_binary
 from tasks.settings import Settings
 from tasks.stages.backfill import BackfillStats, NoRows, admitted_inputs, load_tick_columns
@@ -252,24 +253,49 @@ def segment_offsets(results: Sequence[PartitionResult]) -> dict[tuple[str, int],
     return offsets
 
 
-def publish(results: list[PartitionResult], out: str | Path) -> None:
+@dataclass(frozen=True)
+class Placement:
+    """A staged partition's rows, to be renumbered by ``segment_offset`` and staged in a store
+    run's ``staging``."""
+
+    result: PartitionResult
+    segment_offset: int
+    out: str
+    staging: str
+
+
+def _renumbered(result: PartitionResult, offset: int) -> pa.Table:
+    table = pq.read_table(result.staged)
+    segment = table.schema.get_field_index("segment")
+    return table.set_column(
+        segment, "segment", pc.add(table["segment"], pa.scalar(offset, table["segment"].type))
+    )
+
+
+def place_partition(placement: Placement) -> StagedPartition:
+    """One partition's rows, renumbered, merged into the store's (on whichever worker runs it)."""
+    rows = _renumbered(placement.result, placement.segment_offset)
+    return stage_partition(rows, placement.out, placement.staging)
+
+
+def publish(results: list[PartitionResult], out: str | Path, run_all: RunAll) -> None:
     """Write the staged partitions into ``out`` (a ``.parquet`` file, or the partitioned store)
-    with their segments numbered across days."""
+    with their segments numbered across days. Into a store, each partition is renumbered and
+    merged by its own ``run_all`` task; the run then commits them all at once (every partition
+    of the run or none, as one process's run)."""
     offsets = segment_offsets(results)
     staged = sorted((r for r in results if r.staged), key=lambda r: (r.product, r.day))
     if not staged:
         return
-
-    def frames() -> Iterator[pd.DataFrame]:
-        for result in staged:
-            frame = pq.read_table(result.staged).to_pandas()
-            frame["segment"] += offsets[(result.product, result.day)]
-            yield frame
-
     if Path(out).suffix == ".parquet":
-        write_dataset(pd.concat(frames(), ignore_index=True), out)
-    else:  # every partition of the run or none, as one process's run
-        write_partitions(frames(), out)
+        tables = [_renumbered(r, offsets[(r.product, r.day)]) for r in staged]
+        write_dataset(pa.concat_tables(tables).to_pandas(), out)
+        return
+    with store_run(out) as run:
+        placements = [
+            Placement(r, offsets[(r.product, r.day)], str(out), run.staging) for r in staged
+        ]
+        run.commit(run_all(place_partition, placements))
 
 
 def combined_stats(results: list[PartitionResult], files: int, out: str | Path) -> BackfillStats:
@@ -321,7 +347,7 @@ def backfill_partitioned(
                 f"refused, {stats.bad_lines} bad line(s); {out} left as it was",
                 stats,
             )
-        publish(results, out)
+        publish(results, out, run_all)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     stats.seconds = time.perf_counter() - started

@@ -106,23 +106,23 @@ def test_a_run_that_fails_on_a_later_partition_lands_none(recordings, tmp_path, 
     on the third partition leaves the store as it was (before, the first two had landed)."""
     import errno
 
-    from tasks.io import feature_store
     from tasks.io.files import WriteError
+    from tasks.stages import backfill_partitions
 
     out = tmp_path / "features"
     first = next(p for p in sorted(recordings.glob("*.ndjson.gz")) if "damaged" not in p.name)
     backfill([first], out)
     before = load_dataset(out)
-    staged = feature_store._stage_partition
+    staged = backfill_partitions.stage_partition
     calls = []
 
     def third_fills_the_disk(*args, **kwargs):
-        calls.append(args[2])
+        calls.append(args)
         if len(calls) == 3:
             raise OSError(errno.ENOSPC, "No space left on device")
         return staged(*args, **kwargs)
 
-    monkeypatch.setattr(feature_store, "_stage_partition", third_fills_the_disk)
+    monkeypatch.setattr(backfill_partitions, "stage_partition", third_fills_the_disk)
     with pytest.raises(WriteError, match="No space left on device"):
         backfill_partitioned([recordings], out)
     assert len(calls) == 3

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -124,6 +125,27 @@ def test_a_store_is_merged_by_record_id_not_replaced(tmp_path):
         "product_id=BTC-USD/date=2026-01-01",
         "product_id=ETH-USD/date=2026-01-01",
     ]
+
+
+def test_a_run_stages_a_partition_from_rows_of_one_product_and_date_only(tmp_path):
+    """A store run's partitions are staged by whoever computed them (a Dask worker): rows that
+    would straddle two partitions are refused, and a run that never commits changes nothing."""
+    from tasks.io.feature_store import stage_partition, store_run
+
+    store = tmp_path / "store"
+    recording = _recording(tmp_path / "night" / "BTC-USD.ndjson", T0 + DAY - 240)
+    backfill([recording], store)  # four minutes either side of midnight
+    before = load_dataset(store)
+    rows = pa.Table.from_pandas(before, preserve_index=False)
+    with store_run(store) as run:
+        with pytest.raises(ValueError, match="2026-01-01', '2026-01-02"):
+            stage_partition(rows, store, run.staging)
+        first_day = before[before["ts"] < pd.Timestamp(T0 + DAY, unit="s", tz="UTC")]
+        staged = stage_partition(pa.Table.from_pandas(first_day), store, run.staging)
+        assert staged.final == "product_id=BTC-USD/date=2026-01-01/part-0.parquet"
+        assert (store / staged.staged).exists()  # staged, never committed
+    pd.testing.assert_frame_equal(load_dataset(store), before)
+    assert sorted(p.name for p in store.iterdir() if p.name.startswith(".")) == [".write.lock"]
 
 
 def test_help_says_how_the_output_is_written(capsys):
