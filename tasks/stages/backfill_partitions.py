@@ -24,6 +24,7 @@ look-ahead covers the forward label window and the gap that may end it. A test c
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import shutil
@@ -121,9 +122,8 @@ def scan_file(path: str) -> FileSpan:
     except (OSError, EOFError, zlib.error):
         pass  # a damaged tail: what was read still places the file; the parse reports the rest
     data = b"".join(chunks)
-    stamps = _TIMESTAMP.findall(data)
     times = []
-    for raw in stamps[:_ENDS] + stamps[-_ENDS:]:
+    for raw in _end_stamps(data):
         try:
             times.append(parse_ts(raw.decode("ascii", errors="replace")))
         except TimestampError:
@@ -132,6 +132,21 @@ def scan_file(path: str) -> FileSpan:
     if not times:
         return FileSpan(path, math.nan, math.nan, products)
     return FileSpan(path, min(times), max(times), products)
+
+
+def _end_stamps(data: bytes) -> list[bytes]:
+    """The first and last :data:`_ENDS` timestamps of ``data`` (all of them when fewer), found
+    without searching the middle: the tail is searched in ever larger pieces."""
+    first = [m.group(1) for m in itertools.islice(_TIMESTAMP.finditer(data), _ENDS)]
+    if len(first) < _ENDS:
+        return first
+    size = 1 << 16
+    while True:
+        start = max(0, len(data) - size)
+        last = [m.group(1) for m in _TIMESTAMP.finditer(data, start)][-_ENDS:]
+        if len(last) == _ENDS or start == 0:
+            return first + last
+        size *= 4
 
 
 def plan_partitions(spans: Sequence[FileSpan], config: EngineConfig) -> list[Partition]:

@@ -128,3 +128,19 @@ def test_a_run_that_fails_on_a_later_partition_lands_none(recordings, tmp_path, 
     assert len(calls) == 3
     pd.testing.assert_frame_equal(load_dataset(out), before)
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".write.lock"]
+
+
+@pytest.mark.parametrize("envelopes", [0, 1, 64, 100, 128, 5_000])
+def test_a_scan_reads_the_same_end_timestamps_as_a_full_search(envelopes):
+    """The scan searches only the ends of a file for its span (the tail in growing pieces)."""
+    from tasks.stages.backfill_partitions import _ENDS, _TIMESTAMP, _end_stamps
+
+    lines = [
+        json.dumps({"timestamp": f"2026-01-01T00:{i // 60 % 60:02d}:{i % 60:02d}.{i:06d}Z"})
+        + " " * (i * 37 % 3000)  # unequal lines, the last 64 longer than the first piece
+        for i in range(envelopes)
+    ]
+    data = "\n".join(lines).encode()
+    every = _TIMESTAMP.findall(data)
+    expected = every if len(every) < _ENDS else every[:_ENDS] + every[-_ENDS:]
+    assert _end_stamps(data) == expected
