@@ -1,8 +1,9 @@
 """Prefect flow ``backfill``: the raw archive (or given recordings) -> Parquet features, labels.
 
 With ``workers`` (or ``CRYPTOVOL_DASK_ADDRESS`` set) the work runs as Prefect tasks on a Dask
-task runner, one per recording scanned and one per (product, day) partition
-(:mod:`tasks.stages.backfill_partitions`); otherwise as one task, in one process.
+task runner: one per 32 recordings scanned, one per (product, day) partition and one per
+partition published (:mod:`tasks.stages.backfill_partitions`); otherwise as one task, in one
+process.
 """
 
 from __future__ import annotations
