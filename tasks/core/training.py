@@ -737,12 +737,16 @@ def _missing_input_report(
     members = {"blend": BLEND_MEMBERS, "stack": STACK_MEMBERS}.get(selected, ())
     kinds = tuple(k for k in needed if k not in BASELINES or k in members)
     report = {"intact": {k: intact[k] for k in (selected, "persistence", "zscore")}}
+    # a fit keeps only its rows on the training grid: the others are not copied, but for the
+    # blend, whose weight is judged on every row
+    on_grid = None if "blend" in kinds else _on_grid(dev, config.train_step_s)
     for family, columns in INPUT_FAMILIES.items():
         blanked = judge_sessions(_session_parts(folds, dev, fitted, columns), n_boot=0)
         pr = blanked["pooled"]["pr_auc"]
         retrained = []
         for fold, part in zip(folds, fitted, strict=True):
-            train_rows = dev.iloc[fold.train].copy()
+            kept = fold.train if on_grid is None else fold.train[on_grid[fold.train]]
+            train_rows = dev.take(kept)  # a copy of its own, blanked below
             train_rows[[c for c in columns if c in train_rows]] = np.nan
             hyper = {}
             for key, value in part.chosen.items():
