@@ -51,9 +51,11 @@ class Settings(BaseSettings):
     # for a local cluster of worker processes started per run (tasks/io/dask_cluster.py)
     dask_address: str = ""
 
-    # Training reads: up to this many rows per product, a contiguous session of each day (0: no
-    # cap), so a store of many months trains in bounded memory (tasks/core/row_budget.py)
+    # Training reads: up to this many rows per product, a contiguous session of each day, and up
+    # to train_max_rows in all, shared equally by the products (0: no cap), so a store of many
+    # products and months trains in bounded memory (tasks/core/row_budget.py)
     train_max_rows_per_product: int = Field(100_000, ge=0)
+    train_max_rows: int = Field(1_000_000, ge=0)
 
     # Monitoring (monitoring/prometheus/alerts.yml uses the same limits; a test keeps them equal)
     pushgateway_url: str = "http://127.0.0.1:9091"  # empty: figures are not pushed

@@ -44,7 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-rows-per-product",
         type=_row_budget,
         help="train on up to this many rows of each product, a contiguous session of each day "
-        "(0: every row; default: the train_max_rows_per_product setting)",
+        "(0: no such cap; default: the train_max_rows_per_product setting)",
+    )
+    parser.add_argument(
+        "--max-rows",
+        type=_row_budget,
+        help="train on up to this many rows in all, an equal share per product (0: no such cap; "
+        "default: the train_max_rows setting)",
     )
     parser.add_argument(
         "--shuffle-labels",
@@ -128,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
             alias=args.alias or None,
             check_contracts=not args.skip_contracts,
             max_rows_per_product=args.max_rows_per_product,
+            max_rows=args.max_rows,
         )
     except (TrainingError, NothingAdmitted, FileNotFoundError, NoRows, NotADataset) as exc:
         return fail(str(exc), 2)
@@ -146,9 +153,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"registered {settings.registered_model} version {out['version']} ({out['selected']})")
     print(f"  run {out['run_id']}; baseline version {out['baseline_version']}")
     data = out["data"]
+    budget = data["product_budget"]
     print(
         f"  rows used: {data['rows_used']} of {data['rows_available']} "
-        f"(days with a session, per product: {data['days_used']} of {data['days_available']})"
+        f"(days with a session, per product: {data['days_used']} of {data['days_available']}); "
+        f"budget: {'none' if budget is None else budget} rows a product (caps: "
+        f"{data['max_rows_per_product'] or 'none'} a product, {data['max_rows'] or 'none'} in all)"
     )
     print(
         f"  test part: {test['rows']} rows, spike rate {fmt(test['positive_rate'])}: PR-AUC "

@@ -32,6 +32,7 @@ from tasks.core.scorer import (
     EPS,
     FitTarget,
     Scorer,
+    fit_array,
     floats,
     floor_of,
     positions,
@@ -51,6 +52,13 @@ HAR_COLUMNS: tuple[str, ...] = (
 )
 C_GRID = (0.1, 1.0, 10.0)
 ALPHA_GRID = (1.0, 30.0, 1000.0)
+
+
+def column_stds(Z: np.ndarray) -> np.ndarray:
+    """``Z.std(axis=0)`` of a design with an even number of columns, two columns at a time: the
+    same figures (each column is summed in row order either way) without a temporary copy of
+    the whole design."""
+    return np.concatenate([Z[:, i : i + 2].std(axis=0) for i in range(0, Z.shape[1], 2)])
 
 
 def _median(values: np.ndarray) -> float:
@@ -90,14 +98,16 @@ class HarLogistic(Scorer):
     def fit(self, X, y, eval_set=None, target=None) -> HarLogistic:
         y = np.asarray(y, dtype=float)
         self._bind(X.columns)
-        raw = take(X.to_numpy(float), self._where)
+        A = fit_array(X)
+        raw = take(A, self._where)
         self.floors = np.array([floor_of(raw[:, i]) for i in range(len(self.columns))])
         with np.errstate(invalid="ignore"):
             logs = np.log(np.maximum(raw, self.floors))
         self.medians = np.array([_median(logs[:, i]) for i in range(len(self.columns))])
-        Z = self._inputs(X.to_numpy(float))
+        Z = self._inputs(A)
         self.means = Z.mean(axis=0)
-        self.stds = np.where(Z.std(axis=0) > 0, Z.std(axis=0), 1.0)
+        stds = column_stds(Z)
+        self.stds = np.where(stds > 0, stds, 1.0)
         if len(np.unique(y)) < 2:
             self.constant = float(np.mean(y)) if len(y) else 0.5
             self.coef = None
@@ -239,28 +249,45 @@ class HarRvRegression(Scorer):
             level = np.where(np.isnan(level), logs[:, i] + self.anchor_offsets[i], level)
         return np.where(np.isnan(level), self.anchor_fill, level)
 
-    def _design(self, A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Standardized inputs (with missing indicators) and the log anchor of each row."""
+    def _logs(self, A: np.ndarray, at: slice) -> np.ndarray:
+        """Logs of the inputs ``at`` these of :meth:`_columns`: scaled, floored, NaN kept."""
+        logs = np.asarray(take(A, self._where[at]), dtype=np.float64)
+        logs *= self._scale[at]
         with np.errstate(invalid="ignore", divide="ignore"):
-            logs = np.log(np.maximum(take(A, self._where) * self._scale, self._floor_row))
+            np.maximum(logs, self._floor_row[at], out=logs)
+            np.log(logs, out=logs)
+        return logs
+
+    def _design(self, A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Standardized inputs (with missing indicators) and the log anchor of each row.
+
+        The inputs are written group by group straight into the design: on a training part
+        with its blanked copies it is the largest array training holds, so no other array of
+        its size is made beside it."""
         n_a, n_l, n_r, n_q = len(ANCHORS), len(LEVELS), len(RANGES), len(self.ratios)
-        anchor = self._log_anchor(logs[:, :n_a])
-        at = n_a + n_l + n_r
-        with_den = [i for i, (_, b) in enumerate(self.ratios) if b is not None]
-        num, den = logs[:, at : at + n_q], np.zeros((len(A), n_q))
-        den[:, with_den] = logs[:, at + n_q : at + n_q + len(with_den)]
-        plain = take(A, self._where[at + n_q + len(with_den) :])
-        raw = np.hstack([logs[:, n_a:at] - anchor[:, None], num - den, plain])
-        raw = raw[:, : self._n_inputs()]  # the levels come first
-        del logs, num, den, plain
-        missing = np.isnan(raw)
-        filled = np.where(missing, self.medians, raw)
-        del raw
-        Z = np.hstack([filled, missing.astype(float)])  # standardized in place: one n x 2m array
-        del filled, missing
+        m = self._n_inputs()
+        anchor = self._log_anchor(self._logs(A, slice(0, n_a)))
+        Z = np.empty((len(A), 2 * m))  # the inputs, then their missing indicators
+        inputs = Z[:, :m]
+        scaled = min(m, n_l + n_r)  # levels and ranges as log ratios to the anchor come first
+        np.subtract(
+            self._logs(A, slice(n_a, n_a + scaled)), anchor[:, None], out=inputs[:, :scaled]
+        )
+        if m > n_l + n_r:
+            at = n_a + n_l + n_r
+            with_den = [i for i, (_, b) in enumerate(self.ratios) if b is not None]
+            ratios = inputs[:, n_l + n_r : n_l + n_r + n_q]
+            ratios[:] = self._logs(A, slice(at, at + n_q))
+            if with_den:
+                ratios[:, with_den] -= self._logs(A, slice(at + n_q, at + n_q + len(with_den)))
+            inputs[:, n_l + n_r + n_q :] = take(A, self._where[at + n_q + len(with_den) :])
+        missing = np.isnan(inputs)
+        np.copyto(inputs, np.broadcast_to(self.medians, inputs.shape), where=missing)
+        Z[:, m:] = missing
+        del missing
         Z -= self.means
         Z /= self.stds
-        return np.ascontiguousarray(Z), anchor
+        return Z, anchor
 
     def _mean(self, A: np.ndarray) -> np.ndarray:
         """The predicted mean of the log target (log forward volatility, or log ratio)."""
@@ -274,7 +301,7 @@ class HarRvRegression(Scorer):
     def fit(self, X, y, eval_set=None, target: FitTarget | None = None) -> HarRvRegression:
         if target is None:
             raise ValueError("har_rv learns the forward volatility: fit it with a FitTarget")
-        A = X.to_numpy(float)
+        A = fit_array(X)
         names = tuple(X.columns)
         self.relative = target.relative
         values = np.asarray(target.values, dtype=float)
@@ -290,18 +317,20 @@ class HarRvRegression(Scorer):
         gaps = [_median(anchors[:, 0] - anchors[:, i]) for i in range(len(ANCHORS))]
         self.anchor_offsets = np.array(gaps, dtype=float)
         self.anchor_fill = _median(anchors[:, 0])
-        del raw, anchors  # the designs below are the large arrays: one at a time
-        self.medians = np.zeros(self._n_inputs())
-        self.means = np.zeros(2 * self._n_inputs())
-        self.stds = np.ones(2 * self._n_inputs())
-        raw_design = self._raw_design(A)
-        self.medians = np.array([_median(raw_design[:, i]) for i in range(self._n_inputs())])
-        del raw_design
+        del raw, anchors  # the design below is the large array
+        m = self._n_inputs()
+        self.medians = np.full(m, np.nan)  # so the design leaves missing inputs missing,
+        self.means = np.zeros(2 * m)  # unmoved
+        self.stds = np.ones(2 * m)  # and unscaled
         Z, anchor = self._design(A)
+        inputs = Z[:, :m]
+        self.medians = np.array([_median(inputs[:, i]) for i in range(m)])
+        np.copyto(inputs, np.broadcast_to(self.medians, inputs.shape), where=Z[:, m:] > 0)
         self.means = Z.mean(axis=0)
-        self.stds = np.where(Z.std(axis=0) > 0, Z.std(axis=0), 1.0)
-        del Z, anchor
-        Z, anchor = self._design(A)
+        stds = column_stds(Z)
+        self.stds = np.where(stds > 0, stds, 1.0)
+        Z -= self.means
+        Z /= self.stds  # now what _design gives with the fitted values, made once
         y = np.log(np.maximum(values, self.target_floor))
         if not self.relative:
             y = y - anchor
@@ -316,14 +345,6 @@ class HarRvRegression(Scorer):
         self.sigma = float(residuals.std()) if len(residuals) > 1 else 1.0
         self.sigma = max(self.sigma, 1e-3)
         return self
-
-    def _raw_design(self, A: np.ndarray) -> np.ndarray:
-        """The inputs before imputation (NaN where missing), for the training medians."""
-        saved = self.medians
-        self.medians = np.full(self._n_inputs(), np.nan)
-        Z, _ = self._design(A)
-        self.medians = saved
-        return Z[:, : self._n_inputs()]
 
     def importance(self) -> dict[str, float]:
         inputs = [f"log_{c}/anchor" for c in (*LEVELS, *RANGES)]

@@ -47,6 +47,7 @@ from tasks.core.scorer import (
     Scorer,
     column,
     feature_matrix,
+    fit_array,
     log_or_nan,
     logit,
     sigmoid,
@@ -179,11 +180,12 @@ class _OneColumnBaseline(Scorer):
 
     def _fit_logs(self, X: pd.DataFrame) -> np.ndarray:
         self.feature_names = tuple(X.columns)
-        raw = log_or_nan(column(X.to_numpy(float), self.feature_names, self.column))
+        raw = log_or_nan(column(fit_array(X), self.feature_names, self.column))
         return raw[np.isfinite(raw)]
 
     def _calibrate(self, X: pd.DataFrame, y) -> None:
-        self.calibration.fit(self.score(X), np.asarray(y, dtype=float))
+        """The calibration on the rows the baseline was fitted on (in ``feature_names`` order)."""
+        self.calibration.fit(self.score_array(fit_array(X)), np.asarray(y, dtype=float))
 
     def predict_array(self, A: np.ndarray) -> np.ndarray:
         return self.calibration(self.score_array(A))

@@ -1,10 +1,12 @@
 """The row budget of a training read: which rows of each product's days to keep. Pure.
 
-A store of many products and months holds more 1-second rows than one machine should train on.
-The budget caps the rows per product. Within it, every day of the product keeps one session:
-contiguous rows from the middle of the day, an equal share of the budget each (the whole day
-when it is shorter), so every regime the store saw is represented. When a share would be
-shorter than ``min_session_rows``, fewer days, spread evenly from the first to the last, keep
+A store of many products and months holds more 1-second rows than one machine should train on. Two
+caps bound it: one per product, and one on the total, which :func:`product_budget` turns into an
+equal share per product, so the rows used (and the memory training takes) stay within the total
+however many products and days the store holds. Within a product's budget, every day of the product
+keeps one session: contiguous rows from the middle of the day, an equal share of the budget each
+(the whole day when it is shorter), so every regime the store saw is represented. When a share would
+be shorter than ``min_session_rows``, fewer days, spread evenly from the first to the last, keep
 sessions of that length. Rows are never drawn at random inside a window: a session's rows stay
 contiguous, so time-ordered splits and their embargo mean what they say.
 """
@@ -37,3 +39,14 @@ def pick_sessions(
         start = max(0, (rows - share) // 2)
         kept[day] = (start, min(rows, start + share))
     return kept
+
+
+def product_budget(
+    max_rows_per_product: int | None, max_rows: int | None, products: int
+) -> int | None:
+    """The rows each of ``products`` may keep: the per-product cap, lowered to an equal share of
+    the total cap ``max_rows`` (None: that cap is not set; both None: every row)."""
+    caps = [] if max_rows_per_product is None else [max_rows_per_product]
+    if max_rows is not None and products > 0:
+        caps.append(max_rows // products)
+    return min(caps) if caps else None

@@ -25,13 +25,28 @@ class ModelFormatError(ValueError):
     """A stored model document cannot be read (unknown format, version or scorer type)."""
 
 
-def feature_matrix(frame: pd.DataFrame, names: Sequence[str] = FEATURE_NAMES) -> pd.DataFrame:
-    """The feature columns in order, as float; missing columns become NaN, extra ones go."""
+def feature_matrix(
+    frame: pd.DataFrame, names: Sequence[str] = FEATURE_NAMES, dtype=float
+) -> pd.DataFrame:
+    """The feature columns in order, as ``dtype``; missing columns become NaN, extra ones go."""
     X = frame.reindex(columns=list(names))
-    text = [c for c, dtype in X.dtypes.items() if not pd.api.types.is_numeric_dtype(dtype)]
+    text = [c for c, kind in X.dtypes.items() if not pd.api.types.is_numeric_dtype(kind)]
     if text:  # only columns that are not numbers already need parsing
         X[text] = X[text].apply(pd.to_numeric, errors="coerce")
-    return X.astype(float)
+    return X.astype(dtype)
+
+
+def feature_dtype(frame: pd.DataFrame, names: Sequence[str] = FEATURE_NAMES) -> type:
+    """float32 when every feature column ``frame`` has is single precision (training loads
+    them so), else float64: the precision a feature array of these rows loses nothing in."""
+    kinds = {frame[c].dtype for c in names if c in frame}
+    return np.float32 if kinds == {np.dtype(np.float32)} else np.float64
+
+
+def fit_array(X: pd.DataFrame) -> np.ndarray:
+    """The rows a scorer is fitted on as one array in their own precision (:func:`feature_dtype`):
+    a view of a training design's block, not a float64 copy of it."""
+    return X.to_numpy(feature_dtype(X, X.columns))
 
 
 def log_or_nan(values: np.ndarray) -> np.ndarray:

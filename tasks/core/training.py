@@ -78,7 +78,7 @@ from tasks.core.models import (
     make_estimator,
     ranking_baselines,
 )
-from tasks.core.scorer import FitTarget, Scorer
+from tasks.core.scorer import FitTarget, Scorer, feature_dtype
 from tasks.core.sessions import (
     SESSION_GAP_S,
     SessionFold,
@@ -346,9 +346,10 @@ def with_missing_inputs(
 
 @dataclass
 class Design:
-    """Rows as the estimators take them: the feature matrix (one float64 block), the labels and
-    what a regression learns. Built once per training part and shared by every kind and every
-    value tried, instead of once per fit."""
+    """Rows as the estimators take them: the feature matrix (one block, in the features' own
+    precision: float32 as training loads them, which every estimator reads exactly), the labels
+    and what a regression learns. Built once per training part and shared by every kind and
+    every value tried, instead of once per fit."""
 
     X: pd.DataFrame
     y: np.ndarray
@@ -361,22 +362,25 @@ class Design:
         """``rows`` with the copies of :func:`with_missing_inputs` (the same picks), written
         straight into one array rather than concatenated frames."""
         values = spec.target_values(rows)
-        features = feature_matrix(rows)
+        dtype = feature_dtype(rows)
+        features = feature_matrix(rows, dtype=dtype)
+        names = features.columns
         blanked = fraction > 0 and len(rows) > 0
         picks = _missing_picks(len(rows), fraction, seed) if blanked else []
         families = list(INPUT_FAMILIES.values()) if blanked else []
         total = len(rows) + sum(int(pick.sum()) for pick in picks)
-        matrix = np.empty((total, features.shape[1]), dtype=np.float64)
-        matrix[: len(rows)] = features.to_numpy(np.float64)
+        matrix = np.empty((total, len(names)), dtype=dtype)
+        matrix[: len(rows)] = features.to_numpy(dtype)
+        del features
         ys, targets, at = [y], [values], len(rows)
         for columns, pick in zip(families, picks, strict=True):
             block = matrix[at : at + int(pick.sum())]
-            block[:] = matrix[: len(rows)][pick]
-            block[:, features.columns.get_indexer([c for c in columns if c in features])] = np.nan
+            np.compress(pick, matrix[: len(rows)], axis=0, out=block)
+            block[:, names.get_indexer([c for c in columns if c in names])] = np.nan
             ys.append(y[pick])
             targets.append(values[pick])
             at += len(block)
-        X = pd.DataFrame(matrix, columns=features.columns, copy=False)
+        X = pd.DataFrame(matrix, columns=names, copy=False)
         relative = spec.mode == "relative"
         target = FitTarget(np.concatenate(targets), spec.threshold_value, relative=relative)
         return cls(X, np.concatenate(ys), target)
@@ -733,12 +737,16 @@ def _missing_input_report(
     members = {"blend": BLEND_MEMBERS, "stack": STACK_MEMBERS}.get(selected, ())
     kinds = tuple(k for k in needed if k not in BASELINES or k in members)
     report = {"intact": {k: intact[k] for k in (selected, "persistence", "zscore")}}
+    # a fit keeps only its rows on the training grid: the others are not copied, but for the
+    # blend, whose weight is judged on every row
+    on_grid = None if "blend" in kinds else _on_grid(dev, config.train_step_s)
     for family, columns in INPUT_FAMILIES.items():
         blanked = judge_sessions(_session_parts(folds, dev, fitted, columns), n_boot=0)
         pr = blanked["pooled"]["pr_auc"]
         retrained = []
         for fold, part in zip(folds, fitted, strict=True):
-            train_rows = dev.iloc[fold.train].copy()
+            kept = fold.train if on_grid is None else fold.train[on_grid[fold.train]]
+            train_rows = dev.take(kept)  # a copy of its own, blanked below
             train_rows[[c for c in columns if c in train_rows]] = np.nan
             hyper = {}
             for key, value in part.chosen.items():

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
-from tasks.core.scorer import Scorer, blob_name
+from tasks.core.scorer import Scorer, blob_name, fit_array
 
 # what a stored random forest may contain: skops refuses any other type when loading it
 FOREST_TYPES = (
@@ -97,10 +97,10 @@ class XGBoostSpike(Scorer):
         )
         if early:
             Xv, yv = eval_set
-            model.fit(X.to_numpy(float), y, eval_set=[(Xv.to_numpy(float), yv)], verbose=False)
+            model.fit(fit_array(X), y, eval_set=[(fit_array(Xv), yv)], verbose=False)
             self.best_rounds = int(model.best_iteration) + 1
         else:
-            model.fit(X.to_numpy(float), y, verbose=False)
+            model.fit(fit_array(X), y, verbose=False)
             self.best_rounds = p.n_estimators
         self.booster = model.get_booster()[: self.best_rounds]
         self.booster.set_param({"nthread": p.n_jobs})
@@ -185,7 +185,7 @@ class RandomForestSpike(Scorer):
             n_jobs=self.n_jobs,
             random_state=self.seed,
         )
-        self.model.fit(X.to_numpy(float), y)
+        self.model.fit(fit_array(X), y)
         return self
 
     def predict_array(self, A: np.ndarray) -> np.ndarray:

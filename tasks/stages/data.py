@@ -7,11 +7,12 @@ set version, so a second run on the same recordings skips the backfill. A cache 
 under a temporary name and renamed (:mod:`tasks.io.feature_store`): two runs filling it at once,
 or a run killed midway, never leave a partial file behind.
 
-A row budget (``max_rows_per_product``, :func:`tasks.core.row_budget.pick_sessions`) keeps one
-contiguous session of each day of a product. A partitioned store is read through a pyarrow data
-set: the rows of each (product, date) partition are counted from the files' metadata, and each
-kept partition is read by its own call of :func:`read_day` and cut to its session at once, so
-the memory a read takes follows the budget, not the store's size.
+A row budget keeps one contiguous session of each day of a product
+(:func:`tasks.core.row_budget.pick_sessions`), within ``max_rows_per_product`` and an equal share of
+the total ``max_rows`` (:func:`tasks.core.row_budget.product_budget`). A partitioned store is read
+through a pyarrow data set: the rows of each (product, date) partition are counted from the files'
+metadata, and each kept partition is read by its own call of :func:`read_day` and cut to its session
+at once, so the memory a read takes follows the budget, not the store's size.
 
 Those calls go through ``run_all``: in this process by default, or as tasks of a Dask cluster
 (the drift check's ``--workers``). A seeded sample (``sample_rows``) is drawn from the positions
@@ -21,6 +22,8 @@ same rows whichever worker reads which day, and only the sample travels back.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import logging
 import time
@@ -35,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.core.features import FEATURE_NAMES, FEATURE_SET_VERSION
-from tasks.core.row_budget import pick_sessions
+from tasks.core.row_budget import pick_sessions, product_budget
 from tasks.io.dask_cluster import RunAll, run_in_process
 from tasks.io.feature_store import load_dataset, load_partition, partition_rows
 from tasks.io.recordings import expand_inputs, is_recording
@@ -52,7 +55,9 @@ class LoadInfo:
     backfill_s: float = 0.0
     load_s: float = 0.0
     cache_path: str | None = None
-    max_rows_per_product: int | None = None
+    max_rows_per_product: int | None = None  # the caps asked for (None: none)
+    max_rows: int | None = None
+    product_budget: int | None = None  # the rows each product could keep: the cap applied
     rows_available: int = 0
     rows_used: int = 0
     days_used: dict[str, int] = field(default_factory=dict)  # days with a kept session, per product
@@ -98,20 +103,21 @@ def load_frame(
     cache_dir: Path,
     max_rows_per_product: int | None = None,
     *,
+    max_rows: int | None = None,
     columns: Sequence[str] | None = None,
     float32_features: bool = False,
     sample_rows: int | None = None,
     run_all: RunAll = run_in_process,
 ) -> tuple[pd.DataFrame, LoadInfo]:
     """The feature/label frame of every input (Parquet loaded, recordings backfilled, cached),
-    a session of each day of each product within ``max_rows_per_product`` (None: every row),
-    sorted by product and time.
+    a session of each day of each product within ``max_rows_per_product`` and an equal share of
+    ``max_rows`` (None: no such cap), sorted by product and time.
 
     ``columns``: only these (default: every column of the data set). ``float32_features``: the
     features in single precision (half their memory; labels stay double). ``sample_rows``: at most
     this many of the kept rows, a seeded sample in the same order (``info.rows_used`` counts the
     kept rows before it). ``run_all`` runs the reads of the days (module docstring)."""
-    info = LoadInfo(max_rows_per_product=max_rows_per_product)
+    info = LoadInfo(max_rows_per_product=max_rows_per_product, max_rows=max_rows)
     parquet: list[Path] = []
     recording_inputs: list[Path] = []
     for item in map(Path, paths):
@@ -137,9 +143,19 @@ def load_frame(
     started = time.perf_counter()
     info.parquet_paths = [str(p) for p in parquet]
     reading = (columns, float32_features, sample_rows)
-    frame = _within_budget(parquet, max_rows_per_product, info, *reading, run_all)
+    frame = _within_budget(parquet, info, *reading, run_all)
+    _return_freed_memory()
     info.load_s = time.perf_counter() - started
     return frame, info
+
+
+def _return_freed_memory() -> None:
+    """Give the memory the reads freed back to the system: Arrow's allocator keeps its pages for
+    reads to come and glibc's heap the pages of a read's many small objects, but none come, and
+    training, the peak that follows, takes its large arrays elsewhere (about 0.6 KB a row read)."""
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: its heap stays as it is
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 @dataclass(frozen=True)
@@ -194,14 +210,14 @@ def sample_positions(total: int, rows: int | None, seed: int = 0) -> np.ndarray 
 
 def _within_budget(
     parquet: list[Path],
-    max_rows_per_product: int | None,
     info: LoadInfo,
     columns: Sequence[str] | None,
     float32_features: bool,
     sample_rows: int | None,
     run_all: RunAll,
 ) -> pd.DataFrame:
-    """The kept sessions of ``parquet``: stores read by partition, single files read whole."""
+    """The kept sessions of ``parquet`` within ``info``'s caps (the budget applied is set in
+    ``info``): stores read by partition, single files read whole."""
     stores = [p for p in parquet if p.is_dir()]
     files = load_dataset([p for p in parquet if not p.is_dir()])
     file_dates = files["ts"].dt.strftime("%Y-%m-%d")
@@ -214,10 +230,12 @@ def _within_budget(
     days: dict[str, dict[str, int]] = {}
     for (product, date), rows in sizes.items():
         days.setdefault(product, {})[date] = rows
+    budget = product_budget(info.max_rows_per_product, info.max_rows, len(days))
+    info.product_budget = budget
     kept = {
         (product, date): span
         for product, counts in sorted(days.items())
-        for date, span in pick_sessions(counts, max_rows_per_product).items()
+        for date, span in pick_sessions(counts, budget).items()
     }
     # the kept rows in order are the sessions one after the other: the sample is drawn on them
     lengths = np.array([stop - start for start, stop in kept.values()], dtype=np.int64)
@@ -262,8 +280,11 @@ def _within_budget(
     info.days_used = dict(sorted(Counter(p for p, _ in kept).items()))
     if info.rows_used < info.rows_available:
         log.info(
-            "row budget %d per product: %d of %d rows, sessions of %s of %s days",
-            max_rows_per_product,
+            "row budget %d per product (caps: %s per product, %s in all): %d of %d rows, "
+            "sessions of %s of %s days",
+            budget,
+            info.max_rows_per_product,
+            info.max_rows,
             info.rows_used,
             info.rows_available,
             info.days_used,

@@ -4,6 +4,8 @@ the run logged to MLflow with its figures, both models registered, the ``challen
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import time
 from dataclasses import dataclass
@@ -30,6 +32,17 @@ from tasks.io.registry import (
 from tasks.settings import Settings
 
 log = logging.getLogger("cryptovol.train")
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
+
+
+def _map_large_blocks() -> None:
+    """Have glibc map every block of 1 MiB or more on its own, so a freed array goes back to the
+    system. By default its threshold rises to 32 MiB after the first large free, and training's
+    columns and designs of many sizes, freed in turn, then fragment its heap, and the peak grows
+    with what was freed, not with what is held (docs/features.md gives the figures)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
 
 
 @dataclass(frozen=True)
@@ -357,12 +370,14 @@ def train_and_register(
     alias: str | None = CHALLENGER,
     check_contracts: bool = True,
     max_rows_per_product: int | None = None,
+    max_rows: int | None = None,
 ) -> dict:
     """The whole ``train`` stage: admit, load (backfilling recordings), train, log, register.
 
-    The load keeps a session of each day of each product within ``max_rows_per_product``
-    (default: the ``train_max_rows_per_product`` setting; 0: every row); ``data`` in the result
-    says what was used.
+    The load keeps a session of each day of each product within ``max_rows_per_product`` and an
+    equal share of ``max_rows`` (defaults: the ``train_max_rows_per_product`` and
+    ``train_max_rows`` settings; 0: no such cap); ``data`` in the result says what was used and
+    the budget per product that was applied (``product_budget``).
 
     Inputs pass their data contract first (recordings the raw one, Parquet the features one); a
     failing batch is set aside in the quarantine folder and never trained on, and
@@ -379,6 +394,7 @@ def train_and_register(
     from tasks.stages.data import load_frame
 
     started = time.perf_counter()
+    _map_large_blocks()
     if check_contracts:
         data_paths = admit_inputs(settings, data_paths)
     else:
@@ -386,10 +402,13 @@ def train_and_register(
     admitted_at = time.perf_counter()
     if max_rows_per_product is None:
         max_rows_per_product = settings.train_max_rows_per_product
+    if max_rows is None:
+        max_rows = settings.train_max_rows
     frame, info = load_frame(
         data_paths,
         settings.backfill_cache_dir,
         max_rows_per_product or None,
+        max_rows=max_rows or None,
         columns=[c for c in COLUMNS if c not in UNUSED_COLUMNS],
         float32_features=True,
     )
@@ -411,7 +430,14 @@ def train_and_register(
     }
     data = {
         key: getattr(info, key)
-        for key in ("rows_used", "rows_available", "days_used", "days_available")
+        for key in (
+            "rows_used",
+            "rows_available",
+            "days_used",
+            "days_available",
+            "max_rows",
+            "max_rows_per_product",
+            "product_budget",
+        )
     }
-    data["max_rows_per_product"] = info.max_rows_per_product
     return {**record.to_dict(), "timings": timings, "admitted": list(data_paths), "data": data}

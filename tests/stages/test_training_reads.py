@@ -75,3 +75,15 @@ def test_only_the_columns_asked_for(store, tmp_path):
     frame, _ = load_frame([store / "features.parquet"], tmp_path, columns=columns)
     everything = load_dataset(store / "features.parquet")
     pd.testing.assert_frame_equal(frame, everything[columns])
+
+
+def test_a_total_budget_is_shared_equally_by_the_products(store, tmp_path):
+    total = 2 * DAYS * 3600  # two products: 3600 rows a day each
+    by_total, info = load_frame(
+        [store / "features"], tmp_path, max_rows_per_product=DAYS * 3900, max_rows=total
+    )
+    by_product, _ = load_frame([store / "features"], tmp_path, max_rows_per_product=DAYS * 3600)
+    pd.testing.assert_frame_equal(by_total, by_product)
+    assert info.rows_used == len(by_total) == total
+    assert (info.max_rows, info.max_rows_per_product) == (total, DAYS * 3900)
+    assert info.product_budget == DAYS * 3600

@@ -76,6 +76,8 @@ def run(argv: list[str], capsys, caplog) -> tuple[int, str]:
         (["score", "--max-idle-seconds", "-1"], "finite number above 0"),
         (["score", "--batch-size", "0"], "at least 1"),
         (["drift", "--minutes", "0"], "finite number above 0"),
+        (["train", "--data", "x", "--max-rows", "-1"], "--max-rows: must be 0 (no cap) or more"),
+        (["train", "--data", "x", "--max-rows-per-product", "-1"], "must be 0 (no cap) or more"),
     ],
 )
 def test_arguments_out_of_range_are_refused_by_name(argv, said, capsys, caplog):

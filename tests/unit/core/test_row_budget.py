@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.core.row_budget import pick_sessions
+from tasks.core.row_budget import pick_sessions, product_budget
 
 WEEK = {f"2026-01-0{d}": 86_400 for d in range(1, 8)}
 
@@ -33,3 +33,20 @@ def test_sessions_stay_an_hour_long_on_fewer_days_spread_first_to_last():
     assert list(kept) == ["2026-01-01", "2026-01-07"]
     assert all(stop - start == 5_000 for start, stop in kept.values())
     assert list(pick_sessions(WEEK, 1_000)) == ["2026-01-01"]  # never less than one session
+
+
+def test_the_total_budget_is_shared_equally_between_products():
+    assert product_budget(100_000, 1_000_000, 20) == 50_000  # the total binds
+    assert product_budget(100_000, 1_000_000, 4) == 100_000  # the per-product cap binds
+    assert product_budget(None, 1_000_000, 3) == 333_333
+    assert product_budget(100_000, None, 20) == 100_000
+    assert product_budget(None, None, 20) is None
+
+
+def test_rows_kept_stay_within_the_total_whatever_the_products_and_days():
+    for products, days in ((1, 1), (4, 2), (20, 7), (50, 30), (300, 3)):
+        week = {f"2026-01-{d + 1:02d}": 86_400 for d in range(days)}
+        budget = product_budget(100_000, 1_000_000, products)
+        kept = products * sum(stop - start for start, stop in pick_sessions(week, budget).values())
+        assert kept <= 1_000_000
+        assert kept >= min(products * days * 86_400, products * (budget - days))  # nearly all
