@@ -22,8 +22,6 @@ same rows whichever worker reads which day, and only the sample travels back.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import hashlib
 import logging
 import time
@@ -39,6 +37,7 @@ import pyarrow.parquet as pq
 
 from tasks.core.features import FEATURE_NAMES, FEATURE_SET_VERSION
 from tasks.core.row_budget import pick_sessions, product_budget
+from tasks.io import heap
 from tasks.io.dask_cluster import RunAll, run_in_process
 from tasks.io.feature_store import load_dataset, load_partition, partition_rows
 from tasks.io.recordings import expand_inputs, is_recording
@@ -154,8 +153,7 @@ def _return_freed_memory() -> None:
     reads to come and glibc's heap the pages of a read's many small objects, but none come, and
     training, the peak that follows, takes its large arrays elsewhere (about 0.6 KB a row read)."""
     pa.default_memory_pool().release_unused()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: its heap stays as it is
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    heap.trim()
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,6 @@ the run logged to MLflow with its figures, both models registered, the ``challen
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import time
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ import pandas as pd
 from tasks.core.scoring import format_metric as fmt
 from tasks.core.scoring import missing_input_table, session_table
 from tasks.io import model_cards, plots
+from tasks.io.heap import map_large_blocks
 from tasks.io.model_store import log_model
 from tasks.io.reference import log_reference_sample
 from tasks.io.registry import (
@@ -32,17 +31,6 @@ from tasks.io.registry import (
 from tasks.settings import Settings
 
 log = logging.getLogger("cryptovol.train")
-
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
-
-
-def _map_large_blocks() -> None:
-    """Have glibc map every block of 1 MiB or more on its own, so a freed array goes back to the
-    system. By default its threshold rises to 32 MiB after the first large free, and training's
-    columns and designs of many sizes, freed in turn, then fragment its heap, and the peak grows
-    with what was freed, not with what is held (docs/features.md gives the figures)."""
-    with contextlib.suppress(OSError, AttributeError):  # not glibc
-        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
 
 
 @dataclass(frozen=True)
@@ -394,7 +382,7 @@ def train_and_register(
     from tasks.stages.data import load_frame
 
     started = time.perf_counter()
-    _map_large_blocks()
+    map_large_blocks()
     if check_contracts:
         data_paths = admit_inputs(settings, data_paths)
     else:
