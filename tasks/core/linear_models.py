@@ -285,14 +285,16 @@ class HarRvRegression(Scorer):
         np.copyto(inputs, np.broadcast_to(self.medians, inputs.shape), where=missing)
         Z[:, m:] = missing
         del missing
-        Z -= self.means
-        Z /= self.stds
+        with np.errstate(over="ignore", invalid="ignore"):  # an extreme row: refused by its caller
+            Z -= self.means
+            Z /= self.stds
         return Z, anchor
 
     def _mean(self, A: np.ndarray) -> np.ndarray:
         """The predicted mean of the log target (log forward volatility, or log ratio)."""
         Z, anchor = self._design(A)
-        mu = Z @ self.coef + self.intercept
+        with np.errstate(over="ignore", invalid="ignore"):
+            mu = Z @ self.coef + self.intercept
         return mu if self.relative else mu + anchor
 
     def predict_array(self, A: np.ndarray) -> np.ndarray:
