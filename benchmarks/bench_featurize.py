@@ -17,10 +17,11 @@ import json
 import logging
 import os
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
+
+from stream_timing import mean_latency_ms, produce_all, run_until_answered
 
 from tasks.core.features import FeatureEngine
 from tasks.core.gc_tuning import tune_gc_for_a_long_running_process
@@ -77,46 +78,24 @@ def main() -> None:
                 predictions_topic=f"bench.predictions.{suffix}",
             )
             ensure_topics(settings)
-            producer = make_producer(settings)
             started = time.perf_counter()
-            for tick in raw:
-                while True:
-                    try:
-                        producer.produce(
-                            settings.raw_topic, key=tick.product_id.encode(), value=tick.to_bytes()
-                        )
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
-            producer.flush(60)
+            produce_all(
+                make_producer(settings),
+                settings.raw_topic,
+                ((tick.product_id.encode(), tick.to_bytes()) for tick in raw),
+            )
             produce_s = time.perf_counter() - started
 
             tune_gc_for_a_long_running_process()  # as the command does
             featurizer = Featurizer(settings, f"bench-{suffix}", batch_size=args.batch_size)
-            stop = threading.Event()
-            runner = threading.Thread(target=featurizer.run, args=(stop,))
-            runner.start()
-            first = last = None
-            cpu_first = cpu_last = 0.0
-            deadline = time.monotonic() + 600
-            while time.monotonic() < deadline:
-                now = time.perf_counter()
-                if first is None and featurizer.stats.ticks_in:
-                    first, cpu_first = now, time.process_time()
-                if featurizer.stats.features_out >= len(raw):
-                    last, cpu_last = now, time.process_time()
-                    break
-                time.sleep(0.002)
-            stop.set()
-            runner.join(30)
-            featurizer.close()
+            timing = run_until_answered(
+                featurizer,
+                taken=lambda: featurizer.stats.ticks_in > 0,
+                answered=lambda: featurizer.stats.features_out >= len(raw),
+            )
         finally:
             stop_broker(broker)
 
-    latency = featurizer.metrics.latency
-    samples = {s.name: s.value for m in latency.collect() for s in m.samples if not s.labels}
-    count = samples.get("cryptovol_featurize_latency_seconds_count", 0)
-    stream_s = (last - first) if first is not None and last is not None else None
     engine_ticks_per_s = engine_rate(raw)
     print(
         json.dumps(
@@ -126,21 +105,14 @@ def main() -> None:
                 "ticks": len(raw),
                 "batch_size": args.batch_size,
                 "produce_ticks_per_s": round(len(raw) / produce_s),
-                "featurize_seconds": round(stream_s, 3) if stream_s else None,
-                "featurize_ticks_per_s": round(len(raw) / stream_s) if stream_s else None,
-                # the whole process (the featurizer's thread, librdkafka's threads, this loop)
-                "featurize_cpu_us_per_tick": round(1e6 * (cpu_last - cpu_first) / len(raw), 1)
-                if stream_s
-                else None,
+                "featurize_seconds": round(timing.seconds, 3) if timing.seconds else None,
+                "featurize_ticks_per_s": timing.per_s(len(raw)),
+                "featurize_cpu_us_per_tick": timing.cpu_us_per(len(raw)),
                 "engine_only_ticks_per_s": round(engine_ticks_per_s),
-                "engine_share_of_wall": round(len(raw) / engine_ticks_per_s / stream_s, 3)
-                if stream_s
-                else None,
-                "mean_poll_to_ack_ms": round(
-                    1000 * samples["cryptovol_featurize_latency_seconds_sum"] / count, 2
-                )
-                if count
-                else None,
+                "engine_share_of_wall": timing.share(len(raw), engine_ticks_per_s),
+                "mean_poll_to_ack_ms": mean_latency_ms(
+                    featurizer.metrics.latency, "cryptovol_featurize_latency_seconds"
+                ),
                 "stats": featurizer.stats.as_dict(),
             },
             indent=2,

@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from stream_timing import produce_all
+
 PROJECT = Path(__file__).resolve().parents[1]
 
 
@@ -32,19 +34,7 @@ def _produce(settings, topic: str, records) -> int:
     from tasks.io.kafka import make_producer
 
     producer = make_producer(settings, **{"linger.ms": 20, "batch.num.messages": 5000})
-    count = 0
-    for key, value in records:
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        count += 1
-        if count % 10_000 == 0:
-            producer.poll(0)
-    producer.flush(300)
-    return count
+    return produce_all(producer, topic, records)
 
 
 def _check(env: dict, args: list[str]) -> dict:

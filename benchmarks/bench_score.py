@@ -17,10 +17,11 @@ import json
 import logging
 import os
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
+
+from stream_timing import mean_latency_ms, produce_all, run_until_answered
 
 from tasks.core.gc_tuning import tune_gc_for_a_long_running_process
 from tasks.core.predictions import feature_array
@@ -105,48 +106,26 @@ def main() -> None:
                 mlflow_tracking_uri=uri,
             )
             ensure_topics(settings, scorer_topics(settings))
-            producer = make_producer(settings)
-            for row, value in zip(rows, values, strict=True):
-                while True:
-                    try:
-                        producer.produce(
-                            settings.features_topic, key=row.product_id.encode(), value=value
-                        )
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
-            producer.flush(60)
+            produce_all(
+                make_producer(settings),
+                settings.features_topic,
+                ((row.product_id.encode(), value) for row, value in zip(rows, values, strict=True)),
+            )
 
             source = ModelSource(settings)
             source.load()
             tune_gc_for_a_long_running_process()  # as the command does
             scorer = Scorer(settings, source, f"bench-{suffix}", batch_size=args.batch_size)
-            stop = threading.Event()
-            runner = threading.Thread(target=scorer.run, args=(stop,))
-            runner.start()
-            first = last = None
-            cpu_first = cpu_last = 0.0
-            deadline = time.monotonic() + 600
-            while time.monotonic() < deadline:
-                now = time.perf_counter()
-                if first is None and scorer.stats.features_in:
-                    first, cpu_first = now, time.process_time()
-                if scorer.stats.predictions_out + scorer.stats.dlq >= len(values):
-                    last, cpu_last = now, time.process_time()
-                    break
-                time.sleep(0.002)
-            stop.set()
-            runner.join(30)
-            scorer.close()
+            timing = run_until_answered(
+                scorer,
+                taken=lambda: scorer.stats.features_in > 0,
+                answered=lambda: scorer.stats.predictions_out + scorer.stats.dlq >= len(values),
+            )
         finally:
             stop_broker(broker)
 
     feature_rows = [row.as_dict() for row in rows]
     model_per_s = model_rate(source, feature_rows, args.batch_size)
-    latency = scorer.metrics.latency
-    samples = {s.name: s.value for m in latency.collect() for s in m.samples if not s.labels}
-    count = samples.get("cryptovol_scorer_latency_seconds_count", 0)
-    stream_s = (last - first) if first is not None and last is not None else None
     print(
         json.dumps(
             {
@@ -159,21 +138,14 @@ def main() -> None:
                     "version": record["version"],
                     "train_seconds": round(train_s, 1),
                 },
-                "score_seconds": round(stream_s, 3) if stream_s else None,
-                "score_records_per_s": round(len(values) / stream_s) if stream_s else None,
-                # the whole process (the scorer's thread, librdkafka's threads, this loop)
-                "score_cpu_us_per_record": round(1e6 * (cpu_last - cpu_first) / len(values), 1)
-                if stream_s
-                else None,
+                "score_seconds": round(timing.seconds, 3) if timing.seconds else None,
+                "score_records_per_s": timing.per_s(len(values)),
+                "score_cpu_us_per_record": timing.cpu_us_per(len(values)),
                 "model_only_records_per_s": round(model_per_s),
-                "model_share_of_wall": round(len(values) / model_per_s / stream_s, 3)
-                if stream_s
-                else None,
-                "mean_poll_to_ack_ms": round(
-                    1000 * samples["cryptovol_scorer_latency_seconds_sum"] / count, 2
-                )
-                if count
-                else None,
+                "model_share_of_wall": timing.share(len(values), model_per_s),
+                "mean_poll_to_ack_ms": mean_latency_ms(
+                    scorer.metrics.latency, "cryptovol_scorer_latency_seconds"
+                ),
                 "stats": scorer.stats.as_dict(),
             },
             indent=2,
